@@ -1,0 +1,17 @@
+"""The Celery app. Tasks only execute; the database holds what is scheduled or pending."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kyphofollow.settings")
+
+app = Celery("kyphofollow", task_cls="celery.contrib.django.task:DjangoTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+_options = app.conf.broker_transport_options or {}
+for _key in ("data_folder_in", "data_folder_out", "control_folder"):
+    if _key in _options:
+        # kombu's filesystem transport expects its folders to exist.
+        os.makedirs(_options[_key], exist_ok=True)

@@ -1,0 +1,56 @@
+"""`GET /health/`: the state of the database, the broker and the last worker heartbeat."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from alerts.models import WorkerHeartbeat
+
+from .celery import app
+
+
+def check_database() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return {"ok": True}
+    except DatabaseError as exc:
+        return {"ok": False, "error": f"database unreachable: {type(exc).__name__}"}
+
+
+def check_broker() -> dict:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+        return {"ok": True, "transport": conn.transport_cls}
+    except Exception as exc:  # kombu raises the transport's own errors
+        return {"ok": False, "error": f"broker unreachable: {type(exc).__name__}"}
+
+
+def check_worker(*, database_ok: bool) -> dict:
+    if not database_ok:
+        return {"ok": False, "error": "unknown: the database holding heartbeats is down"}
+    newest = WorkerHeartbeat.objects.order_by("-beat_at").first()
+    if newest is None:
+        return {"ok": False, "error": "no worker heartbeat recorded yet"}
+    age = timezone.now() - newest.beat_at
+    ok = age <= timedelta(seconds=settings.HEALTH_WORKER_MAX_AGE_SECONDS)
+    result = {"ok": ok, "last_heartbeat": newest.beat_at.isoformat(), "age_seconds": int(age.total_seconds())}
+    if not ok:
+        result["error"] = f"last worker heartbeat is older than {settings.HEALTH_WORKER_MAX_AGE_SECONDS} s"
+    return result
+
+
+@never_cache
+@require_GET
+def health(request):
+    database = check_database()
+    checks = {"database": database, "broker": check_broker(), "worker": check_worker(database_ok=database["ok"])}
+    down = [name for name, result in checks.items() if not result["ok"]]
+    body = {"status": "ok" if not down else "unavailable", "down": down, "checks": checks}
+    return JsonResponse(body, status=200 if not down else 503)

@@ -1,0 +1,139 @@
+"""Demo data for `make run`: one clinic, its staff and patients at different points after their procedure.
+
+All names are invented. Running it again changes nothing that is already there.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Clinic, ClinicMembership, Patient, ProcedureKind, StaffRole
+from .services import record_procedure, register_patient
+
+DEMO_CLINIC_SLUG = "demo-spine"
+DEMO_PASSWORD = "kyphofollow-demo"  # printed by `make run`; the demo is for a laptop, never a server
+DEMO_USERS = {
+    "coordinator": ("Casey", "Coordinator", StaffRole.COORDINATOR),
+    "clinician": ("Dr Robin", "Clinician", StaffRole.CLINICIAN),
+    "oncall": ("Dr Sam", "On-call", StaffRole.CLINICIAN),
+}
+
+# (days since procedure, fracture days before procedure, age, profile)
+_PROFILES = [
+    (0, 10, 72, {"cleft": False, "distribution": "confluent", "hu": 140, "t_score": "-1.8", "level": "L3"}),
+    (1, 12, 81, {"cleft": True, "distribution": "separated", "hu": 60, "t_score": "-3.7", "level": "T12"}),
+    (2, 7, 68, {"distribution": "confluent", "hu": 120, "level": "L2", "leak": True}),
+    (5, 20, 77, {"cleft": True, "oedema": True, "hu": 95, "t_score": "-2.6", "level": "L1"}),
+    (9, 14, 84, {"facet": True, "hu": 80, "level": "T11"}),
+    (12, 9, 66, {"distribution": "separated", "hu": 150, "t_score": "-1.2", "level": "L4"}),
+    (15, 30, 79, {"cleft": False, "hu": 110, "level": "T8"}),
+    (20, 11, 90, {"oedema": True, "distribution": "separated", "hu": 55, "level": "L1", "leak": True}),
+    (28, 16, 73, {"hu": 130, "t_score": "-2.9", "level": "L5", "medication": True}),
+    (35, 8, 70, {}),
+    (41, 21, 82, {"cleft": True, "hu": 99, "level": "T12"}),
+    (50, 10, 75, {"facet": True, "oedema": True, "level": "L2"}),
+    (63, 13, 87, {"hu": 62, "t_score": "-3.9", "level": "T10", "leak": True}),
+    (80, 25, 69, {"distribution": "confluent", "hu": 175, "t_score": "-0.8", "level": "L3", "medication": True}),
+    (95, 18, 78, {"cleft": True, "distribution": "separated", "level": "L1"}),
+    (110, 12, 83, {"hu": 101, "level": "T9"}),
+    (150, 40, 71, {"hu": 140, "t_score": "-2.4", "level": "L4", "medication": True}),
+    (185, 15, 80, {"oedema": True, "level": "T12", "leak": True}),
+    (240, 22, 76, {"hu": 88, "level": "L2"}),
+    (350, 30, 85, {"cleft": True, "facet": True, "hu": 70, "t_score": "-3.1", "level": "L1"}),
+]
+_GIVEN = ["Ada", "Bea", "Cyril", "Dora", "Elio", "Fay", "Gus", "Hana", "Ivo", "Jun"]
+_FAMILY = ["Demo", "Sample", "Example", "Testperson"]
+
+
+@dataclass
+class SeedResult:
+    clinic: Clinic
+    patients_created: int
+    patients_existing: int
+
+
+def _ensure_user(username: str, first: str, last: str):
+    User = get_user_model()
+    user, created = User.objects.get_or_create(
+        username=username,
+        defaults={"first_name": first, "last_name": last, "email": f"{username}@demo-clinic.invalid", "is_staff": True},
+    )
+    if created:
+        user.set_password(DEMO_PASSWORD)
+        user.save(update_fields=["password"])
+        user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["patients", "alerts"]))
+    return user
+
+
+@transaction.atomic
+def seed_demo() -> SeedResult:
+    clinic, _ = Clinic.objects.get_or_create(
+        slug=DEMO_CLINIC_SLUG,
+        defaults={
+            "name": "Demo Spine Clinic",
+            "time_zone": "Europe/London",
+            "phone": "+44 20 7946 0000",
+            "email": "spine-team@demo-clinic.invalid",
+        },
+    )
+    users = {}
+    for username, (first, last, role) in DEMO_USERS.items():
+        users[username] = _ensure_user(username, first, last)
+        ClinicMembership.objects.get_or_create(user=users[username], clinic=clinic, defaults={"role": role})
+
+    today = timezone.localdate()
+    created = existing = 0
+    for index, (days_since, fracture_lead, age, profile) in enumerate(_PROFILES):
+        mrn = f"DEMO{index + 1:04d}"
+        if Patient.objects.filter(clinic=clinic, mrn=mrn).exists():
+            existing += 1
+            continue
+        patient = register_patient(
+            clinic=clinic,
+            mrn=mrn,
+            given_name=_GIVEN[index % len(_GIVEN)],
+            family_name=_FAMILY[index % len(_FAMILY)],
+            birth_date=today.replace(year=today.year - age) - timedelta(days=40 + index),
+            sex="female" if index % 3 else "male",
+            email=f"patient{index + 1}@demo-patient.invalid",
+            time_zone="Europe/London",
+            email_consent=index % 7 != 3,
+            responsible_clinician=users["clinician"],
+            bmd_lowest_t_score=Decimal(profile["t_score"]) if "t_score" in profile else None,
+            dxa_date=today - timedelta(days=days_since + 30) if "t_score" in profile else None,
+            regular_outdoor_activity=index % 2 == 0,
+            on_osteoporosis_med=profile.get("medication", False),
+            osteoporosis_drug="alendronate" if profile.get("medication") else "",
+            osteoporosis_med_started_on=today - timedelta(days=days_since) if profile.get("medication") else None,
+            bmi=Decimal("18.5") + index % 9,
+            prior_vertebral_fractures=index % 3,
+        )
+        performed_on = today - timedelta(days=days_since)
+        record_procedure(
+            patient=patient,
+            kind=ProcedureKind.KYPHOPLASTY if index % 4 else ProcedureKind.VERTEBROPLASTY,
+            performed_on=performed_on,
+            fracture_diagnosed_on=performed_on - timedelta(days=fracture_lead),
+            performing_clinician=users["clinician"],
+            posterior_fascia_oedema=profile.get("oedema", False),
+            facet_joint_violation=profile.get("facet", False),
+            baseline_pain=5 + index % 5,
+            levels=[
+                {
+                    "level": profile.get("level", "L1"),
+                    "cement_leakage": profile.get("leak", False),
+                    "leak_site": "paravertebral" if profile.get("leak") else "",
+                    "cement_distribution": profile.get("distribution", ""),
+                    "intravertebral_cleft": profile.get("cleft"),
+                    "hounsfield_units": profile.get("hu"),
+                }
+            ],
+        )
+        created += 1
+    return SeedResult(clinic=clinic, patients_created=created, patients_existing=existing)
+

@@ -1,0 +1,111 @@
+"""Shared fixtures: personas and a few builders. Tests run on PostgreSQL only, never SQLite."""
+
+from datetime import date, timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from patients.models import Clinic, ClinicMembership, StaffRole
+from patients.services import record_procedure, register_patient
+
+
+def pytest_configure(config):
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if engine != "django.db.backends.postgresql":
+        raise pytest.UsageError(
+            f"The tests run on PostgreSQL only, but DATABASE_URL gives {engine}. "
+            "Run them with `make test`, or set DATABASE_URL=postgres://…"
+        )
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        raise pytest.UsageError("The tests need a real Redis broker: set REDIS_URL=redis://… (or run `make test`).")
+
+
+@pytest.fixture
+def clinic(db):
+    return Clinic.objects.create(
+        name="Northside Spine", slug="northside", time_zone="Europe/London", phone="+44 20 0000 0001",
+        email="spine@northside.invalid",
+    )
+
+
+@pytest.fixture
+def other_clinic(db):
+    return Clinic.objects.create(
+        name="Southside Spine", slug="southside", time_zone="America/New_York", phone="+1 555 0100",
+        email="spine@southside.invalid",
+    )
+
+
+def make_staff(django_user_model, username, clinic, role, **extra):
+    user = django_user_model.objects.create_user(
+        username=username, password="correct-horse-battery", email=f"{username}@staff.invalid", is_staff=True, **extra
+    )
+    ClinicMembership.objects.create(user=user, clinic=clinic, role=role)
+    return user
+
+
+@pytest.fixture
+def coordinator(django_user_model, clinic):
+    from django.contrib.auth.models import Permission
+
+    user = make_staff(django_user_model, "charlie", clinic, StaffRole.COORDINATOR)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["patients", "alerts"]))
+    return user
+
+
+@pytest.fixture
+def other_clinic_coordinator(django_user_model, other_clinic):
+    from django.contrib.auth.models import Permission
+
+    user = make_staff(django_user_model, "olivia", other_clinic, StaffRole.COORDINATOR)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["patients", "alerts"]))
+    return user
+
+
+@pytest.fixture
+def clinician(django_user_model, clinic):
+    return make_staff(django_user_model, "dr_alice", clinic, StaffRole.CLINICIAN)
+
+
+def birth_date_for_age(age: int) -> date:
+    today = timezone.localdate()
+    return today.replace(year=today.year - age) - timedelta(days=10)
+
+
+@pytest.fixture
+def make_patient(clinic):
+    counter = iter(range(1, 10_000))
+
+    def build(**fields):
+        number = next(counter)
+        defaults = {
+            "clinic": clinic,
+            "mrn": f"MRN{number:05d}",
+            "given_name": "Given",
+            "family_name": "Family",
+            "birth_date": birth_date_for_age(75),
+            "time_zone": "Europe/London",
+            "email": f"patient{number}@example.invalid",
+            "email_consent": True,
+        }
+        defaults.update(fields)
+        return register_patient(**defaults)
+
+    return build
+
+
+@pytest.fixture
+def make_procedure(make_patient):
+    def build(patient=None, levels=None, **fields):
+        defaults = {
+            "kind": "kyphoplasty",
+            "performed_on": timezone.localdate() - timedelta(days=1),
+            "fracture_diagnosed_on": timezone.localdate() - timedelta(days=10),
+        }
+        defaults.update(fields)
+        return record_procedure(
+            patient=patient or make_patient(), levels=levels or [{"level": "L1"}], **defaults
+        )
+
+    return build

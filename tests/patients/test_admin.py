@@ -1,0 +1,66 @@
+"""The admin shows and accepts registry data within the coordinator's own clinics."""
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from patients.models import Patient, Procedure
+
+pytestmark = pytest.mark.django_db
+
+
+def patient_form(clinic, **overrides):
+    data = {
+        "clinic": clinic.pk, "mrn": "ADM-1", "given_name": "Given", "family_name": "Family",
+        "birth_date": "1950-03-04", "sex": "female", "status": "active", "language": "en",
+        "time_zone": "Europe/London", "email": "", "phone": "",
+        "procedures-TOTAL_FORMS": "0", "procedures-INITIAL_FORMS": "0",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_coordinator_adds_a_patient_in_the_admin(client, coordinator, clinic):
+    client.force_login(coordinator)
+
+    response = client.post(reverse("admin:patients_patient_add"), patient_form(clinic))
+
+    assert response.status_code == 302, response.content
+    assert Patient.objects.get().mrn == "ADM-1"
+
+
+def test_admin_form_names_the_bad_field_and_saves_nothing(client, coordinator, clinic):
+    client.force_login(coordinator)
+
+    response = client.post(reverse("admin:patients_patient_add"), patient_form(clinic, bmd_lowest_t_score="-7"))
+
+    assert response.status_code == 200
+    assert "bmd_lowest_t_score" in response.context["adminform"].form.errors
+    assert not Patient.objects.exists()
+
+
+def test_admin_refuses_a_level_that_does_not_exist(client, coordinator, make_patient):
+    patient = make_patient()
+    client.force_login(coordinator)
+    data = {
+        "patient": patient.pk, "kind": "kyphoplasty", "performed_on": timezone.localdate().isoformat(),
+        "levels-TOTAL_FORMS": "1", "levels-INITIAL_FORMS": "0", "levels-0-level": "T13",
+    }
+
+    response = client.post(reverse("admin:patients_procedure_add"), data)
+
+    assert response.status_code == 200
+    assert "level" in response.context["inline_admin_formsets"][0].formset.errors[0]
+    assert not Procedure.objects.exists()
+
+
+def test_coordinator_sees_only_own_clinic_patients(client, coordinator, other_clinic, make_patient):
+    mine = make_patient(mrn="MINE-1")
+    theirs = make_patient(mrn="THEIRS-1", clinic=other_clinic)
+    client.force_login(coordinator)
+
+    listing = client.get(reverse("admin:patients_patient_changelist"))
+    assert "MINE-1" in listing.content.decode()
+    assert "THEIRS-1" not in listing.content.decode()
+    assert client.get(reverse("admin:patients_patient_change", args=[theirs.pk])).status_code == 302
+    assert client.get(reverse("admin:patients_patient_change", args=[mine.pk])).status_code == 200

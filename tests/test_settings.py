@@ -1,0 +1,76 @@
+"""Settings come from the environment; a malformed value stops start-up with a message naming it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCTION = {
+    "DJANGO_ENV": "production",
+    "SECRET_KEY": "x7!Qm2#vR9@pL4$wZ8^nK1&cT6*hJ3(eB5)yU0-sD_fG+aW=oI",
+    "ALLOWED_HOSTS": "kyphofollow.example.org",
+    "DATABASE_URL": "postgres://kf:secret@db.internal:5432/kyphofollow",
+    "REDIS_URL": "redis://redis.internal:6379/0",
+    "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.org:587",
+}
+
+
+def run_manage(*args: str, **env_overrides: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DEBUG", "maybe", "DEBUG must be one of"),
+        ("DATABASE_URL", "mysql-ish:/nowhere", "DATABASE_URL must be a sqlite:/// or postgres:// URL"),
+        ("DATABASE_URL", "postgres://db.internal:5432/", "DATABASE_URL must name a database"),
+        ("REDIS_URL", "amqp://guest@localhost//", "REDIS_URL must be a redis:// URL"),
+        ("TIME_ZONE", "Moon/Base", "TIME_ZONE must be an IANA time zone"),
+        ("SESSION_COOKIE_AGE", "eight hours", "SESSION_COOKIE_AGE must be a whole number"),
+        ("DJANGO_ENV", "staging", "DJANGO_ENV must be one of development, production"),
+        ("EMAIL_URL", "carrier-pigeon://loft", "EMAIL_URL must start with one of"),
+    ],
+)
+def test_malformed_variable_is_named_and_start_up_fails(variable, value, message):
+    result = run_manage("check", **{variable: value})
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    env = dict(PRODUCTION)
+    del env["SECRET_KEY"]
+
+    result = run_manage("check", **env)
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DJANGO_ENV=production" in result.stderr
+
+
+def test_production_settings_pass_check_deploy_without_warnings():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_defaults_need_no_server(tmp_path):
+    result = run_manage(
+        "shell", "--no-imports", "-c",
+        "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.EMAIL_BACKEND)",
+        VAR_DIR=str(tmp_path),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.sqlite3", "filesystem://", "django.core.mail.backends.filebased.EmailBackend"
+    ]
