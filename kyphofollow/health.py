@@ -25,7 +25,7 @@ def check_database() -> dict:
 
 def check_broker() -> dict:
     try:
-        with app.connection_for_write() as conn:
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
         return {"ok": True, "transport": conn.transport_cls}
     except Exception as exc:  # kombu raises the transport's own errors

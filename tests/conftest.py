@@ -109,3 +109,41 @@ def make_procedure(make_patient):
         )
 
     return build
+
+
+@pytest.fixture
+def purged_broker():
+    """An empty Redis queue, so no task from an earlier test reaches this test's worker."""
+    from kyphofollow.celery import app
+
+    app.control.purge()
+    yield app
+    app.control.purge()
+
+
+@pytest.fixture
+def worker(transactional_db, purged_broker, tmp_path):
+    """A real Celery worker process on Redis and the test database; stopped after the test."""
+    from tests.processes import WorkerProcess
+
+    started = []
+
+    def start(**kwargs):
+        kwargs.setdefault("log_path", tmp_path / f"worker-{len(started)}.log")
+        process = WorkerProcess(**kwargs).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def smtp_server():
+    """A real local SMTP server (aiosmtpd) that records what it receives."""
+    from tests.processes import SMTPServer
+
+    server = SMTPServer().start()
+    yield server
+    server.stop()

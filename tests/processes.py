@@ -1,0 +1,118 @@
+"""Real outside-world helpers for tests: a Celery worker process and a local SMTP server."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """The URL of the database the test run is using (pytest-django's test database)."""
+    s = connection.settings_dict
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+def django_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "kyphofollow.settings"})
+    env.update(overrides)
+    return env
+
+
+class WorkerProcess:
+    """`celery worker` in a child process, talking to the same database and Redis as the test."""
+
+    def __init__(self, *, concurrency: int = 2, env: dict[str, str] | None = None, log_path: Path | None = None):
+        self.log_path = log_path
+        self.env = django_env(**(env or {}))
+        self.concurrency = concurrency
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "kyphofollow", "worker", "--loglevel=INFO",
+             f"--concurrency={self.concurrency}", "--pool=prefork", "--without-gossip", "--without-mingle",
+             f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker process group, children included."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class SMTPRecorder:
+    """aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self):
+        self.messages: list[Message] = []
+        self.arrival_times: list[float] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        with self.lock:
+            self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
+            self.arrival_times.append(time.time())
+        return "250 Message accepted for delivery"
+
+
+class SMTPServer:
+    def __init__(self, port: int = 0):
+        self.recorder = SMTPRecorder()
+        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=port or free_port())
+
+    @property
+    def port(self) -> int:
+        return self.controller.port
+
+    @property
+    def messages(self) -> list[Message]:
+        with self.recorder.lock:
+            return list(self.recorder.messages)
+
+    def start(self) -> "SMTPServer":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
