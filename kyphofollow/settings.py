@@ -220,7 +220,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat only ticks sweepers; what is due is decided by rows in the database, never by beat.
 CELERY_BEAT_SCHEDULE = {
+    "sweep-checkpoints": {"task": "patients.tasks.sweep_checkpoints_task", "schedule": 60.0},
+    "sweep-outbox": {"task": "alerts.tasks.sweep_outbox_task", "schedule": 60.0},
     "worker-heartbeat": {"task": "alerts.tasks.record_heartbeat_task", "schedule": 30.0},
 }
 # A worker whose last heartbeat is older than this is reported as down by /health/.

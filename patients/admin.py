@@ -1,6 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
-from .models import Clinic, ClinicMembership, Patient, Procedure, TreatedLevel
+from . import services
+from .forms import CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
+from .models import Checkpoint, CheckpointEvent, Clinic, ClinicMembership, Patient, Procedure, RiskAssessment, TreatedLevel
 
 
 class ClinicScopedAdmin(admin.ModelAdmin):
@@ -58,6 +63,13 @@ class PatientAdmin(ClinicScopedAdmin):
     search_fields = ["=mrn", "family_name", "given_name"]
     autocomplete_fields = ["responsible_clinician"]
     inlines = [ProcedureInline]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.update_patient(patient=obj, reason="patient changed in the admin")
+        else:
+            obj.save()
+
     fieldsets = [
         (None, {"fields": ["clinic", "mrn", "given_name", "family_name", "birth_date", "sex", "status"]}),
         ("Contact", {"fields": ["email", "phone", "language", "time_zone", "email_consent"]}),
@@ -83,6 +95,32 @@ class PatientAdmin(ClinicScopedAdmin):
 class TreatedLevelInline(admin.TabularInline):
     model = TreatedLevel
     extra = 1
+    min_num = 1
+    validate_min = True
+
+
+class RiskAssessmentInline(admin.TabularInline):
+    model = RiskAssessment
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "tier", "pain_points", "fracture_points", "factors", "missing", "change_reason", "is_current"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class CheckpointInline(admin.TabularInline):
+    model = Checkpoint
+    extra = 0
+    can_delete = False
+    fields = ["code", "title", "audience", "window_start", "target_date", "window_end", "state", "source"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Procedure)
@@ -94,4 +132,82 @@ class ProcedureAdmin(ClinicScopedAdmin):
     search_fields = ["=patient__mrn", "patient__family_name"]
     autocomplete_fields = ["patient", "performing_clinician"]
     date_hierarchy = "performed_on"
-    inlines = [TreatedLevelInline]
+    inlines = [TreatedLevelInline, RiskAssessmentInline, CheckpointInline]
+    readonly_fields = ["protocol_version"]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if change:
+            services.refresh_procedure(procedure=form.instance, reason="procedure changed in the admin")
+        else:
+            services.schedule_procedure(procedure=form.instance)
+
+
+class CheckpointEventInline(admin.TabularInline):
+    model = CheckpointEvent
+    extra = 0
+    can_delete = False
+    fields = ["at", "kind", "by", "reason"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ClinicScopedAdmin):
+    """Checkpoints are planned by the protocol; staff complete, reschedule or cancel them."""
+
+    clinic_path = "procedure__patient__clinic"
+    list_display = ["code", "title", "procedure_patient", "state", "target_date", "window_end", "audience",
+                    "reminder_blocked", "priority"]
+    list_filter = ["state", "audience", "code", "priority", "procedure__patient__clinic"]
+    list_select_related = ["procedure__patient"]
+    search_fields = ["=procedure__patient__mrn", "procedure__patient__family_name", "=code"]
+    date_hierarchy = "target_date"
+    inlines = [CheckpointEventInline]
+    actions_forms = {
+        "complete": (CompleteCheckpointForm, "Complete with outcome"),
+        "reschedule": (RescheduleCheckpointForm, "Reschedule"),
+        "cancel": (CancelCheckpointForm, "Cancel"),
+    }
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in Checkpoint._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Patient", ordering="procedure__patient__family_name")
+    def procedure_patient(self, obj):
+        return obj.procedure.patient
+
+    def get_urls(self):
+        return [
+            path(f"<int:pk>/{name}/", self.admin_site.admin_view(self.action_view), {"action": name},
+                 name=f"patients_checkpoint_{name}")
+            for name in self.actions_forms
+        ] + super().get_urls()
+
+    def action_view(self, request, pk, action):
+        checkpoint = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not self.has_change_permission(request, checkpoint):
+            return redirect("admin:index")
+        form_class, title = self.actions_forms[action]
+        form = form_class(request.POST or None, checkpoint=checkpoint, user=request.user)
+        if request.method == "POST" and form.is_valid() and form.save():
+            messages.success(request, f"{checkpoint.code}: {title.lower()} done.")
+            return redirect(reverse("admin:patients_checkpoint_change", args=[checkpoint.pk]))
+        context = {**self.admin_site.each_context(request), "title": f"{title}: {checkpoint}", "form": form,
+                   "checkpoint": checkpoint, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/patients/checkpoint/action.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "checkpoint_actions": [
+            (reverse(f"admin:patients_checkpoint_{name}", args=[object_id]), title)
+            for name, (_, title) in self.actions_forms.items()
+        ]}
+        return super().change_view(request, object_id, form_url, extra_context)

@@ -3,7 +3,7 @@
 Risk-factor fields are named after `shared/clinical/spec.md` §2 and validated to its ranges.
 """
 
-from datetime import date
+from datetime import date, time
 from zoneinfo import available_timezones
 
 from django.conf import settings
@@ -22,12 +22,40 @@ def validate_not_in_future(value: date) -> None:
         raise ValidationError(_("This date is in the future."), code="future_date")
 
 
+def default_protocol_version() -> str:
+    from .protocol import latest_version
+
+    return latest_version()
+
+
+def protocol_version_choices() -> list[tuple[str, str]]:
+    from .protocol import available_versions
+
+    return [(version, version) for version in available_versions()]
+
+
 class Clinic(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=60, unique=True)
     time_zone = models.CharField(max_length=64, choices=TIME_ZONE_CHOICES, help_text=_("IANA time zone."))
     phone = models.CharField(max_length=40, help_text=_("Shown to patients in every message."))
     email = models.EmailField()
+    protocol_version = models.CharField(
+        max_length=20,
+        default=default_protocol_version,
+        choices=protocol_version_choices,
+        help_text=_("Protocol for new schedules. Existing schedules keep the version they were built from."),
+    )
+    reminder_time = models.TimeField(
+        null=True, blank=True, help_text=_("Local time reminders go out; empty uses the protocol's default.")
+    )
+    quiet_hours_start = models.TimeField(
+        default=time(20, 0), help_text=_("No patient e-mail from this local time… [DESIGN]")
+    )
+    quiet_hours_end = models.TimeField(default=time(8, 0), help_text=_("…until this local time. [DESIGN]"))
+    digest_time = models.TimeField(
+        default=time(7, 30), help_text=_("Local time of the daily overdue digest to coordinators. [DESIGN]")
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -36,6 +64,16 @@ class Clinic(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.reminder_time and self.in_quiet_hours(self.reminder_time):
+            raise ValidationError({"reminder_time": _("The reminder time falls inside the clinic's quiet hours.")})
+
+    def in_quiet_hours(self, moment: time) -> bool:
+        start, end = self.quiet_hours_start, self.quiet_hours_end
+        if start <= end:
+            return start <= moment < end
+        return moment >= start or moment < end
 
 
 class StaffRole(models.TextChoices):
@@ -193,6 +231,15 @@ class Procedure(models.Model):
         validators=[MaxValueValidator(10)],
         help_text=_("Pain NRS 0–10 before the procedure (spec §4)."),
     )
+    new_fracture_diagnosed_on = models.DateField(
+        null=True,
+        blank=True,
+        validators=[validate_not_in_future],
+        help_text=_("A new vertebral fracture found after this procedure (makes the risk tier high)."),
+    )
+    protocol_version = models.CharField(
+        max_length=20, blank=True, editable=False, help_text=_("Protocol version the schedule was built from.")
+    )
     brace_prescribed = models.BooleanField(default=False)
     brace_type = models.CharField(max_length=100, blank=True)
     brace_planned_weeks = models.PositiveSmallIntegerField(
@@ -212,10 +259,17 @@ class Procedure(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} on {self.performed_on}"
 
+    @property
+    def fracture_date_assumed(self) -> bool:
+        """No diagnosis date: the FLS clocks run from the procedure date instead (spec §3, flagged)."""
+        return self.fracture_diagnosed_on is None
+
     def clean(self) -> None:
         errors = {}
         if self.fracture_diagnosed_on and self.performed_on and self.fracture_diagnosed_on > self.performed_on:
             errors["fracture_diagnosed_on"] = _("The fracture cannot be diagnosed after the procedure.")
+        if self.new_fracture_diagnosed_on and self.performed_on and self.new_fracture_diagnosed_on < self.performed_on:
+            errors["new_fracture_diagnosed_on"] = _("A new fracture is one found after the procedure.")
         if not self.brace_prescribed and (self.brace_type or self.brace_planned_weeks):
             errors["brace_prescribed"] = _("Brace details were given but no brace is prescribed.")
         if errors:
@@ -261,3 +315,204 @@ class TreatedLevel(models.Model):
     def clean(self) -> None:
         if self.leak_site and self.cement_leakage is not True:
             raise ValidationError({"leak_site": _("A leak site needs cement leakage recorded as yes.")})
+
+
+class RiskTier(models.TextChoices):
+    STANDARD = "standard", _("Standard")
+    ELEVATED = "elevated", _("Elevated")
+    HIGH = "high", _("High")
+
+
+class RiskAssessment(models.Model):
+    """One assessment of spec §2 for a procedure; the newest is `is_current`, the rest are history."""
+
+    procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="risk_assessments")
+    tier = models.CharField(max_length=10, choices=RiskTier.choices)
+    pain_points = models.PositiveSmallIntegerField()
+    fracture_points = models.PositiveSmallIntegerField()
+    factors = models.JSONField(default=list, help_text=_("Contributing factors, each with its id and source."))
+    missing = models.JSONField(default=list, help_text=_("Facts not recorded: the profile is incomplete."))
+    reasons = models.JSONField(default=list)
+    protocol_version = models.CharField(max_length=20)
+    change_reason = models.CharField(max_length=200, help_text=_("What changed to cause this assessment."))
+    is_current = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["procedure"], condition=models.Q(is_current=True), name="one_current_assessment_per_procedure"
+            )
+        ]
+        indexes = [
+            # Worklist: "patients with an incomplete risk profile" and filters by tier.
+            models.Index(fields=["tier"], condition=models.Q(is_current=True), name="current_assessment_tier"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_tier_display()} ({self.pain_points} pain, {self.fracture_points} fracture points)"
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.missing)
+
+
+class Audience(models.TextChoices):
+    PATIENT_REMINDER = "patient_reminder", _("Patient reminder")
+    COORDINATOR_TASK = "coordinator_task", _("Coordinator task")
+    CLINICIAN_VISIT = "clinician_visit", _("Clinician visit")
+
+
+class CheckpointState(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    DUE = "due", _("Due")
+    COMPLETED = "completed", _("Completed")
+    MISSED = "missed", _("Missed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+OPEN_STATES = (CheckpointState.SCHEDULED, CheckpointState.DUE)
+
+
+class CheckpointQuerySet(models.QuerySet):
+    def open(self) -> "CheckpointQuerySet":
+        return self.filter(state__in=OPEN_STATES)
+
+    def opening(self, *, at) -> "CheckpointQuerySet":
+        return self.filter(state=CheckpointState.SCHEDULED, opens_at__lte=at)
+
+    def overdue(self, *, at) -> "CheckpointQuerySet":
+        return self.filter(state__in=OPEN_STATES, closes_at__lte=at)
+
+    def reminder_due(self, *, at) -> "CheckpointQuerySet":
+        return self.filter(state__in=OPEN_STATES, next_reminder_at__lte=at, closes_at__gt=at)
+
+    def for_user(self, user) -> "CheckpointQuerySet":
+        if user.is_superuser:
+            return self
+        return self.filter(procedure__patient__clinic__memberships__user=user)
+
+
+class Checkpoint(models.Model):
+    """One planned follow-up item of spec §3 for one procedure.
+
+    Dates are the patient's local calendar; `opens_at`, `due_at` and `closes_at` are the same
+    moments in UTC, so that sweeps compare instants and daylight-saving changes are handled once,
+    when the row is planned.
+    """
+
+    procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="checkpoints")
+    code = models.CharField(max_length=40, help_text=_("Spec id (CP-xx) or intensification id."))
+    sequence = models.PositiveSmallIntegerField(default=1)
+    title = models.CharField(max_length=200)
+    audience = models.CharField(max_length=20, choices=Audience.choices)
+    source = models.CharField(max_length=100)
+    protocol_version = models.CharField(max_length=20)
+    priority = models.BooleanField(default=False, help_text=_("Priority fracture-liaison referral (high tier)."))
+    calendar = models.BooleanField(default=False, help_text=_("Reminders carry an .ics calendar file."))
+
+    window_start = models.DateField()
+    target_date = models.DateField()
+    window_end = models.DateField()
+    opens_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    closes_at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=CheckpointState.choices, default=CheckpointState.SCHEDULED)
+
+    reminder_every_days = models.PositiveSmallIntegerField(default=0)
+    reminder_max = models.PositiveSmallIntegerField(default=0)
+    reminders_sent = models.PositiveSmallIntegerField(default=0)
+    next_reminder_at = models.DateTimeField(null=True, blank=True)
+    reminder_blocked = models.CharField(
+        max_length=100, blank=True, help_text=_("Why the patient is not reminded (no consent, no e-mail).")
+    )
+    needs_review = models.BooleanField(default=False, help_text=_("Already past when imported: review, not remind."))
+    triggered = models.BooleanField(default=False, help_text=_("Created by a finding, not by the plan."))
+    rescheduled_at = models.DateTimeField(null=True, blank=True, help_text=_("Moved by staff; re-plans leave it."))
+
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    outcome_notes = models.TextField(blank=True)
+    pain_score = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(10)])
+    dxa_t_score = models.DecimalField(
+        "DXA T-score", max_digits=3, decimal_places=1, null=True, blank=True,
+        validators=[MinValueValidator(-6), MaxValueValidator(3)],
+    )
+    dxa_date = models.DateField("DXA date", null=True, blank=True, validators=[validate_not_in_future])
+    medication_started = models.BooleanField(null=True, blank=True)
+    medication_drug = models.CharField(max_length=100, blank=True)
+    medication_started_on = models.DateField(null=True, blank=True, validators=[validate_not_in_future])
+    medication_not_started_reason = models.CharField(max_length=200, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CheckpointQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["target_date", "code", "sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["procedure", "code", "sequence"],
+                condition=~models.Q(state="cancelled"),
+                name="one_live_checkpoint_per_code_and_sequence",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(window_start__lte=models.F("target_date"))
+                & models.Q(target_date__lte=models.F("window_end")),
+                name="checkpoint_target_inside_window",
+            ),
+        ]
+        indexes = [
+            # Reminder sweep: `reminder_due(at=now)`, i.e. open rows with next_reminder_at <= now.
+            models.Index(
+                fields=["next_reminder_at"],
+                condition=models.Q(state__in=["scheduled", "due"], next_reminder_at__isnull=False),
+                name="checkpoint_reminder_due",
+            ),
+            # State sweep: `opening(at=now)`, scheduled rows whose window has opened.
+            models.Index(fields=["opens_at"], condition=models.Q(state="scheduled"), name="checkpoint_opening"),
+            # State sweep and worklist: `overdue(at=now)`, open rows past their window.
+            models.Index(
+                fields=["closes_at"], condition=models.Q(state__in=["scheduled", "due"]), name="checkpoint_open_closes"
+            ),
+            # Incremental sync: `GET /api/v1/checkpoints/?updated_since=…`.
+            models.Index(fields=["updated_at"], name="checkpoint_updated_at"),
+        ]
+
+    def __str__(self) -> str:
+        suffix = f" #{self.sequence}" if self.sequence > 1 else ""
+        return f"{self.code}{suffix} {self.title}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+
+class CheckpointEvent(models.Model):
+    """Every transition of a checkpoint, with who or what caused it and why."""
+
+    class Kind(models.TextChoices):
+        PLANNED = "planned", _("Planned")
+        DUE = "due", _("Became due")
+        COMPLETED = "completed", _("Completed")
+        MISSED = "missed", _("Missed")
+        CANCELLED = "cancelled", _("Cancelled")
+        RESCHEDULED = "rescheduled", _("Rescheduled")
+        REPLANNED = "replanned", _("Moved by a re-plan")
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    at = models.DateTimeField(default=timezone.now)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.CharField(max_length=300, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"

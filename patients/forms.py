@@ -1,0 +1,58 @@
+"""Staff forms for checkpoint actions; each one's `save` calls one service."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from . import services
+from .models import Checkpoint
+
+DATE_INPUT = forms.DateInput(attrs={"type": "date"})
+
+
+class CheckpointActionForm(forms.Form):
+    """Calls `service(checkpoint=…, by=…, **cleaned_data)` and turns its ValidationError into form errors."""
+
+    service = None
+
+    def __init__(self, *args, checkpoint: Checkpoint, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.checkpoint, self.user = checkpoint, user
+
+    def save(self) -> bool:
+        arguments = {name: "" if value is None and isinstance(self.fields[name], forms.CharField) else value
+                     for name, value in self.cleaned_data.items()}
+        try:
+            type(self).service(checkpoint=self.checkpoint, by=self.user, **arguments)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+            return False
+        return True
+
+
+class CompleteCheckpointForm(CheckpointActionForm):
+    service = services.complete_checkpoint
+
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, label="Visit or call notes")
+    pain_score = forms.IntegerField(min_value=0, max_value=10, required=False, label="Pain NRS 0–10")
+    dxa_t_score = forms.DecimalField(
+        min_value=-6, max_value=3, decimal_places=1, required=False, label="DXA lowest T-score"
+    )
+    dxa_date = forms.DateField(required=False, label="DXA date", widget=DATE_INPUT)
+    medication_started = forms.NullBooleanField(required=False, label="Osteoporosis medication started?")
+    medication_drug = forms.CharField(required=False, label="Drug")
+    medication_started_on = forms.DateField(required=False, label="Medication start date", widget=DATE_INPUT)
+    medication_not_started_reason = forms.CharField(required=False, label="Documented reason not started")
+
+
+class RescheduleCheckpointForm(CheckpointActionForm):
+    service = services.reschedule_checkpoint
+
+    target_date = forms.DateField(label="New date", widget=DATE_INPUT)
+    reason = forms.CharField(max_length=300)
+
+
+class CancelCheckpointForm(CheckpointActionForm):
+    service = services.cancel_checkpoint
+
+    reason = forms.CharField(max_length=300)
