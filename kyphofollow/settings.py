@@ -75,7 +75,7 @@ def _database(name: str, default: str) -> dict:
 def _broker(name: str, default: str) -> str:
     value = env.str(name, default=default).strip()
     scheme = value.split("://", 1)[0] if "://" in value else value
-    if scheme not in {"redis", "rediss", "filesystem"}:
+    if "://" not in value or scheme not in {"redis", "rediss", "filesystem"}:
         raise ImproperlyConfigured(f"{name} must be a redis:// URL or filesystem://, got scheme {scheme!r}")
     return value
 
@@ -166,7 +166,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = BASE_DIR / "staticfiles"
 # Without `collectstatic` (development, tests) WhiteNoise serves straight from the apps.
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = not PRODUCTION
@@ -204,7 +204,7 @@ else:
     # Redelivery of an unacknowledged task happens after this many seconds; retries back off for
     # at most CELERY_TASK_RETRY_BACKOFF_MAX, which must stay well below it (RELIABILITY.md §1).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": _int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
+        "visibility_timeout": _int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1200),
         "socket_connect_timeout": 5,
         "socket_timeout": 10,
     }
@@ -249,6 +249,9 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = _int("SESSION_COOKIE_AGE", 8 * 3600, minimum=300)
 if PRODUCTION:
     SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", True)
+    if not SECURE_SSL_REDIRECT:
+        # Turned off explicitly: a TLS-terminating proxy in front redirects instead (or local compose).
+        SILENCED_SYSTEM_CHECKS = ["security.W008"]
     SECURE_HSTS_SECONDS = _int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

@@ -147,3 +147,13 @@ def smtp_server():
     server = SMTPServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def smtp_settings(settings, smtp_server):
+    """Send this process's mail to the local SMTP server instead of Django's test outbox."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_server.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    return smtp_server

@@ -70,9 +70,19 @@ class SMTPRecorder:
         self.messages: list[Message] = []
         self.arrival_times: list[float] = []
         self.lock = threading.Lock()
+        self.fail_next = 0
+        self.fail_reply = "451 4.3.0 Try again later"
+        self.delay_seconds = 0.0
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        if self.delay_seconds:
+            import asyncio
+
+            await asyncio.sleep(self.delay_seconds)
         with self.lock:
+            if self.fail_next:
+                self.fail_next -= 1
+                return self.fail_reply
             self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
             self.arrival_times.append(time.time())
         return "250 Message accepted for delivery"
@@ -95,6 +105,15 @@ class SMTPServer:
     def start(self) -> "SMTPServer":
         self.controller.start()
         return self
+
+    def fail(self, count: int, reply: str = "451 4.3.0 Try again later") -> None:
+        """Answer the next `count` messages with `reply` instead of accepting them."""
+        with self.recorder.lock:
+            self.recorder.fail_next, self.recorder.fail_reply = count, reply
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.controller.stop()
