@@ -1,0 +1,220 @@
+"""Reminders: written once per due moment, sent at the right local instant, never to the wrong patient."""
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import icalendar
+import pytest
+import time_machine
+from django.core import mail
+from django.db import connection
+
+from alerts.messages import REMINDER_SUBJECT
+from alerts.models import Delivery, DeliveryState
+from alerts.services import deliver, sweep_reminders
+from patients.models import Checkpoint, CheckpointState
+from patients.services import complete_checkpoint, update_patient
+
+
+def at_utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def cp(procedure, code, sequence=1) -> Checkpoint:
+    return Checkpoint.objects.get(procedure=procedure, code=code, sequence=sequence)
+
+
+def reminders_for(checkpoint) -> list[Delivery]:
+    return list(Delivery.objects.filter(checkpoint=checkpoint).order_by("id"))
+
+
+@pytest.fixture
+def march_procedure(make_procedure):
+    """Done on 28 March 2026 in London: CP-01 (day 1) falls on 29 March, the day clocks go forward."""
+    with time_machine.travel(at_utc(2026, 3, 28, 12), tick=False):
+        return make_procedure(performed_on=date(2026, 3, 28), fracture_diagnosed_on=date(2026, 3, 20))
+
+
+@pytest.mark.django_db
+def test_reminder_due_at_nine_local_on_the_spring_forward_day_is_written_once_at_eight_utc(march_procedure):
+    checkpoint = cp(march_procedure, "CP-01")
+    assert checkpoint.due_at == at_utc(2026, 3, 29, 8, 0)  # 09:00 BST
+
+    sweep_reminders(now=at_utc(2026, 3, 29, 7, 59))
+    assert reminders_for(checkpoint) == []
+
+    sweep_reminders(now=at_utc(2026, 3, 29, 8, 0))
+    sweep_reminders(now=at_utc(2026, 3, 29, 8, 1))
+    assert len(reminders_for(checkpoint)) == 1
+
+
+@pytest.mark.django_db
+def test_reminder_due_at_nine_local_on_the_fall_back_day_is_written_at_nine_utc(make_procedure):
+    with time_machine.travel(at_utc(2026, 10, 24, 12), tick=False):
+        procedure = make_procedure(performed_on=date(2026, 10, 24), fracture_diagnosed_on=date(2026, 10, 20))
+    checkpoint = cp(procedure, "CP-01")
+
+    sweep_reminders(now=at_utc(2026, 10, 25, 8, 59))
+    assert reminders_for(checkpoint) == []
+    sweep_reminders(now=at_utc(2026, 10, 25, 9, 0))
+    assert len(reminders_for(checkpoint)) == 1
+
+
+@pytest.mark.django_db
+def test_reminder_repeats_at_its_cadence_while_open_and_stops_at_its_maximum(march_procedure):
+    checkpoint = cp(march_procedure, "CP-01")  # every 1 day, at most 2, window to day 3
+
+    for day in (29, 30, 31):
+        sweep_reminders(now=at_utc(2026, 3, day, 8, 0))
+
+    causes = [delivery.cause for delivery in reminders_for(checkpoint)]
+    assert causes == [f"reminder:{checkpoint.pk}:1", f"reminder:{checkpoint.pk}:2"]
+    checkpoint.refresh_from_db()
+    assert checkpoint.next_reminder_at is None
+    assert checkpoint.state == CheckpointState.DUE
+
+
+@pytest.mark.django_db
+def test_completing_a_checkpoint_stops_its_reminders_and_cancels_one_still_pending(march_procedure):
+    checkpoint = cp(march_procedure, "CP-01")
+    sweep_reminders(now=at_utc(2026, 3, 29, 8, 0))
+    pending = reminders_for(checkpoint)[0]
+
+    with time_machine.travel(at_utc(2026, 3, 29, 8, 5), tick=False):
+        complete_checkpoint(checkpoint=checkpoint, pain_score=3)
+        outcome = deliver(delivery_id=pending.pk)
+    sweep_reminders(now=at_utc(2026, 3, 30, 8, 0))
+
+    assert outcome.state == DeliveryState.CANCELLED
+    assert mail.outbox == []
+    assert len(reminders_for(checkpoint)) == 1
+
+
+@pytest.mark.django_db
+def test_patient_without_email_consent_gets_nothing_and_the_checkpoint_says_why(make_patient, make_procedure):
+    with time_machine.travel(at_utc(2026, 3, 28, 12), tick=False):
+        procedure = make_procedure(patient=make_patient(email_consent=False), performed_on=date(2026, 3, 28))
+
+    sweep_reminders(now=at_utc(2026, 3, 29, 8, 0))
+
+    checkpoint = cp(procedure, "CP-01")
+    assert reminders_for(checkpoint) == []
+    assert checkpoint.reminder_blocked == "no e-mail consent"
+    assert checkpoint.next_reminder_at is None
+
+
+@pytest.mark.django_db
+def test_deceased_patient_gets_nothing(march_procedure):
+    with time_machine.travel(at_utc(2026, 3, 28, 18), tick=False):
+        update_patient(patient=march_procedure.patient, status="deceased")
+
+    for day in range(29, 31):
+        sweep_reminders(now=at_utc(2026, 3, day, 8, 0))
+
+    assert not Delivery.objects.exists()
+    assert not Checkpoint.objects.open().filter(procedure=march_procedure).exists()
+
+
+@pytest.mark.django_db
+def test_reminder_caught_up_in_quiet_hours_waits_until_they_end(march_procedure):
+    checkpoint = cp(march_procedure, "CP-01")
+
+    sweep_reminders(now=at_utc(2026, 3, 29, 20, 30))  # 21:30 BST: quiet hours (20:00–08:00)
+
+    checkpoint.refresh_from_db()
+    assert reminders_for(checkpoint) == []
+    assert checkpoint.next_reminder_at == at_utc(2026, 3, 30, 7, 0)  # 08:00 BST
+
+
+@pytest.mark.django_db
+def test_reminder_email_has_a_neutral_subject_no_identifiers_and_a_calendar_file(make_patient, make_procedure):
+    patient = make_patient(given_name="Zebedee", family_name="Quartermaine", mrn="SENTINEL-MRN-42")
+    with time_machine.travel(at_utc(2026, 1, 1, 12), tick=False):
+        procedure = make_procedure(patient=patient, performed_on=date(2026, 1, 1), fracture_diagnosed_on=None)
+    visit = cp(procedure, "CP-04")  # a clinician visit: the patient gets an .ics
+
+    sweep_reminders(now=visit.due_at)
+    deliver(delivery_id=reminders_for(visit)[0].pk)
+
+    [message] = mail.outbox
+    assert message.subject == REMINDER_SUBJECT
+    text = message.body + message.alternatives[0][0]
+    for secret in ("Zebedee", "Quartermaine", "SENTINEL-MRN-42", patient.birth_date.isoformat()):
+        assert secret not in message.subject
+        assert secret not in text
+    assert procedure.patient.clinic.phone in text
+    assert "call emergency services" in message.body
+    [(name, content, mimetype)] = message.attachments
+    assert (name, mimetype) == ("follow-up.ics", "text/calendar")
+    event = icalendar.Calendar.from_ical(content).walk("VEVENT")[0]
+    assert event.decoded("dtstart") == visit.target_date
+    assert str(event["uid"]) == f"checkpoint-{visit.pk}@kyphofollow"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sweeps_at_once_and_a_rerun_write_each_reminder_exactly_once(make_procedure):
+    with time_machine.travel(at_utc(2026, 3, 1, 12), tick=False):
+        procedures = [make_procedure(performed_on=date(2026, 3, 1)) for _ in range(30)]
+    now = at_utc(2026, 3, 2, 9, 0)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def sweep():
+        try:
+            barrier.wait()
+            sweep_reminders(now=now, batch_size=7)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sweep_reminders(now=now)
+
+    assert errors == []
+    due = Checkpoint.objects.filter(procedure__in=procedures, code="CP-01")
+    assert Delivery.objects.filter(checkpoint__in=due).count() == 30
+    assert set(Delivery.objects.values_list("cause", flat=True)) == {f"reminder:{c.pk}:1" for c in due}
+
+
+@pytest.mark.django_db
+def test_transient_smtp_failure_is_retried_with_backoff_and_a_permanent_one_is_marked_failed(
+    march_procedure, smtp_settings
+):
+    sweep_reminders(now=at_utc(2026, 3, 29, 8, 0))
+    delivery = Delivery.objects.get()
+    smtp_settings.fail(1)
+
+    first = deliver(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    assert first.state == DeliveryState.PENDING
+    assert 15 <= first.retry_in <= 30
+    assert delivery.next_attempt_at > delivery.updated_at - timedelta(seconds=1)
+    assert "451" in delivery.last_error
+
+    second = deliver(delivery_id=delivery.pk)
+    assert second.state == DeliveryState.SENT
+    assert len(smtp_settings.messages) == 1
+
+    other = Delivery.objects.create(
+        kind="reminder", cause="reminder:test:permanent", recipient="x@example.invalid", clinic=delivery.clinic,
+        checkpoint=delivery.checkpoint, next_attempt_at=delivery.next_attempt_at,
+    )
+    smtp_settings.fail(1, "550 5.1.1 No such mailbox")
+    assert deliver(delivery_id=other.pk).state == DeliveryState.FAILED
+    other.refresh_from_db()
+    assert other.state == DeliveryState.FAILED and "550" in other.last_error
+
+
+@pytest.mark.django_db
+def test_a_delivery_already_claimed_is_not_sent_again(march_procedure):
+    sweep_reminders(now=at_utc(2026, 3, 29, 8, 0))
+    delivery = Delivery.objects.get()
+
+    assert deliver(delivery_id=delivery.pk).state == DeliveryState.SENT
+    assert deliver(delivery_id=delivery.pk).state == "skipped"
+    assert len(mail.outbox) == 1
