@@ -1,7 +1,6 @@
 """One small class per medium. Each raises `DeliveryError`, marked permanent or transient."""
 
 import smtplib
-import socket
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -27,7 +26,10 @@ class EmailMessage:
 class EmailChannel:
     def send(self, message: EmailMessage) -> None:
         email = EmailMultiAlternatives(
-            subject=message.subject, body=message.text, from_email=settings.DEFAULT_FROM_EMAIL, to=[message.to],
+            subject=message.subject,
+            body=message.text,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[message.to],
             headers=message.headers,
         )
         email.attach_alternative(message.html, "text/html")
@@ -40,9 +42,11 @@ class EmailChannel:
         except smtplib.SMTPRecipientsRefused as exc:
             raise DeliveryError("recipient refused by the mail server", permanent=True) from exc
         except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"mail server answered {exc.smtp_code}", permanent=500 <= exc.smtp_code < 600 and
-                                exc.smtp_code not in (521, 554)) from exc
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+            raise DeliveryError(
+                f"mail server answered {exc.smtp_code}",
+                permanent=500 <= exc.smtp_code < 600 and exc.smtp_code not in (521, 554),
+            ) from exc
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"mail server unreachable: {type(exc).__name__}", permanent=False) from exc
 
 

@@ -42,7 +42,11 @@ def _reminder(delivery: Delivery) -> EmailMessage:
     if checkpoint.calendar:
         attachments.append(("follow-up.ics", calendar_file(delivery), "text/calendar"))
     return EmailMessage(
-        to=delivery.recipient, subject=REMINDER_SUBJECT, text=text, html=html, attachments=attachments,
+        to=delivery.recipient,
+        subject=REMINDER_SUBJECT,
+        text=text,
+        html=html,
+        attachments=attachments,
         headers={"X-Kyphofollow-Delivery": str(delivery.pk)},
     )
 

@@ -108,8 +108,12 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                     continue
                 deliveries.append(
                     Delivery(
-                        kind=DeliveryKind.REMINDER, cause=f"reminder:{row.pk}:{row.reminders_sent + 1}",
-                        recipient=patient.email, clinic=clinic, checkpoint=row, next_attempt_at=now,
+                        kind=DeliveryKind.REMINDER,
+                        cause=f"reminder:{row.pk}:{row.reminders_sent + 1}",
+                        recipient=patient.email,
+                        clinic=clinic,
+                        checkpoint=row,
+                        next_attempt_at=now,
                     )
                 )
                 at = reminder_time(clinic, procedure_protocol(row.procedure))
@@ -117,8 +121,9 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                 row.reminders_sent += 1
                 if row.state == CheckpointState.SCHEDULED:
                     row.state = CheckpointState.DUE
-                    events.append(CheckpointEvent(checkpoint=row, kind=CheckpointEvent.Kind.DUE, at=now,
-                                                  reason="first reminder"))
+                    events.append(
+                        CheckpointEvent(checkpoint=row, kind=CheckpointEvent.Kind.DUE, at=now, reason="first reminder")
+                    )
                 row.updated_at = now
             Checkpoint.objects.bulk_update(
                 rows, ["next_reminder_at", "reminders_sent", "reminder_blocked", "state", "updated_at"]
@@ -126,8 +131,9 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
             CheckpointEvent.objects.bulk_create(events)
             created = Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
             ids = list(
-                Delivery.objects.filter(cause__in=[d.cause for d in created], state=DeliveryState.PENDING)
-                .values_list("id", flat=True)
+                Delivery.objects.filter(cause__in=[d.cause for d in created], state=DeliveryState.PENDING).values_list(
+                    "id", flat=True
+                )
             )
             enqueue_deliveries(ids)
             written += len(ids)
@@ -159,15 +165,19 @@ def _write_digest(*, clinic: Clinic, local_date, now: datetime) -> int:
     ).count()
     recipients = list(
         clinic.memberships.filter(role=StaffRole.COORDINATOR, user__is_active=True)
-        .exclude(user__email="").values_list("user__email", flat=True)
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
     )
     try:
         with transaction.atomic():
             DigestRun.objects.create(clinic=clinic, local_date=local_date, since=since, until=now, missed_count=missed)
             created = Delivery.objects.bulk_create(
                 Delivery(
-                    kind=DeliveryKind.DIGEST, cause=f"digest:{clinic.pk}:{local_date}", recipient=email,
-                    clinic=clinic, next_attempt_at=now,
+                    kind=DeliveryKind.DIGEST,
+                    cause=f"digest:{clinic.pk}:{local_date}",
+                    recipient=email,
+                    clinic=clinic,
+                    next_attempt_at=now,
                     context={"missed_count": missed, "due_tasks_count": due_tasks, "local_date": str(local_date)},
                 )
                 for email in recipients
@@ -230,8 +240,11 @@ def deliver(*, delivery_id: int) -> Outcome:
             return Outcome(DeliveryState.FAILED)
         wait = backoff_seconds(delivery.attempts)
         mine.update(
-            state=DeliveryState.PENDING, last_error=str(exc)[:300], claimed_at=None,
-            next_attempt_at=timezone.now() + timedelta(seconds=wait), updated_at=timezone.now(),
+            state=DeliveryState.PENDING,
+            last_error=str(exc)[:300],
+            claimed_at=None,
+            next_attempt_at=timezone.now() + timedelta(seconds=wait),
+            updated_at=timezone.now(),
         )
         logger.info("delivery %s attempt %s failed, retry in %s s: %s", delivery.pk, delivery.attempts, wait, exc)
         return Outcome(DeliveryState.PENDING, retry_in=wait)
@@ -253,8 +266,10 @@ def sweep_deliveries(*, now: datetime, batch_size: int = 1000) -> int:
     while True:
         with transaction.atomic():
             ids = list(
-                Delivery.objects.ready(at=now).select_for_update(skip_locked=True)
-                .order_by("next_attempt_at").values_list("id", flat=True)[:batch_size]
+                Delivery.objects.ready(at=now)
+                .select_for_update(skip_locked=True)
+                .order_by("next_attempt_at")
+                .values_list("id", flat=True)[:batch_size]
             )
             if not ids:
                 return enqueued

@@ -68,7 +68,9 @@ def _database(name: str, default: str) -> dict:
         )
     config = env.db_url_config(raw)
     if scheme != "sqlite" and not config.get("NAME"):
-        raise ImproperlyConfigured(f"{name} must name a database after the host, e.g. postgres://user@host:5432/kyphofollow")
+        raise ImproperlyConfigured(
+            f"{name} must name a database after the host, e.g. postgres://user@host:5432/kyphofollow"
+        )
     return config
 
 

@@ -5,7 +5,16 @@ from django.urls import path, reverse
 
 from . import services
 from .forms import CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
-from .models import Checkpoint, CheckpointEvent, Clinic, ClinicMembership, Patient, Procedure, RiskAssessment, TreatedLevel
+from .models import (
+    Checkpoint,
+    CheckpointEvent,
+    Clinic,
+    ClinicMembership,
+    Patient,
+    Procedure,
+    RiskAssessment,
+    TreatedLevel,
+)
 
 
 class ClinicScopedAdmin(admin.ModelAdmin):
@@ -103,7 +112,16 @@ class RiskAssessmentInline(admin.TabularInline):
     model = RiskAssessment
     extra = 0
     can_delete = False
-    fields = ["created_at", "tier", "pain_points", "fracture_points", "factors", "missing", "change_reason", "is_current"]
+    fields = [
+        "created_at",
+        "tier",
+        "pain_points",
+        "fracture_points",
+        "factors",
+        "missing",
+        "change_reason",
+        "is_current",
+    ]
     readonly_fields = fields
     ordering = ["-created_at"]
 
@@ -159,8 +177,17 @@ class CheckpointAdmin(ClinicScopedAdmin):
     """Checkpoints are planned by the protocol; staff complete, reschedule or cancel them."""
 
     clinic_path = "procedure__patient__clinic"
-    list_display = ["code", "title", "procedure_patient", "state", "target_date", "window_end", "audience",
-                    "reminder_blocked", "priority"]
+    list_display = [
+        "code",
+        "title",
+        "procedure_patient",
+        "state",
+        "target_date",
+        "window_end",
+        "audience",
+        "reminder_blocked",
+        "priority",
+    ]
     list_filter = ["state", "audience", "code", "priority", "procedure__patient__clinic"]
     list_select_related = ["procedure__patient"]
     search_fields = ["=procedure__patient__mrn", "procedure__patient__family_name", "=code"]
@@ -187,8 +214,12 @@ class CheckpointAdmin(ClinicScopedAdmin):
 
     def get_urls(self):
         return [
-            path(f"<int:pk>/{name}/", self.admin_site.admin_view(self.action_view), {"action": name},
-                 name=f"patients_checkpoint_{name}")
+            path(
+                f"<int:pk>/{name}/",
+                self.admin_site.admin_view(self.action_view),
+                {"action": name},
+                name=f"patients_checkpoint_{name}",
+            )
             for name in self.actions_forms
         ] + super().get_urls()
 
@@ -201,13 +232,21 @@ class CheckpointAdmin(ClinicScopedAdmin):
         if request.method == "POST" and form.is_valid() and form.save():
             messages.success(request, f"{checkpoint.code}: {title.lower()} done.")
             return redirect(reverse("admin:patients_checkpoint_change", args=[checkpoint.pk]))
-        context = {**self.admin_site.each_context(request), "title": f"{title}: {checkpoint}", "form": form,
-                   "checkpoint": checkpoint, "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{title}: {checkpoint}",
+            "form": form,
+            "checkpoint": checkpoint,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/patients/checkpoint/action.html", context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "checkpoint_actions": [
-            (reverse(f"admin:patients_checkpoint_{name}", args=[object_id]), title)
-            for name, (_, title) in self.actions_forms.items()
-        ]}
+        extra_context = {
+            **(extra_context or {}),
+            "checkpoint_actions": [
+                (reverse(f"admin:patients_checkpoint_{name}", args=[object_id]), title)
+                for name, (_, title) in self.actions_forms.items()
+            ],
+        }
         return super().change_view(request, object_id, form_url, extra_context)

@@ -16,7 +16,7 @@ from .models import Clinic, ClinicMembership, Patient, ProcedureKind, StaffRole
 from .services import record_procedure, register_patient
 
 DEMO_CLINIC_SLUG = "demo-spine"
-DEMO_PASSWORD = "kyphofollow-demo"  # printed by `make run`; the demo is for a laptop, never a server
+DEMO_PASSWORD = "kyphofollow-demo"  # noqa: S105 - printed by `make run`; the demo is for a laptop, never a server
 DEMO_USERS = {
     "coordinator": ("Casey", "Coordinator", StaffRole.COORDINATOR),
     "clinician": ("Dr Robin", "Clinician", StaffRole.CLINICIAN),
@@ -136,4 +136,3 @@ def seed_demo() -> SeedResult:
         )
         created += 1
     return SeedResult(clinic=clinic, patients_created=created, patients_existing=existing)
-

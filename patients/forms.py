@@ -19,8 +19,10 @@ class CheckpointActionForm(forms.Form):
         self.checkpoint, self.user = checkpoint, user
 
     def save(self) -> bool:
-        arguments = {name: "" if value is None and isinstance(self.fields[name], forms.CharField) else value
-                     for name, value in self.cleaned_data.items()}
+        arguments = {
+            name: "" if value is None and isinstance(self.fields[name], forms.CharField) else value
+            for name, value in self.cleaned_data.items()
+        }
         try:
             type(self).service(checkpoint=self.checkpoint, by=self.user, **arguments)
         except ValidationError as exc:

@@ -438,7 +438,11 @@ class Checkpoint(models.Model):
     outcome_notes = models.TextField(blank=True)
     pain_score = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(10)])
     dxa_t_score = models.DecimalField(
-        "DXA T-score", max_digits=3, decimal_places=1, null=True, blank=True,
+        "DXA T-score",
+        max_digits=3,
+        decimal_places=1,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(-6), MaxValueValidator(3)],
     )
     dxa_date = models.DateField("DXA date", null=True, blank=True, validators=[validate_not_in_future])

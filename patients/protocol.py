@@ -203,7 +203,9 @@ def _check_choice(value: str, choices: tuple[str, ...], where: str, key: str) ->
 
 def _check_window(earliest: int, target: int, latest: int, where: str) -> None:
     if not earliest <= target <= latest:
-        raise ProtocolError(f"{where}: window must satisfy earliest <= target <= latest, got {earliest}/{target}/{latest}")
+        raise ProtocolError(
+            f"{where}: window must satisfy earliest <= target <= latest, got {earliest}/{target}/{latest}"
+        )
 
 
 def _reminders(entry: dict, where: str, audience: str) -> dict:
@@ -317,7 +319,9 @@ def parse_protocol(data: dict, *, name: str = "protocol") -> Protocol:
     for rule in checkpoints:
         for other in rule.at:
             if other not in fixed:
-                raise ProtocolError(f"{name} checkpoint {rule.id}: 'at' names '{other}', which has no window of its own")
+                raise ProtocolError(
+                    f"{name} checkpoint {rule.id}: 'at' names '{other}', which has no window of its own"
+                )
     series_ids = [entry.id for entry in series]
     if len(series_ids) != len(set(series_ids)):
         raise ProtocolError(f"{name}: duplicate intensification id")
@@ -369,7 +373,9 @@ def latest_version() -> str:
 # --- Risk ---------------------------------------------------------------------------------------
 
 
-def assess(facts: dict[str, Any], protocol: Protocol, *, new_fracture: bool = False, day14_pain: int | None = None) -> Assessment:
+def assess(
+    facts: dict[str, Any], protocol: Protocol, *, new_fracture: bool = False, day14_pain: int | None = None
+) -> Assessment:
     """Points and tier of spec §2. A missing fact adds 0 points and is listed in `missing`."""
     contributions, missing = [], []
     points = {"pain": 0, "fracture": 0}
@@ -388,7 +394,11 @@ def assess(facts: dict[str, Any], protocol: Protocol, *, new_fracture: bool = Fa
         reasons.append(f"fracture points {points['fracture']} >= {rules.high_fracture_points}")
     if new_fracture and rules.high_if_new_fracture:
         reasons.append("new vertebral fracture")
-    if facts.get("intravertebral_cleft") and day14_pain is not None and day14_pain >= rules.high_cleft_day14_pain_at_least:
+    if (
+        facts.get("intravertebral_cleft")
+        and day14_pain is not None
+        and day14_pain >= rules.high_cleft_day14_pain_at_least
+    ):
         reasons.append(f"cleft with pain {day14_pain}/10 at day 14")
     if reasons:
         tier = "high"
@@ -451,9 +461,18 @@ def plan(facts: ScheduleFacts, tier: str, protocol: Protocol) -> list[PlannedChe
             continue
         start, aim, end = _window(anchor_day, rule.earliest, rule.target, rule.latest, facts.procedure_date)
         item = PlannedCheckpoint(
-            code=rule.id, sequence=1, title=rule.title, audience=rule.audience, anchor=rule.anchor,
-            earliest=start, target=aim, latest=end, source=rule.source,
-            reminder_every_days=rule.reminder_every_days, reminder_max=rule.reminder_max, calendar=rule.calendar,
+            code=rule.id,
+            sequence=1,
+            title=rule.title,
+            audience=rule.audience,
+            anchor=rule.anchor,
+            earliest=start,
+            target=aim,
+            latest=end,
+            source=rule.source,
+            reminder_every_days=rule.reminder_every_days,
+            reminder_max=rule.reminder_max,
+            calendar=rule.calendar,
             priority=priority and rule.id in protocol.priority_checkpoints,
         )
         planned.append(item)
@@ -464,9 +483,17 @@ def plan(facts: ScheduleFacts, tier: str, protocol: Protocol) -> list[PlannedChe
         for sequence, other in enumerate((by_code[code] for code in rule.at if code in by_code), start=1):
             planned.append(
                 PlannedCheckpoint(
-                    code=rule.id, sequence=sequence, title=rule.title, audience=rule.audience, anchor=other.anchor,
-                    earliest=other.earliest, target=other.target, latest=other.latest, source=rule.source,
-                    reminder_every_days=rule.reminder_every_days, reminder_max=rule.reminder_max,
+                    code=rule.id,
+                    sequence=sequence,
+                    title=rule.title,
+                    audience=rule.audience,
+                    anchor=other.anchor,
+                    earliest=other.earliest,
+                    target=other.target,
+                    latest=other.latest,
+                    source=rule.source,
+                    reminder_every_days=rule.reminder_every_days,
+                    reminder_max=rule.reminder_max,
                     calendar=rule.calendar,
                 )
             )
@@ -480,9 +507,17 @@ def plan(facts: ScheduleFacts, tier: str, protocol: Protocol) -> list[PlannedChe
             start, aim, end = _window(anchor_day, day + series.earliest, day, day + series.latest, facts.procedure_date)
             planned.append(
                 PlannedCheckpoint(
-                    code=series.id, sequence=sequence, title=series.title, audience=series.audience,
-                    anchor=series.anchor, earliest=start, target=aim, latest=end, source=series.source,
-                    reminder_every_days=series.reminder_every_days, reminder_max=series.reminder_max,
+                    code=series.id,
+                    sequence=sequence,
+                    title=series.title,
+                    audience=series.audience,
+                    anchor=series.anchor,
+                    earliest=start,
+                    target=aim,
+                    latest=end,
+                    source=series.source,
+                    reminder_every_days=series.reminder_every_days,
+                    reminder_max=series.reminder_max,
                 )
             )
     planned.sort(key=lambda item: (item.target, item.code, item.sequence))

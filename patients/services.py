@@ -116,9 +116,7 @@ def risk_facts(procedure: Procedure, *, today: date, protocol: protocol_rules.Pr
     return {
         "intravertebral_cleft": _any_true([level.intravertebral_cleft for level in levels]),
         "cement_leakage": _any_true([level.cement_leakage for level in levels]),
-        "cement_separated": _any_true(
-            [None if value is None else value == "separated" for value in distributions]
-        ),
+        "cement_separated": _any_true([None if value is None else value == "separated" for value in distributions]),
         "lowest_hu": min(hu_values) if hu_values else None,
         "tl_junction": any(level.level in protocol.tl_junction_levels for level in levels),
         "posterior_fascia_oedema": procedure.posterior_fascia_oedema,
@@ -154,7 +152,11 @@ def reassess(*, procedure: Procedure, reason: str) -> RiskAssessment:
     result = compute_assessment(procedure)
     factors = [vars(contribution) | {} for contribution in result.factors]
     if current and (current.tier, current.pain_points, current.fracture_points, current.factors, current.missing) == (
-        result.tier, result.pain_points, result.fracture_points, factors, list(result.missing)
+        result.tier,
+        result.pain_points,
+        result.fracture_points,
+        factors,
+        list(result.missing),
     ):
         return current
     if current:
@@ -282,14 +284,28 @@ def replan(*, procedure: Procedure, reason: str) -> None:
         fresh = _planned_row(procedure, item, zone=zone, at=at, version=rules.version)
         changed = {
             name: getattr(fresh, name)
-            for name in ("window_start", "target_date", "window_end", "opens_at", "due_at", "closes_at", "priority",
-                         "next_reminder_at")
+            for name in (
+                "window_start",
+                "target_date",
+                "window_end",
+                "opens_at",
+                "due_at",
+                "closes_at",
+                "priority",
+                "next_reminder_at",
+            )
             if getattr(fresh, name) != getattr(row, name) and not (name == "next_reminder_at" and row.reminders_sent)
         }
         if changed:
             Checkpoint.objects.filter(pk=row.pk).update(**changed, updated_at=timezone.now())
-            events.append(CheckpointEvent(checkpoint=row, kind=CheckpointEvent.Kind.REPLANNED, reason=reason,
-                                          data={"target_date": str(item.target)}))
+            events.append(
+                CheckpointEvent(
+                    checkpoint=row,
+                    kind=CheckpointEvent.Kind.REPLANNED,
+                    reason=reason,
+                    data={"target_date": str(item.target)},
+                )
+            )
     for row in existing.values():
         if row.state == CheckpointState.SCHEDULED and not row.triggered and not row.rescheduled_at:
             _transition(row, CheckpointState.CANCELLED, kind=CheckpointEvent.Kind.CANCELLED, reason=reason)
@@ -339,16 +355,35 @@ def complete_checkpoint(
     patient is re-assessed.
     """
     outcome = Checkpoint(
-        pk=checkpoint.pk, procedure=checkpoint.procedure, pain_score=pain_score, dxa_t_score=dxa_t_score,
-        dxa_date=dxa_date, medication_started=medication_started, medication_drug=medication_drug,
-        medication_started_on=medication_started_on, medication_not_started_reason=medication_not_started_reason,
+        pk=checkpoint.pk,
+        procedure=checkpoint.procedure,
+        pain_score=pain_score,
+        dxa_t_score=dxa_t_score,
+        dxa_date=dxa_date,
+        medication_started=medication_started,
+        medication_drug=medication_drug,
+        medication_started_on=medication_started_on,
+        medication_not_started_reason=medication_not_started_reason,
         outcome_notes=notes,
     )
     errors = {}
     try:
-        outcome.clean_fields(exclude=[f.name for f in Checkpoint._meta.fields if f.name not in {
-            "pain_score", "dxa_t_score", "dxa_date", "medication_drug", "medication_started_on",
-            "medication_not_started_reason", "outcome_notes"}])
+        outcome.clean_fields(
+            exclude=[
+                f.name
+                for f in Checkpoint._meta.fields
+                if f.name
+                not in {
+                    "pain_score",
+                    "dxa_t_score",
+                    "dxa_date",
+                    "medication_drug",
+                    "medication_started_on",
+                    "medication_not_started_reason",
+                    "outcome_notes",
+                }
+            ]
+        )
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if (dxa_t_score is None) != (dxa_date is None):
@@ -364,15 +399,31 @@ def complete_checkpoint(
     if errors:
         raise ValidationError(errors)
     if not _transition(
-        checkpoint, CheckpointState.COMPLETED, kind=CheckpointEvent.Kind.COMPLETED, by=by,
-        reason="completed", completed_at=timezone.now(), completed_by=by, outcome_notes=notes, pain_score=pain_score,
-        dxa_t_score=dxa_t_score, dxa_date=dxa_date, medication_started=medication_started,
-        medication_drug=medication_drug, medication_started_on=medication_started_on,
+        checkpoint,
+        CheckpointState.COMPLETED,
+        kind=CheckpointEvent.Kind.COMPLETED,
+        by=by,
+        reason="completed",
+        completed_at=timezone.now(),
+        completed_by=by,
+        outcome_notes=notes,
+        pain_score=pain_score,
+        dxa_t_score=dxa_t_score,
+        dxa_date=dxa_date,
+        medication_started=medication_started,
+        medication_drug=medication_drug,
+        medication_started_on=medication_started_on,
         medication_not_started_reason=medication_not_started_reason,
     ):
         raise _not_open(checkpoint)
-    _apply_outcome(checkpoint, dxa_t_score=dxa_t_score, dxa_date=dxa_date, medication_started=medication_started,
-                   medication_drug=medication_drug, medication_started_on=medication_started_on)
+    _apply_outcome(
+        checkpoint,
+        dxa_t_score=dxa_t_score,
+        dxa_date=dxa_date,
+        medication_started=medication_started,
+        medication_drug=medication_drug,
+        medication_started_on=medication_started_on,
+    )
     return checkpoint
 
 
@@ -383,7 +434,8 @@ def _apply_outcome(checkpoint: Checkpoint, **outcome: Any) -> None:
         changes.update(bmd_lowest_t_score=outcome["dxa_t_score"], dxa_date=outcome["dxa_date"])
     if outcome["medication_started"]:
         changes.update(
-            on_osteoporosis_med=True, osteoporosis_drug=outcome["medication_drug"],
+            on_osteoporosis_med=True,
+            osteoporosis_drug=outcome["medication_drug"],
             osteoporosis_med_started_on=outcome["medication_started_on"],
         )
     elif outcome["medication_started"] is False and patient.on_osteoporosis_med is None:
@@ -412,9 +464,17 @@ def reschedule_checkpoint(*, checkpoint: Checkpoint, target_date: date, reason: 
     end = max(checkpoint.window_end, target_date)
     due_at = local_moment(target_date, at, zone)
     if not _transition(
-        checkpoint, checkpoint.state, kind=CheckpointEvent.Kind.RESCHEDULED, by=by, reason=reason,
-        target_date=target_date, window_start=start, window_end=end, due_at=due_at,
-        opens_at=local_moment(start, time(0), zone), closes_at=local_moment(end + timedelta(days=1), time(0), zone),
+        checkpoint,
+        checkpoint.state,
+        kind=CheckpointEvent.Kind.RESCHEDULED,
+        by=by,
+        reason=reason,
+        target_date=target_date,
+        window_start=start,
+        window_end=end,
+        due_at=due_at,
+        opens_at=local_moment(start, time(0), zone),
+        closes_at=local_moment(end + timedelta(days=1), time(0), zone),
         rescheduled_at=timezone.now(),
         next_reminder_at=due_at if checkpoint.audience != "coordinator_task" and checkpoint.reminder_max else None,
         reminders_sent=0,
@@ -428,7 +488,9 @@ def cancel_checkpoint(*, checkpoint: Checkpoint, reason: str, by=None) -> Checkp
     """Cancel an open checkpoint; its reminders stop at once."""
     if not reason.strip():
         raise ValidationError({"reason": ["Give the reason for cancelling."]})
-    if not _transition(checkpoint, CheckpointState.CANCELLED, kind=CheckpointEvent.Kind.CANCELLED, by=by, reason=reason):
+    if not _transition(
+        checkpoint, CheckpointState.CANCELLED, kind=CheckpointEvent.Kind.CANCELLED, by=by, reason=reason
+    ):
         raise _not_open(checkpoint)
     return checkpoint
 
@@ -438,8 +500,9 @@ def stop_follow_up(*, patient: Patient, reason: str, by=None) -> int:
     """Cancel every open checkpoint of a withdrawn or deceased patient; returns how many."""
     count = 0
     for checkpoint in Checkpoint.objects.open().filter(procedure__patient=patient):
-        count += _transition(checkpoint, CheckpointState.CANCELLED, kind=CheckpointEvent.Kind.CANCELLED,
-                             by=by, reason=reason)
+        count += _transition(
+            checkpoint, CheckpointState.CANCELLED, kind=CheckpointEvent.Kind.CANCELLED, by=by, reason=reason
+        )
     return count
 
 
@@ -451,7 +514,8 @@ def sweep_checkpoint_states(*, now: datetime, batch_size: int = 1000) -> dict[st
     while True:
         with transaction.atomic():
             ids = list(
-                Checkpoint.objects.overdue(at=now).select_for_update(skip_locked=True)
+                Checkpoint.objects.overdue(at=now)
+                .select_for_update(skip_locked=True)
                 .values_list("id", flat=True)[:batch_size]
             )
             if not ids:
@@ -469,7 +533,8 @@ def sweep_checkpoint_states(*, now: datetime, batch_size: int = 1000) -> dict[st
     while True:
         with transaction.atomic():
             ids = list(
-                Checkpoint.objects.opening(at=now).select_for_update(skip_locked=True)
+                Checkpoint.objects.opening(at=now)
+                .select_for_update(skip_locked=True)
                 .values_list("id", flat=True)[:batch_size]
             )
             if not ids:

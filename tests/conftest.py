@@ -24,7 +24,10 @@ def pytest_configure(config):
 @pytest.fixture
 def clinic(db):
     return Clinic.objects.create(
-        name="Northside Spine", slug="northside", time_zone="Europe/London", phone="+44 20 0000 0001",
+        name="Northside Spine",
+        slug="northside",
+        time_zone="Europe/London",
+        phone="+44 20 0000 0001",
         email="spine@northside.invalid",
     )
 
@@ -32,7 +35,10 @@ def clinic(db):
 @pytest.fixture
 def other_clinic(db):
     return Clinic.objects.create(
-        name="Southside Spine", slug="southside", time_zone="America/New_York", phone="+1 555 0100",
+        name="Southside Spine",
+        slug="southside",
+        time_zone="America/New_York",
+        phone="+1 555 0100",
         email="spine@southside.invalid",
     )
 
@@ -104,9 +110,7 @@ def make_procedure(make_patient):
             "fracture_diagnosed_on": timezone.localdate() - timedelta(days=10),
         }
         defaults.update(fields)
-        return record_procedure(
-            patient=patient or make_patient(), levels=levels or [{"level": "L1"}], **defaults
-        )
+        return record_procedure(patient=patient or make_patient(), levels=levels or [{"level": "L1"}], **defaults)
 
     return build
 

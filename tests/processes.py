@@ -24,7 +24,9 @@ def database_url() -> str:
 
 def django_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "kyphofollow.settings"})
+    env.update(
+        {"DATABASE_URL": database_url(), "PYTHONUNBUFFERED": "1", "DJANGO_SETTINGS_MODULE": "kyphofollow.settings"}
+    )
     env.update(overrides)
     return env
 
@@ -41,10 +43,25 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "kyphofollow", "worker", "--loglevel=INFO",
-             f"--concurrency={self.concurrency}", "--pool=prefork", "--without-gossip", "--without-mingle",
-             f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "kyphofollow",
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={self.concurrency}",
+                "--pool=prefork",
+                "--without-gossip",
+                "--without-mingle",
+                f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 

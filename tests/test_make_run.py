@@ -29,7 +29,12 @@ def serverless_env(var_dir: Path, port: int) -> dict[str, str]:
 
 def manage(env, *args):
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=True,
     )
 
@@ -68,14 +73,20 @@ def test_serverless_stack_serves_the_demo_and_runs_worker_and_beat(tmp_path):
     log = open(tmp_path / "honcho.log", "wb")  # noqa: SIM115
     stack = subprocess.Popen(
         [str(BIN / "honcho"), "start", "--port", str(port), "--procfile", "Procfile"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     try:
         health = wait_until(
             lambda: (lambda s, b: json.loads(b) if s == 200 else None)(*fetch(opener, f"{base}/health/")),
-            timeout=90, interval=1, message="/health/ to answer 200 from the serverless stack",
+            timeout=90,
+            interval=1,
+            message="/health/ to answer 200 from the serverless stack",
         )
         assert health["checks"]["broker"]["transport"] == "filesystem"
         first_beat = health["checks"]["worker"]["last_heartbeat"]
@@ -89,7 +100,9 @@ def test_serverless_stack_serves_the_demo_and_runs_worker_and_beat(tmp_path):
         # Beat ticks the heartbeat task every 30 s; the worker runs it and the heartbeat moves on.
         wait_until(
             lambda: json.loads(fetch(opener, f"{base}/health/")[1])["checks"]["worker"]["last_heartbeat"] != first_beat,
-            timeout=75, interval=2, message="a heartbeat sent by beat and run by the worker",
+            timeout=75,
+            interval=2,
+            message="a heartbeat sent by beat and run by the worker",
         )
     finally:
         os.killpg(stack.pid, signal.SIGINT)

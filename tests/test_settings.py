@@ -65,12 +65,17 @@ def test_production_settings_pass_check_deploy_without_warnings():
 
 def test_defaults_need_no_server(tmp_path):
     result = run_manage(
-        "shell", "--no-imports", "-c",
-        "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.EMAIL_BACKEND)",
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.EMAIL_BACKEND)",
         VAR_DIR=str(tmp_path),
     )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "django.db.backends.sqlite3", "filesystem://", "django.core.mail.backends.filebased.EmailBackend"
+        "django.db.backends.sqlite3",
+        "filesystem://",
+        "django.core.mail.backends.filebased.EmailBackend",
     ]

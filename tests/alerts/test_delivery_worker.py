@@ -2,7 +2,7 @@
 
 import time
 from collections import Counter
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 import time_machine
@@ -28,9 +28,7 @@ def plan_first_reminders(make_procedure, count: int):
     return Checkpoint.objects.filter(code="CP-01").first().due_at
 
 
-def test_swept_reminders_are_delivered_by_the_worker_to_the_smtp_server_once_each(
-    make_procedure, worker, smtp_server
-):
+def test_swept_reminders_are_delivered_by_the_worker_to_the_smtp_server_once_each(make_procedure, worker, smtp_server):
     due_at = plan_first_reminders(make_procedure, 25)
     worker(env={"EMAIL_URL": smtp_server.url})
 
@@ -66,7 +64,8 @@ def test_worker_killed_while_sending_loses_nothing_and_repeats_at_most_the_sends
     with time_machine.travel(timezone.now() + SENDING_LEASE + timedelta(seconds=1), tick=True):
         sweep_deliveries(now=timezone.now())
     wait_until(
-        lambda: not Delivery.objects.exclude(state=DeliveryState.SENT).exists(), timeout=90,
+        lambda: not Delivery.objects.exclude(state=DeliveryState.SENT).exists(),
+        timeout=90,
         message="every delivery sent after the kill",
     )
 

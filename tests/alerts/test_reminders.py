@@ -201,8 +201,12 @@ def test_transient_smtp_failure_is_retried_with_backoff_and_a_permanent_one_is_m
     assert len(smtp_settings.messages) == 1
 
     other = Delivery.objects.create(
-        kind="reminder", cause="reminder:test:permanent", recipient="x@example.invalid", clinic=delivery.clinic,
-        checkpoint=delivery.checkpoint, next_attempt_at=delivery.next_attempt_at,
+        kind="reminder",
+        cause="reminder:test:permanent",
+        recipient="x@example.invalid",
+        clinic=delivery.clinic,
+        checkpoint=delivery.checkpoint,
+        next_attempt_at=delivery.next_attempt_at,
     )
     smtp_settings.fail(1, "550 5.1.1 No such mailbox")
     assert deliver(delivery_id=other.pk).state == DeliveryState.FAILED

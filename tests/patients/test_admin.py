@@ -11,10 +11,19 @@ pytestmark = pytest.mark.django_db
 
 def patient_form(clinic, **overrides):
     data = {
-        "clinic": clinic.pk, "mrn": "ADM-1", "given_name": "Given", "family_name": "Family",
-        "birth_date": "1950-03-04", "sex": "female", "status": "active", "language": "en",
-        "time_zone": "Europe/London", "email": "", "phone": "",
-        "procedures-TOTAL_FORMS": "0", "procedures-INITIAL_FORMS": "0",
+        "clinic": clinic.pk,
+        "mrn": "ADM-1",
+        "given_name": "Given",
+        "family_name": "Family",
+        "birth_date": "1950-03-04",
+        "sex": "female",
+        "status": "active",
+        "language": "en",
+        "time_zone": "Europe/London",
+        "email": "",
+        "phone": "",
+        "procedures-TOTAL_FORMS": "0",
+        "procedures-INITIAL_FORMS": "0",
     }
     data.update(overrides)
     return data
@@ -43,8 +52,12 @@ def test_admin_refuses_a_level_that_does_not_exist(client, coordinator, make_pat
     patient = make_patient()
     client.force_login(coordinator)
     data = {
-        "patient": patient.pk, "kind": "kyphoplasty", "performed_on": timezone.localdate().isoformat(),
-        "levels-TOTAL_FORMS": "1", "levels-INITIAL_FORMS": "0", "levels-0-level": "T13",
+        "patient": patient.pk,
+        "kind": "kyphoplasty",
+        "performed_on": timezone.localdate().isoformat(),
+        "levels-TOTAL_FORMS": "1",
+        "levels-INITIAL_FORMS": "0",
+        "levels-0-level": "T13",
     }
 
     response = client.post(reverse("admin:patients_procedure_add"), data)
@@ -73,12 +86,21 @@ def test_recording_a_procedure_in_the_admin_plans_its_schedule(client, coordinat
     client.force_login(coordinator)
     today = timezone.localdate()
     data = {
-        "patient": patient.pk, "kind": "kyphoplasty", "performed_on": today.isoformat(),
-        "fracture_diagnosed_on": today.isoformat(), "brace_type": "", "notes": "",
-        "levels-TOTAL_FORMS": "1", "levels-INITIAL_FORMS": "0", "levels-0-level": "L2",
-        "levels-0-cement_distribution": "confluent", "levels-0-hounsfield_units": "150",
-        "risk_assessments-TOTAL_FORMS": "0", "risk_assessments-INITIAL_FORMS": "0",
-        "checkpoints-TOTAL_FORMS": "0", "checkpoints-INITIAL_FORMS": "0",
+        "patient": patient.pk,
+        "kind": "kyphoplasty",
+        "performed_on": today.isoformat(),
+        "fracture_diagnosed_on": today.isoformat(),
+        "brace_type": "",
+        "notes": "",
+        "levels-TOTAL_FORMS": "1",
+        "levels-INITIAL_FORMS": "0",
+        "levels-0-level": "L2",
+        "levels-0-cement_distribution": "confluent",
+        "levels-0-hounsfield_units": "150",
+        "risk_assessments-TOTAL_FORMS": "0",
+        "risk_assessments-INITIAL_FORMS": "0",
+        "checkpoints-TOTAL_FORMS": "0",
+        "checkpoints-INITIAL_FORMS": "0",
     }
 
     response = client.post(reverse("admin:patients_procedure_add"), data)
@@ -108,8 +130,14 @@ def test_coordinator_completes_a_checkpoint_with_its_outcome_in_the_admin(client
     checkpoint.refresh_from_db()
     assert checkpoint.is_open
 
-    done = client.post(url, {"medication_started": "true", "medication_drug": "alendronate",
-                             "medication_started_on": timezone.localdate().isoformat()})
+    done = client.post(
+        url,
+        {
+            "medication_started": "true",
+            "medication_drug": "alendronate",
+            "medication_started_on": timezone.localdate().isoformat(),
+        },
+    )
     assert done.status_code == 302
     checkpoint.refresh_from_db()
     assert checkpoint.state == "completed" and checkpoint.completed_by == coordinator

@@ -28,8 +28,13 @@ def test_registered_patient_is_stored_with_its_risk_fields(make_patient):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("bmd_lowest_t_score", Decimal("-6.1")), ("bmd_lowest_t_score", Decimal("3.1")), ("bmi", Decimal("11.9")),
-     ("prior_vertebral_fractures", 16), ("time_zone", "Mars/Olympus")],
+    [
+        ("bmd_lowest_t_score", Decimal("-6.1")),
+        ("bmd_lowest_t_score", Decimal("3.1")),
+        ("bmi", Decimal("11.9")),
+        ("prior_vertebral_fractures", 16),
+        ("time_zone", "Mars/Olympus"),
+    ],
 )
 def test_out_of_range_patient_field_is_refused_by_name(make_patient, field, value):
     with pytest.raises(ValidationError) as excinfo:
@@ -79,11 +84,14 @@ def test_procedure_before_its_fracture_diagnosis_is_refused(make_procedure):
 
 @pytest.mark.parametrize(
     ("level", "field"),
-    [({"level": "T13"}, "levels[1].level"), ({"level": "L6"}, "levels[1].level"),
-     ({"level": "L2", "hounsfield_units": 401}, "levels[1].hounsfield_units"),
-     ({"level": "L2", "hounsfield_units": -51}, "levels[1].hounsfield_units"),
-     ({"level": "L2", "cement_distribution": "scattered"}, "levels[1].cement_distribution"),
-     ({"level": "L1"}, "levels[1].level")],
+    [
+        ({"level": "T13"}, "levels[1].level"),
+        ({"level": "L6"}, "levels[1].level"),
+        ({"level": "L2", "hounsfield_units": 401}, "levels[1].hounsfield_units"),
+        ({"level": "L2", "hounsfield_units": -51}, "levels[1].hounsfield_units"),
+        ({"level": "L2", "cement_distribution": "scattered"}, "levels[1].cement_distribution"),
+        ({"level": "L1"}, "levels[1].level"),
+    ],
     ids=["T13", "L6", "hu-high", "hu-low", "bad-distribution", "level-twice"],
 )
 def test_bad_treated_level_is_named_and_nothing_is_written(make_patient, level, field):
@@ -91,7 +99,9 @@ def test_bad_treated_level_is_named_and_nothing_is_written(make_patient, level, 
 
     with pytest.raises(ValidationError) as excinfo:
         record_procedure(
-            patient=patient, kind="kyphoplasty", performed_on=timezone.localdate(),
+            patient=patient,
+            kind="kyphoplasty",
+            performed_on=timezone.localdate(),
             levels=[{"level": "L1", "hounsfield_units": 120}, level],
         )
 
@@ -111,7 +121,9 @@ def test_procedure_without_levels_is_refused(make_patient):
 def test_leak_site_needs_leakage(make_patient):
     with pytest.raises(ValidationError) as excinfo:
         record_procedure(
-            patient=make_patient(), kind="kyphoplasty", performed_on=timezone.localdate(),
+            patient=make_patient(),
+            kind="kyphoplasty",
+            performed_on=timezone.localdate(),
             levels=[{"level": "T12", "cement_leakage": False, "leak_site": "venous"}],
         )
 
