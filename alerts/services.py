@@ -1,48 +1,26 @@
-"""Writes for the alerts app: the outbox (reminders, digests) and its delivery.
+"""Writes for the alerts app: reminders, check-in invitations and digests into the outbox.
 
-Every message is first a Delivery row written in the same transaction as its cause, then sent by a
-task that claims the row by a conditional UPDATE. Each function says which rows change and what is
-enqueued.
+Each function says which rows change and what is enqueued.
 """
 
-import logging
-import random
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from patients.models import Audience, Checkpoint, CheckpointEvent, CheckpointState, Clinic, PatientStatus, StaffRole
 from patients.services import local_moment, procedure_protocol, reminder_time
 
-from . import messages
-from .channels import CHANNELS, DeliveryError
-from .models import Delivery, DeliveryKind, DeliveryState, DigestRun, WorkerHeartbeat
-
-logger = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 8  # then the delivery is marked failed for a coordinator [DESIGN]
-BACKOFF_BASE_SECONDS = 30
-BACKOFF_MAX_SECONDS = 600  # below the broker's visibility timeout (RELIABILITY.md §1)
-SENDING_LEASE = timedelta(minutes=5)  # a send claimed longer ago than this was lost with its worker
-ENQUEUE_BATCH = 100  # delivery ids per task
+from .models import CheckIn, CheckInState, Delivery, DeliveryKind, DeliveryState, DigestRun, WorkerHeartbeat
+from .outbox import enqueue_deliveries
+from .rules import get_rules
 
 
 def record_heartbeat(*, hostname: str) -> WorkerHeartbeat:
     """Upsert this worker's heartbeat row with the current time."""
     heartbeat, _ = WorkerHeartbeat.objects.update_or_create(hostname=hostname, defaults={"beat_at": timezone.now()})
     return heartbeat
-
-
-def enqueue_deliveries(ids: list[int]) -> None:
-    """Hand delivery ids to the worker once the current transaction commits."""
-    from .tasks import deliver_task
-
-    for start in range(0, len(ids), ENQUEUE_BATCH):
-        deliver_task.delay_on_commit(ids[start : start + ENQUEUE_BATCH])
 
 
 # --- Reminders ----------------------------------------------------------------------------------
@@ -94,31 +72,48 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
             )
             if not rows:
                 return written
-            deliveries, events = [], []
+            deliveries, events, checkins = [], [], []
             for row in rows:
                 patient = row.procedure.patient
                 clinic = patient.clinic
                 local = now.astimezone(ZoneInfo(patient.time_zone))
+                is_checkin = row.code in get_rules(row.protocol_version).checkin["checkpoints"]
                 blocked = _block_reason(row)
-                if blocked:
+                if blocked and not (is_checkin and patient.status == PatientStatus.ACTIVE):
                     row.next_reminder_at, row.reminder_blocked = None, blocked
                     continue
-                if _in_quiet_hours(clinic, local):
+                if is_checkin:
+                    # A check-in instead of a reminder: the check-in sweep invites (quiet hours
+                    # permitting), re-sends once, then makes it a phone-call task, which is also
+                    # where a patient who cannot be e-mailed goes at once.
+                    checkins.append(
+                        CheckIn(
+                            patient=patient,
+                            procedure=row.procedure,
+                            checkpoint=row,
+                            reason=row.code,
+                            next_action_at=now,
+                        )
+                    )
+                    row.next_reminder_at, row.reminder_blocked = None, blocked
+                    row.reminders_sent += 1
+                elif _in_quiet_hours(clinic, local):
                     row.next_reminder_at = _after_quiet_hours(clinic, local, patient.time_zone)
                     continue
-                deliveries.append(
-                    Delivery(
-                        kind=DeliveryKind.REMINDER,
-                        cause=f"reminder:{row.pk}:{row.reminders_sent + 1}",
-                        recipient=patient.email,
-                        clinic=clinic,
-                        checkpoint=row,
-                        next_attempt_at=now,
+                else:
+                    deliveries.append(
+                        Delivery(
+                            kind=DeliveryKind.REMINDER,
+                            cause=f"reminder:{row.pk}:{row.reminders_sent + 1}",
+                            recipient=patient.email,
+                            clinic=clinic,
+                            checkpoint=row,
+                            next_attempt_at=now,
+                        )
                     )
-                )
-                at = reminder_time(clinic, procedure_protocol(row.procedure))
-                row.next_reminder_at = _next_reminder(row, local, at, patient.time_zone)
-                row.reminders_sent += 1
+                    at = reminder_time(clinic, procedure_protocol(row.procedure))
+                    row.next_reminder_at = _next_reminder(row, local, at, patient.time_zone)
+                    row.reminders_sent += 1
                 if row.state == CheckpointState.SCHEDULED:
                     row.state = CheckpointState.DUE
                     events.append(
@@ -129,6 +124,7 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                 rows, ["next_reminder_at", "reminders_sent", "reminder_blocked", "state", "updated_at"]
             )
             CheckpointEvent.objects.bulk_create(events)
+            CheckIn.objects.bulk_create(checkins, ignore_conflicts=True)
             created = Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
             ids = list(
                 Delivery.objects.filter(cause__in=[d.cause for d in created], state=DeliveryState.PENDING).values_list(
@@ -136,7 +132,7 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                 )
             )
             enqueue_deliveries(ids)
-            written += len(ids)
+            written += len(ids) + len(checkins)
 
 
 # --- Digest -------------------------------------------------------------------------------------
@@ -188,91 +184,75 @@ def _write_digest(*, clinic: Clinic, local_date, now: datetime) -> int:
     return len(created)
 
 
-# --- Delivery -----------------------------------------------------------------------------------
+# --- Check-ins ----------------------------------------------------------------------------------
 
 
-def backoff_seconds(attempts: int) -> int:
-    """Exponential backoff with full jitter, capped below the broker's visibility timeout."""
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
-    return random.randint(ceiling // 2, ceiling)
+def sweep_checkins(*, now: datetime, batch_size: int = 500) -> dict[str, int]:
+    """Move unanswered check-ins along: first invitation, one re-send, then a phone-call task.
 
-
-@dataclass
-class Outcome:
-    state: str
-    retry_in: int | None = None
-
-
-def _still_wanted(delivery: Delivery) -> bool:
-    if delivery.kind != DeliveryKind.REMINDER:
-        return True
-    checkpoint = delivery.checkpoint
-    patient = checkpoint.procedure.patient
-    return checkpoint.is_open and patient.status == PatientStatus.ACTIVE and patient.email_consent
-
-
-def deliver(*, delivery_id: int) -> Outcome:
-    """Claim one pending delivery, send it, and record the result.
-
-    The claim is a conditional UPDATE (pending → sending), so two workers never send the same row.
-    A transient failure puts the row back to pending with a backed-off `next_attempt_at`; a permanent
-    one, or the last attempt, marks it failed for a coordinator. A reminder whose checkpoint was
-    completed or cancelled meanwhile is cancelled instead of sent.
+    Claims invited rows whose `next_action_at` has come (SKIP LOCKED); writes one Delivery per
+    invitation (unique per check-in and send number) and enqueues it on commit. Quiet hours defer
+    the invitation; a patient who cannot be e-mailed goes straight to a phone-call task.
     """
-    now = timezone.now()
-    claimed = Delivery.objects.filter(id=delivery_id, state=DeliveryState.PENDING).update(
-        state=DeliveryState.SENDING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now
-    )
-    if not claimed:
-        return Outcome("skipped")
-    delivery = Delivery.objects.select_related("clinic", "checkpoint__procedure__patient").get(id=delivery_id)
-    mine = Delivery.objects.filter(id=delivery_id, state=DeliveryState.SENDING, claimed_at=now)
-    if not _still_wanted(delivery):
-        mine.update(state=DeliveryState.CANCELLED, last_error="no longer wanted", updated_at=timezone.now())
-        return Outcome(DeliveryState.CANCELLED)
-    try:
-        channel = CHANNELS[delivery.channel]
-        channel.send(messages.build(delivery))
-    except DeliveryError as exc:
-        if exc.permanent or delivery.attempts >= MAX_ATTEMPTS:
-            mine.update(state=DeliveryState.FAILED, last_error=str(exc)[:300], updated_at=timezone.now())
-            logger.warning("delivery %s failed permanently after %s attempts: %s", delivery.pk, delivery.attempts, exc)
-            return Outcome(DeliveryState.FAILED)
-        wait = backoff_seconds(delivery.attempts)
-        mine.update(
-            state=DeliveryState.PENDING,
-            last_error=str(exc)[:300],
-            claimed_at=None,
-            next_attempt_at=timezone.now() + timedelta(seconds=wait),
-            updated_at=timezone.now(),
-        )
-        logger.info("delivery %s attempt %s failed, retry in %s s: %s", delivery.pk, delivery.attempts, wait, exc)
-        return Outcome(DeliveryState.PENDING, retry_in=wait)
-    mine.update(state=DeliveryState.SENT, sent_at=timezone.now(), last_error="", updated_at=timezone.now())
-    return Outcome(DeliveryState.SENT)
-
-
-def sweep_deliveries(*, now: datetime, batch_size: int = 1000) -> int:
-    """Find deliveries whose task was lost and hand them out again.
-
-    Rows left in `sending` past the lease go back to pending. Pending rows whose attempt is due are
-    enqueued, and their `next_attempt_at` is pushed one lease ahead so that the next sweep does not
-    enqueue them again while they wait in the queue. Returns the number enqueued.
-    """
-    Delivery.objects.stuck(claimed_before=now - SENDING_LEASE).update(
-        state=DeliveryState.PENDING, claimed_at=None, next_attempt_at=now, updated_at=now
-    )
-    enqueued = 0
+    counts = {"invited": 0, "call_needed": 0}
     while True:
         with transaction.atomic():
-            ids = list(
-                Delivery.objects.ready(at=now)
-                .select_for_update(skip_locked=True)
-                .order_by("next_attempt_at")
-                .values_list("id", flat=True)[:batch_size]
+            rows = list(
+                CheckIn.objects.filter(state=CheckInState.INVITED, next_action_at__lte=now)
+                .select_for_update(skip_locked=True, of=("self",))
+                .select_related("patient__clinic", "procedure")
+                .order_by("next_action_at")[:batch_size]
             )
-            if not ids:
-                return enqueued
-            Delivery.objects.filter(id__in=ids).update(next_attempt_at=now + SENDING_LEASE, updated_at=now)
-            enqueue_deliveries(ids)
-            enqueued += len(ids)
+            if not rows:
+                return counts
+            deliveries = []
+            for row in rows:
+                patient, clinic = row.patient, row.patient.clinic
+                rules = get_rules(row.procedure.protocol_version or clinic.protocol_version).checkin
+                local = now.astimezone(ZoneInfo(patient.time_zone))
+                if row.invitations_sent >= 2 or (patient.status == PatientStatus.ACTIVE and not _can_email(patient)):
+                    row.state, row.next_action_at = CheckInState.CALL_NEEDED, None
+                    counts["call_needed"] += 1
+                elif patient.status != PatientStatus.ACTIVE:
+                    row.state, row.next_action_at = CheckInState.CANCELLED, None
+                elif _in_quiet_hours(clinic, local):
+                    row.next_action_at = _after_quiet_hours(clinic, local, patient.time_zone)
+                else:
+                    row.invitations_sent += 1
+                    wait = rules["resend_after_days"] if row.invitations_sent == 1 else rules["call_after_days"]
+                    row.next_action_at = now + timedelta(days=wait)
+                    deliveries.append(
+                        Delivery(
+                            kind=DeliveryKind.CHECKIN,
+                            cause=f"checkin:{row.pk}:{row.invitations_sent}",
+                            recipient=patient.email,
+                            clinic=clinic,
+                            checkin=row,
+                            next_attempt_at=now,
+                        )
+                    )
+                    counts["invited"] += 1
+                row.updated_at = now
+            CheckIn.objects.bulk_update(rows, ["state", "next_action_at", "invitations_sent", "updated_at"])
+            created = Delivery.objects.bulk_create(deliveries)
+            enqueue_deliveries([delivery.pk for delivery in created])
+
+
+def _can_email(patient) -> bool:
+    return bool(patient.email_consent and patient.email)
+
+
+@transaction.atomic
+def log_checkin_call(*, checkin: CheckIn, by, note: str) -> CheckIn:
+    """Record the coordinator's phone call for a check-in that needed one."""
+    from django.core.exceptions import ValidationError
+
+    if not note.strip():
+        raise ValidationError({"note": ["Say what was discussed."]})
+    changed = CheckIn.objects.filter(pk=checkin.pk, state=CheckInState.CALL_NEEDED).update(
+        state=CheckInState.CALLED, call_logged_by=by, call_note=note, updated_at=timezone.now()
+    )
+    if not changed:
+        raise ValidationError({"state": ["This check-in does not need a call."]})
+    checkin.refresh_from_db()
+    return checkin

@@ -2,7 +2,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.utils import timezone
 
-from . import services
+from . import outbox, services
 
 
 @shared_task
@@ -10,13 +10,13 @@ def sweep_outbox_task() -> None:
     now = timezone.now()
     services.sweep_reminders(now=now)
     services.sweep_digests(now=now)
-    services.sweep_deliveries(now=now)
+    outbox.sweep_deliveries(now=now)
 
 
 @shared_task
 def deliver_task(delivery_ids: list[int]) -> None:
     for delivery_id in delivery_ids:
-        outcome = services.deliver(delivery_id=delivery_id)
+        outcome = outbox.deliver(delivery_id=delivery_id)
         if outcome.retry_in is not None:
             deliver_task.apply_async(([delivery_id],), countdown=outcome.retry_in)
 

@@ -89,6 +89,7 @@ class ClinicMembership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="clinic_memberships")
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=StaffRole.choices)
+    on_call = models.BooleanField(default=False, help_text=_("Last step of the alert escalation chain."))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "clinic"], name="one_role_per_user_and_clinic")]
@@ -430,6 +431,7 @@ class Checkpoint(models.Model):
     needs_review = models.BooleanField(default=False, help_text=_("Already past when imported: review, not remind."))
     triggered = models.BooleanField(default=False, help_text=_("Created by a finding, not by the plan."))
     rescheduled_at = models.DateTimeField(null=True, blank=True, help_text=_("Moved by staff; re-plans leave it."))
+    cancelled_by_staff = models.BooleanField(default=False, help_text=_("Cancelled by staff; re-plans leave it."))
 
     completed_at = models.DateTimeField(null=True, blank=True)
     completed_by = models.ForeignKey(

@@ -251,8 +251,11 @@ def _parse_checkpoint(entry: dict, where: str) -> CheckpointRule:
     if "condition" in entry:
         common["condition"] = _check_choice(_require(entry, "condition", where, str), CONDITIONS, where, "condition")
     if entry.get("triggered_only"):
-        anchor = _check_choice(_require(entry, "anchor", where, str), ANCHORS, where, "anchor")
-        return CheckpointRule(**common, anchor=anchor, triggered_only=True)
+        earliest = _require(entry, "earliest", where, int)
+        target = _require(entry, "target", where, int)
+        latest = _require(entry, "latest", where, int)
+        _check_window(earliest, target, latest, where)
+        return CheckpointRule(**common, earliest=earliest, target=target, latest=latest, triggered_only=True)
     if "at" in entry:
         return CheckpointRule(**common, at=tuple(_require(entry, "at", where, list)))
     anchor = _check_choice(_require(entry, "anchor", where, str), ANCHORS, where, "anchor")
@@ -384,8 +387,12 @@ def assess(
         if any(results):
             contributions.append(Contribution(factor.id, factor.kind, factor.label, factor.points, factor.source))
             points[factor.kind] += factor.points
-        elif any(result is None for result in results):
-            missing.extend(c.fact for c, r in zip(factor.when, results, strict=True) if r is None)
+        # A fact not recorded is listed even when another one already scores: the profile is incomplete.
+        missing.extend(
+            c.fact
+            for c, r in zip(factor.when, results, strict=True)
+            if r is None or c.fact in facts.get("partly_recorded", ())
+        )
     rules = protocol.tiers
     reasons = []
     if points["pain"] >= rules.high_pain_points:

@@ -113,7 +113,15 @@ def risk_facts(procedure: Procedure, *, today: date, protocol: protocol_rules.Pr
         no_medication = None
     else:
         no_medication = True
+    per_level = {
+        "intravertebral_cleft": [level.intravertebral_cleft for level in levels],
+        "cement_leakage": [level.cement_leakage for level in levels],
+        "cement_separated": [None if value is None else value == "separated" for value in distributions],
+        "lowest_hu": [level.hounsfield_units for level in levels],
+    }
     return {
+        # Facts recorded for some treated levels but not all: scored, and listed as missing too.
+        "partly_recorded": {name for name, values in per_level.items() if None in values},
         "intravertebral_cleft": _any_true([level.intravertebral_cleft for level in levels]),
         "cement_leakage": _any_true([level.cement_leakage for level in levels]),
         "cement_separated": _any_true([None if value is None else value == "separated" for value in distributions]),
@@ -175,7 +183,9 @@ def reassess(*, procedure: Procedure, reason: str) -> RiskAssessment:
     )
     if current is None or current.tier != assessment.tier:
         before = current.get_tier_display().lower() if current else "none"
-        replan(procedure=procedure, reason=f"tier {before} → {assessment.tier}: {reason}"[:300])
+        replan(
+            procedure=procedure, reason=f"tier {before} → {assessment.tier}: {reason}"[:300], initial=current is None
+        )
     return assessment
 
 
@@ -256,7 +266,7 @@ def schedule_procedure(*, procedure: Procedure) -> RiskAssessment:
 
 
 @transaction.atomic
-def replan(*, procedure: Procedure, reason: str) -> None:
+def replan(*, procedure: Procedure, reason: str, initial: bool = False) -> None:
     """Bring the procedure's scheduled checkpoints in line with the plan for its current tier.
 
     Completed, missed, due, triggered and staff-rescheduled checkpoints are never rewritten. Scheduled
@@ -269,16 +279,27 @@ def replan(*, procedure: Procedure, reason: str) -> None:
     clinic = procedure.patient.clinic
     zone, at = procedure.patient.time_zone, reminder_time(clinic, rules)
     planned = protocol_rules.plan(schedule_facts(procedure), current_tier(procedure), rules)
-    existing = {
-        (row.code, row.sequence): row
-        for row in procedure.checkpoints.select_for_update().exclude(state=CheckpointState.CANCELLED)
-    }
+    rows = list(procedure.checkpoints.select_for_update())
+    existing = {(row.code, row.sequence): row for row in rows if row.state != CheckpointState.CANCELLED}
+    kept_cancelled = {(row.code, row.sequence) for row in rows if row.cancelled_by_staff}
+    now = timezone.now()
     created, events = [], []
     for item in planned:
         row = existing.pop(item.key, None)
         if row is None:
-            created.append(_planned_row(procedure, item, zone=zone, at=at, version=rules.version))
+            fresh = _planned_row(procedure, item, zone=zone, at=at, version=rules.version)
+            # Staff cancellations stand; a re-plan adds nothing whose window has already closed.
+            if item.key not in kept_cancelled and (initial or fresh.closes_at > now):
+                created.append(fresh)
             continue
+        if row.state == CheckpointState.DUE and row.priority != item.priority:
+            # An open FLS item gains (or loses) priority with the tier; nothing else of it moves.
+            Checkpoint.objects.filter(pk=row.pk).update(priority=item.priority, updated_at=now)
+            events.append(
+                CheckpointEvent(
+                    checkpoint=row, kind=CheckpointEvent.Kind.REPLANNED, reason=reason, data={"priority": item.priority}
+                )
+            )
         if row.state != CheckpointState.SCHEDULED or row.rescheduled_at or row.triggered:
             continue
         fresh = _planned_row(procedure, item, zone=zone, at=at, version=rules.version)
@@ -455,8 +476,8 @@ def reschedule_checkpoint(*, checkpoint: Checkpoint, target_date: date, reason: 
         raise ValidationError({"reason": ["Give the reason for the new date."]})
     if target_date < checkpoint.procedure.performed_on:
         raise ValidationError({"target_date": ["The new date is before the procedure."]})
-    if target_date < timezone.localdate():
-        raise ValidationError({"target_date": ["The new date is in the past."]})
+    if target_date < timezone.localdate(timezone=ZoneInfo(checkpoint.procedure.patient.time_zone)):
+        raise ValidationError({"target_date": ["The new date is in the past (in the patient's time zone)."]})
     rules = procedure_protocol(checkpoint.procedure)
     zone = checkpoint.procedure.patient.time_zone
     at = reminder_time(checkpoint.procedure.patient.clinic, rules)
@@ -489,9 +510,45 @@ def cancel_checkpoint(*, checkpoint: Checkpoint, reason: str, by=None) -> Checkp
     if not reason.strip():
         raise ValidationError({"reason": ["Give the reason for cancelling."]})
     if not _transition(
-        checkpoint, CheckpointState.CANCELLED, kind=CheckpointEvent.Kind.CANCELLED, by=by, reason=reason
+        checkpoint,
+        CheckpointState.CANCELLED,
+        kind=CheckpointEvent.Kind.CANCELLED,
+        by=by,
+        reason=reason,
+        cancelled_by_staff=True,
     ):
         raise _not_open(checkpoint)
+    return checkpoint
+
+
+@transaction.atomic
+def trigger_checkpoint(*, procedure: Procedure, code: str, reason: str) -> Checkpoint:
+    """Plan a triggered checkpoint (CP-16 imaging review) from today, unless one is already open.
+    Its window comes from the protocol; staff arrange it, so the patient gets no reminder."""
+    existing = procedure.checkpoints.open().filter(code=code).first()
+    if existing:
+        return existing
+    rules = procedure_protocol(procedure)
+    rule = rules.checkpoint(code)
+    today = timezone.localdate()
+    item = protocol_rules.PlannedCheckpoint(
+        code=code,
+        sequence=procedure.checkpoints.filter(code=code).count() + 1,
+        title=rule.title,
+        audience=rule.audience,
+        anchor="trigger",
+        earliest=today + timedelta(days=rule.earliest),
+        target=today + timedelta(days=rule.target),
+        latest=today + timedelta(days=rule.latest),
+        source=rule.source,
+        reminder_every_days=0,
+        reminder_max=0,
+    )
+    zone, at = procedure.patient.time_zone, reminder_time(procedure.patient.clinic, rules)
+    checkpoint = _planned_row(procedure, item, zone=zone, at=at, version=rules.version)
+    checkpoint.triggered = True
+    checkpoint.save()
+    CheckpointEvent.objects.create(checkpoint=checkpoint, kind=CheckpointEvent.Kind.PLANNED, reason=reason[:300])
     return checkpoint
 
 

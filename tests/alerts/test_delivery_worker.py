@@ -9,7 +9,8 @@ import time_machine
 from django.utils import timezone
 
 from alerts.models import Delivery, DeliveryState
-from alerts.services import SENDING_LEASE, sweep_deliveries, sweep_reminders
+from alerts.outbox import SENDING_LEASE, sweep_deliveries
+from alerts.services import sweep_reminders
 from patients.models import Checkpoint
 from tests.processes import wait_until
 
@@ -21,11 +22,11 @@ def delivery_ids_received(smtp_server) -> Counter:
 
 
 def plan_first_reminders(make_procedure, count: int):
-    """`count` procedures done yesterday; returns the instant their CP-01 reminders fall due."""
-    yesterday = timezone.localdate() - timedelta(days=1)
+    """`count` procedures whose DXA reminder (CP-06, fracture + 70 days) falls due today."""
+    fracture = timezone.localdate() - timedelta(days=70)
     for _ in range(count):
-        make_procedure(performed_on=yesterday, fracture_diagnosed_on=yesterday - timedelta(days=5))
-    return Checkpoint.objects.filter(code="CP-01").first().due_at
+        make_procedure(performed_on=fracture + timedelta(days=2), fracture_diagnosed_on=fracture)
+    return Checkpoint.objects.filter(code="CP-06").first().due_at
 
 
 def test_swept_reminders_are_delivered_by_the_worker_to_the_smtp_server_once_each(make_procedure, worker, smtp_server):

@@ -8,7 +8,8 @@ from django.core import mail
 
 from alerts.messages import DIGEST_SUBJECT
 from alerts.models import Delivery, DeliveryKind
-from alerts.services import deliver, sweep_digests
+from alerts.outbox import deliver
+from alerts.services import sweep_digests
 from patients.services import sweep_checkpoint_states
 
 

@@ -11,7 +11,8 @@ from django.db import connection
 
 from alerts.messages import REMINDER_SUBJECT
 from alerts.models import Delivery, DeliveryState
-from alerts.services import deliver, sweep_reminders
+from alerts.outbox import deliver
+from alerts.services import sweep_reminders
 from patients.models import Checkpoint, CheckpointState
 from patients.services import complete_checkpoint, update_patient
 
@@ -28,16 +29,23 @@ def reminders_for(checkpoint) -> list[Delivery]:
     return list(Delivery.objects.filter(checkpoint=checkpoint).order_by("id"))
 
 
+def dxa_procedure(make_procedure, *, dxa_target: date, **fields):
+    """A procedure in London whose DXA reminder (CP-06, fracture + 70 days) falls on `dxa_target`."""
+    fracture = dxa_target - timedelta(days=70)
+    performed = fracture + timedelta(days=2)
+    with time_machine.travel(datetime(performed.year, performed.month, performed.day, 12, tzinfo=UTC), tick=False):
+        return make_procedure(performed_on=performed, fracture_diagnosed_on=fracture, **fields)
+
+
 @pytest.fixture
 def march_procedure(make_procedure):
-    """Done on 28 March 2026 in London: CP-01 (day 1) falls on 29 March, the day clocks go forward."""
-    with time_machine.travel(at_utc(2026, 3, 28, 12), tick=False):
-        return make_procedure(performed_on=date(2026, 3, 28), fracture_diagnosed_on=date(2026, 3, 20))
+    """CP-06 falls on 29 March 2026, the day London's clocks go forward."""
+    return dxa_procedure(make_procedure, dxa_target=date(2026, 3, 29))
 
 
 @pytest.mark.django_db
 def test_reminder_due_at_nine_local_on_the_spring_forward_day_is_written_once_at_eight_utc(march_procedure):
-    checkpoint = cp(march_procedure, "CP-01")
+    checkpoint = cp(march_procedure, "CP-06")
     assert checkpoint.due_at == at_utc(2026, 3, 29, 8, 0)  # 09:00 BST
 
     sweep_reminders(now=at_utc(2026, 3, 29, 7, 59))
@@ -50,9 +58,8 @@ def test_reminder_due_at_nine_local_on_the_spring_forward_day_is_written_once_at
 
 @pytest.mark.django_db
 def test_reminder_due_at_nine_local_on_the_fall_back_day_is_written_at_nine_utc(make_procedure):
-    with time_machine.travel(at_utc(2026, 10, 24, 12), tick=False):
-        procedure = make_procedure(performed_on=date(2026, 10, 24), fracture_diagnosed_on=date(2026, 10, 20))
-    checkpoint = cp(procedure, "CP-01")
+    procedure = dxa_procedure(make_procedure, dxa_target=date(2026, 10, 25))
+    checkpoint = cp(procedure, "CP-06")
 
     sweep_reminders(now=at_utc(2026, 10, 25, 8, 59))
     assert reminders_for(checkpoint) == []
@@ -62,10 +69,11 @@ def test_reminder_due_at_nine_local_on_the_fall_back_day_is_written_at_nine_utc(
 
 @pytest.mark.django_db
 def test_reminder_repeats_at_its_cadence_while_open_and_stops_at_its_maximum(march_procedure):
-    checkpoint = cp(march_procedure, "CP-01")  # every 1 day, at most 2, window to day 3
+    checkpoint = cp(march_procedure, "CP-06")  # every 7 days, at most 2, window to 12 April
 
-    for day in (29, 30, 31):
-        sweep_reminders(now=at_utc(2026, 3, day, 8, 0))
+    for day in range(29, 29 + 15):
+        moment = at_utc(2026, 3, 29, 8, 0) + timedelta(days=day - 29)
+        sweep_reminders(now=moment)
 
     causes = [delivery.cause for delivery in reminders_for(checkpoint)]
     assert causes == [f"reminder:{checkpoint.pk}:1", f"reminder:{checkpoint.pk}:2"]
@@ -76,14 +84,14 @@ def test_reminder_repeats_at_its_cadence_while_open_and_stops_at_its_maximum(mar
 
 @pytest.mark.django_db
 def test_completing_a_checkpoint_stops_its_reminders_and_cancels_one_still_pending(march_procedure):
-    checkpoint = cp(march_procedure, "CP-01")
+    checkpoint = cp(march_procedure, "CP-06")
     sweep_reminders(now=at_utc(2026, 3, 29, 8, 0))
     pending = reminders_for(checkpoint)[0]
 
     with time_machine.travel(at_utc(2026, 3, 29, 8, 5), tick=False):
-        complete_checkpoint(checkpoint=checkpoint, pain_score=3)
+        complete_checkpoint(checkpoint=checkpoint, dxa_t_score=-1.5, dxa_date=date(2026, 3, 28))
         outcome = deliver(delivery_id=pending.pk)
-    sweep_reminders(now=at_utc(2026, 3, 30, 8, 0))
+    sweep_reminders(now=at_utc(2026, 4, 5, 8, 0))
 
     assert outcome.state == DeliveryState.CANCELLED
     assert mail.outbox == []
@@ -92,12 +100,11 @@ def test_completing_a_checkpoint_stops_its_reminders_and_cancels_one_still_pendi
 
 @pytest.mark.django_db
 def test_patient_without_email_consent_gets_nothing_and_the_checkpoint_says_why(make_patient, make_procedure):
-    with time_machine.travel(at_utc(2026, 3, 28, 12), tick=False):
-        procedure = make_procedure(patient=make_patient(email_consent=False), performed_on=date(2026, 3, 28))
+    procedure = dxa_procedure(make_procedure, dxa_target=date(2026, 3, 29), patient=make_patient(email_consent=False))
 
     sweep_reminders(now=at_utc(2026, 3, 29, 8, 0))
 
-    checkpoint = cp(procedure, "CP-01")
+    checkpoint = cp(procedure, "CP-06")
     assert reminders_for(checkpoint) == []
     assert checkpoint.reminder_blocked == "no e-mail consent"
     assert checkpoint.next_reminder_at is None
@@ -108,8 +115,8 @@ def test_deceased_patient_gets_nothing(march_procedure):
     with time_machine.travel(at_utc(2026, 3, 28, 18), tick=False):
         update_patient(patient=march_procedure.patient, status="deceased")
 
-    for day in range(29, 31):
-        sweep_reminders(now=at_utc(2026, 3, day, 8, 0))
+    for day in range(0, 20):
+        sweep_reminders(now=at_utc(2026, 3, 20, 8, 0) + timedelta(days=day))
 
     assert not Delivery.objects.exists()
     assert not Checkpoint.objects.open().filter(procedure=march_procedure).exists()
@@ -117,7 +124,7 @@ def test_deceased_patient_gets_nothing(march_procedure):
 
 @pytest.mark.django_db
 def test_reminder_caught_up_in_quiet_hours_waits_until_they_end(march_procedure):
-    checkpoint = cp(march_procedure, "CP-01")
+    checkpoint = cp(march_procedure, "CP-06")
 
     sweep_reminders(now=at_utc(2026, 3, 29, 20, 30))  # 21:30 BST: quiet hours (20:00–08:00)
 
@@ -153,8 +160,7 @@ def test_reminder_email_has_a_neutral_subject_no_identifiers_and_a_calendar_file
 
 @pytest.mark.django_db(transaction=True)
 def test_two_sweeps_at_once_and_a_rerun_write_each_reminder_exactly_once(make_procedure):
-    with time_machine.travel(at_utc(2026, 3, 1, 12), tick=False):
-        procedures = [make_procedure(performed_on=date(2026, 3, 1)) for _ in range(30)]
+    procedures = [dxa_procedure(make_procedure, dxa_target=date(2026, 3, 2)) for _ in range(30)]
     now = at_utc(2026, 3, 2, 9, 0)
     barrier = threading.Barrier(2)
     errors = []
@@ -176,7 +182,7 @@ def test_two_sweeps_at_once_and_a_rerun_write_each_reminder_exactly_once(make_pr
     sweep_reminders(now=now)
 
     assert errors == []
-    due = Checkpoint.objects.filter(procedure__in=procedures, code="CP-01")
+    due = Checkpoint.objects.filter(procedure__in=procedures, code="CP-06")
     assert Delivery.objects.filter(checkpoint__in=due).count() == 30
     assert set(Delivery.objects.values_list("cause", flat=True)) == {f"reminder:{c.pk}:1" for c in due}
 

@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from alerts.models import Delivery, DeliveryState
-from alerts.services import deliver, sweep_digests, sweep_reminders
+from alerts.outbox import deliver
+from alerts.services import sweep_digests, sweep_reminders
 from patients.services import sweep_checkpoint_states
 
 

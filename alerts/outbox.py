@@ -1,0 +1,162 @@
+"""The outbox: Delivery rows are claimed, sent and marked by id; lost ones are found again by a sweep.
+
+Every message is first a Delivery row written in the same transaction as its cause. A task claims
+the row by a conditional UPDATE (pending → sending), sends, and marks it sent, so two workers never
+send one row; a send killed in flight is repeated once at most, after its lease runs out.
+"""
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from patients.models import PatientStatus
+
+from . import messages
+from .channels import CHANNELS, DeliveryError
+from .models import Alert, AlertEvent, AlertState, CheckInState, Delivery, DeliveryKind, DeliveryState
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8  # then the delivery is marked failed for a coordinator [DESIGN]
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_MAX_SECONDS = 600  # below the broker's visibility timeout (RELIABILITY.md §1)
+SENDING_LEASE = timedelta(minutes=5)  # a send claimed longer ago than this was lost with its worker
+ENQUEUE_BATCH = 100  # delivery ids per task
+
+
+def enqueue_deliveries(ids: list[int]) -> None:
+    """Hand delivery ids to the worker once the current transaction commits (the fast path; the
+    delivery sweep is the safety net)."""
+    from .tasks import deliver_task
+
+    for start in range(0, len(ids), ENQUEUE_BATCH):
+        deliver_task.delay_on_commit(ids[start : start + ENQUEUE_BATCH])
+
+
+def backoff_seconds(attempts: int) -> int:
+    """Exponential backoff with jitter, capped below the broker's visibility timeout."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return random.randint(ceiling // 2, ceiling)
+
+
+@dataclass
+class Outcome:
+    state: str
+    retry_in: int | None = None
+
+
+def _still_wanted(delivery: Delivery) -> bool:
+    if delivery.kind == DeliveryKind.REMINDER:
+        checkpoint = delivery.checkpoint
+        patient = checkpoint.procedure.patient
+        return checkpoint.is_open and patient.status == PatientStatus.ACTIVE and patient.email_consent
+    if delivery.kind == DeliveryKind.CHECKIN:
+        patient = delivery.checkin.patient
+        return (
+            delivery.checkin.state == CheckInState.INVITED
+            and patient.status == PatientStatus.ACTIVE
+            and patient.email_consent
+        )
+    if delivery.kind == DeliveryKind.ALERT:
+        # Read under the row lock taken by `_send`: an acknowledgement waits for this send to end,
+        # so no page goes out after an acknowledgement has committed.
+        return Alert.objects.filter(pk=delivery.alert_id, state=AlertState.OPEN).exists()
+    return True
+
+
+def _send(delivery: Delivery) -> str:
+    """Send unless no longer wanted; returns the final state. Raises DeliveryError."""
+    with transaction.atomic():
+        if delivery.alert_id and delivery.kind == DeliveryKind.ALERT:
+            Alert.objects.select_for_update().filter(pk=delivery.alert_id).first()
+        if not _still_wanted(delivery):
+            return DeliveryState.CANCELLED
+        CHANNELS[delivery.channel].send(messages.build(delivery))
+    return DeliveryState.SENT
+
+
+def _failed_for_good(delivery: Delivery, error: str) -> None:
+    if delivery.kind == DeliveryKind.ALERT and delivery.alert_id:
+        # A channel that fails past its retries hands the alert to the next escalation step now.
+        now = timezone.now()
+        Alert.objects.filter(pk=delivery.alert_id, state=AlertState.OPEN).update(next_escalation_at=now)
+        AlertEvent.objects.create(
+            alert_id=delivery.alert_id,
+            kind=AlertEvent.Kind.DELIVERY_FAILED,
+            at=now,
+            note=f"delivery #{delivery.pk} failed: {error}"[:300],
+        )
+    logger.warning("delivery %s failed permanently after %s attempts: %s", delivery.pk, delivery.attempts, error)
+
+
+def deliver(*, delivery_id: int) -> Outcome:
+    """Claim one pending delivery, send it, and record the result.
+
+    A transient failure puts the row back to pending with a backed-off `next_attempt_at`; a permanent
+    one, or the last attempt, marks it failed for a coordinator. A message whose cause went away
+    meanwhile (checkpoint completed, check-in answered, alert acknowledged) is cancelled, not sent.
+    """
+    now = timezone.now()
+    claimed = Delivery.objects.filter(id=delivery_id, state=DeliveryState.PENDING).update(
+        state=DeliveryState.SENDING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now
+    )
+    if not claimed:
+        return Outcome("skipped")
+    delivery = Delivery.objects.select_related(
+        "clinic", "checkpoint__procedure__patient", "checkin__patient", "alert", "endpoint", "recipient_user"
+    ).get(id=delivery_id)
+    mine = Delivery.objects.filter(id=delivery_id, state=DeliveryState.SENDING, claimed_at=now)
+    try:
+        state = _send(delivery)
+    except DeliveryError as exc:
+        error = str(exc)[:300]
+        if exc.permanent or delivery.attempts >= MAX_ATTEMPTS:
+            mine.update(state=DeliveryState.FAILED, last_error=error, updated_at=timezone.now())
+            _failed_for_good(delivery, error)
+            return Outcome(DeliveryState.FAILED)
+        wait = backoff_seconds(delivery.attempts)
+        mine.update(
+            state=DeliveryState.PENDING,
+            last_error=error,
+            claimed_at=None,
+            next_attempt_at=timezone.now() + timedelta(seconds=wait),
+            updated_at=timezone.now(),
+        )
+        logger.info("delivery %s attempt %s failed, retry in %s s: %s", delivery.pk, delivery.attempts, wait, error)
+        return Outcome(DeliveryState.PENDING, retry_in=wait)
+    if state == DeliveryState.CANCELLED:
+        mine.update(state=DeliveryState.CANCELLED, last_error="no longer wanted", updated_at=timezone.now())
+    else:
+        mine.update(state=DeliveryState.SENT, sent_at=timezone.now(), last_error="", updated_at=timezone.now())
+    return Outcome(state)
+
+
+def sweep_deliveries(*, now: datetime, batch_size: int = 1000) -> int:
+    """Find deliveries whose task was lost and hand them out again.
+
+    Rows left in `sending` past the lease go back to pending. Pending rows whose attempt is due are
+    enqueued, and their `next_attempt_at` is pushed one lease ahead so that the next sweep does not
+    enqueue them again while they wait in the queue. Returns the number enqueued.
+    """
+    Delivery.objects.stuck(claimed_before=now - SENDING_LEASE).update(
+        state=DeliveryState.PENDING, claimed_at=None, next_attempt_at=now, updated_at=now
+    )
+    enqueued = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Delivery.objects.ready(at=now)
+                .select_for_update(skip_locked=True)
+                .order_by("next_attempt_at")
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                return enqueued
+            Delivery.objects.filter(id__in=ids).update(next_attempt_at=now + SENDING_LEASE, updated_at=now)
+            enqueue_deliveries(ids)
+            enqueued += len(ids)

@@ -1,0 +1,283 @@
+"""Red-flag and trend rules as data (the protocol file's rule sections) and one pure evaluation.
+
+`evaluate(report, history, rules)` is the only code path that turns answers into findings: the
+check-in form, the coordinator's admin entry, the REST API and FHIR all call it through
+`alerts.services.submit_report`. No ORM here.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+
+from patients.protocol import Protocol, ProtocolError, get_protocol
+
+TIER_ORDER = {"routine": 1, "urgent": 2, "emergency": 3}
+SO_ANSWERS = ("yes", "no", "unsure")
+
+
+@dataclass(frozen=True)
+class RedFlag:
+    id: str
+    question: str
+    tier: str
+    action: str
+    source: str
+    imaging_review: bool = False
+
+
+@dataclass(frozen=True)
+class SecondOpinion:
+    id: str
+    question: str
+    answer: str
+    tier: str
+    action: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Rules:
+    version: str
+    red_flags: tuple[RedFlag, ...]
+    second_opinion: tuple[SecondOpinion, ...]
+    pain_rise: dict
+    pain_not_improving: dict
+    early_warning: dict
+    checkin: dict
+    wording: dict
+
+    def red_flag(self, code: str) -> RedFlag:
+        return next(flag for flag in self.red_flags if flag.id == code)
+
+    @property
+    def codes(self) -> set[str]:
+        return (
+            {flag.id for flag in self.red_flags}
+            | {so.id for so in self.second_opinion}
+            | {
+                self.pain_not_improving["id"],
+                self.early_warning["id"],
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Report:
+    """One symptom report, as the rules read it."""
+
+    day: int  # days since the procedure
+    pain_now: int
+    pain_average_24h: int | None = None
+    red_flags: frozenset[str] = frozenset()
+    second_opinion: dict[str, str] = field(default_factory=dict)  # "SO-2": "no"
+    reported_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PainPoint:
+    day: int
+    pain_now: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    tier: str
+    kind: str  # "alert" (a clinician is paged), "review" (a clinician task), "checkin" (an extra check-in)
+    action: str
+    source: str
+    evidence: dict = field(default_factory=dict)
+    imaging_review: bool = False
+
+
+# --- Loading ------------------------------------------------------------------------------------
+
+
+def _need(entry: dict, key: str, where: str, kind: type | tuple[type, ...]):
+    if key not in entry:
+        raise ProtocolError(f"{where}: missing '{key}'")
+    if not isinstance(entry[key], kind) or (kind is int and isinstance(entry[key], bool)):
+        raise ProtocolError(f"{where}: '{key}' has the wrong type")
+    return entry[key]
+
+
+def _tier(value: str, where: str) -> str:
+    if value not in TIER_ORDER:
+        raise ProtocolError(f"{where}: unknown tier '{value}' (expected one of {', '.join(TIER_ORDER)})")
+    return value
+
+
+def parse_rules(protocol: Protocol) -> Rules:
+    """Validate the rule sections of a protocol file; errors name the file version and the entry."""
+    data, name = protocol.raw, f"protocol {protocol.version}"
+    flags, seen = [], set()
+    for index, entry in enumerate(_need(data, "red_flags", name, list)):
+        where = f"{name} red_flags[{index}] ({entry.get('id', '?')})"
+        flag = RedFlag(
+            id=_need(entry, "id", where, str),
+            question=_need(entry, "question", where, str),
+            tier=_tier(_need(entry, "tier", where, str), where),
+            action=_need(entry, "action", where, str),
+            source=_need(entry, "source", where, str),
+            imaging_review=bool(entry.get("imaging_review", False)),
+        )
+        if flag.id in seen:
+            raise ProtocolError(f"{name}: duplicate red flag id '{flag.id}'")
+        seen.add(flag.id)
+        flags.append(flag)
+    opinions = []
+    for index, entry in enumerate(data.get("second_opinion", [])):
+        where = f"{name} second_opinion[{index}] ({entry.get('id', '?')})"
+        answer = _need(entry, "answer", where, str)
+        if answer not in SO_ANSWERS:
+            raise ProtocolError(f"{where}: answer must be one of {', '.join(SO_ANSWERS)}")
+        opinions.append(
+            SecondOpinion(
+                id=_need(entry, "id", where, str),
+                question=_need(entry, "question", where, str),
+                answer=answer,
+                tier=_tier(_need(entry, "tier", where, str), where),
+                action=_need(entry, "action", where, str),
+                source=_need(entry, "source", where, str),
+            )
+        )
+    sections = {}
+    for section, keys in {
+        "pain_rise": {"id": str, "min_rise": int, "source": str},
+        "pain_not_improving": {
+            "id": str,
+            "tier": str,
+            "from_day": int,
+            "pain_at_least": int,
+            "min_improvement_points": int,
+            "min_improvement_fraction": float,
+            "no_baseline_repeat_days": int,
+            "action": str,
+            "source": str,
+        },
+        "early_warning": {
+            "id": str,
+            "tier": str,
+            "from_day": int,
+            "to_day": int,
+            "pain_at_least": int,
+            "action": str,
+            "source": str,
+        },
+        "checkin": {
+            "checkpoints": list,
+            "link_valid_days": int,
+            "resend_after_days": int,
+            "call_after_days": int,
+            "source": str,
+        },
+        "wording": {"emergency": str, "urgent": str, "routine": str, "worse": str, "source": str},
+    }.items():
+        entry = _need(data, section, name, dict)
+        sections[section] = {key: _need(entry, key, f"{name} [{section}]", kind) for key, kind in keys.items()}
+        if "tier" in keys:
+            _tier(sections[section]["tier"], f"{name} [{section}]")
+    if sections["pain_rise"]["id"] not in seen:
+        raise ProtocolError(f"{name} [pain_rise]: id '{sections['pain_rise']['id']}' is not a red flag")
+    if sections["checkin"]["link_valid_days"] < 1:
+        raise ProtocolError(f"{name} [checkin]: link_valid_days must be at least 1")
+    return Rules(version=protocol.version, red_flags=tuple(flags), second_opinion=tuple(opinions), **sections)
+
+
+@cache
+def get_rules(version: str) -> Rules:
+    return parse_rules(get_protocol(version))
+
+
+# --- Evaluation ---------------------------------------------------------------------------------
+
+
+def _alert(flag: RedFlag, **evidence) -> Finding:
+    return Finding(
+        code=flag.id,
+        tier=flag.tier,
+        kind="alert",
+        action=flag.action,
+        source=flag.source,
+        evidence=evidence,
+        imaging_review=flag.imaging_review,
+    )
+
+
+def _pain_rise(report: Report, history: list[PainPoint], rules: Rules) -> dict | None:
+    if not history:
+        return None
+    min_rise = rules.pain_rise["min_rise"]
+    last, best = history[-1], min(history, key=lambda point: point.pain_now)
+    if report.pain_now - last.pain_now >= min_rise:
+        return {"trend": "rise since last report", "previous": last.pain_now, "now": report.pain_now}
+    if report.pain_now - best.pain_now >= min_rise:
+        return {"trend": "rebound from best score", "best": best.pain_now, "now": report.pain_now}
+    return None
+
+
+def _not_improving(report: Report, history: list[PainPoint], baseline: int | None, rules: Rules) -> dict | None:
+    rule = rules.pain_not_improving
+    if report.day < rule["from_day"] or report.pain_now < rule["pain_at_least"]:
+        return None
+    if baseline is not None:
+        improvement = baseline - report.pain_now
+        fraction = improvement / baseline if baseline else 0.0
+        if improvement < rule["min_improvement_points"] or fraction < rule["min_improvement_fraction"]:
+            return {"baseline": baseline, "now": report.pain_now, "improvement": improvement}
+        return None
+    earlier = [
+        point
+        for point in history
+        if point.pain_now >= rule["pain_at_least"] and report.day - point.day >= rule["no_baseline_repeat_days"]
+    ]
+    if earlier:
+        return {
+            "baseline": None,
+            "earlier_day": earlier[-1].day,
+            "earlier": earlier[-1].pain_now,
+            "now": report.pain_now,
+        }
+    return None
+
+
+def evaluate(report: Report, history: list[PainPoint], rules: Rules, *, baseline: int | None = None) -> list[Finding]:
+    """Findings for one report, given the earlier reports' pain (oldest first) and the baseline.
+
+    Answer rules fire on a "yes"; RF-07 also fires from the pain trend; PAIN_NOT_IMPROVING reads the
+    baseline from day 42; the day-14 early warning adds a check-in. Unknown codes are refused by
+    the caller before this runs.
+    """
+    findings: list[Finding] = []
+    for flag in rules.red_flags:
+        trend = _pain_rise(report, history, rules) if flag.id == rules.pain_rise["id"] else None
+        if flag.id in report.red_flags or trend:
+            evidence = {"answer": "yes"} if flag.id in report.red_flags else {}
+            findings.append(_alert(flag, **evidence, **(trend or {})))
+    for opinion in rules.second_opinion:
+        if report.second_opinion.get(opinion.id) == opinion.answer:
+            findings.append(
+                Finding(opinion.id, opinion.tier, "review", opinion.action, opinion.source, {"answer": opinion.answer})
+            )
+    stalled = _not_improving(report, history, baseline, rules)
+    if stalled:
+        rule = rules.pain_not_improving
+        findings.append(Finding(rule["id"], rule["tier"], "review", rule["action"], rule["source"], stalled))
+    warning = rules.early_warning
+    if warning["from_day"] <= report.day <= warning["to_day"] and report.pain_now >= warning["pain_at_least"]:
+        findings.append(
+            Finding(
+                warning["id"],
+                warning["tier"],
+                "checkin",
+                warning["action"],
+                warning["source"],
+                {"day": report.day, "now": report.pain_now},
+            )
+        )
+    return findings
+
+
+def highest_tier(findings: list[Finding]) -> str | None:
+    tiers = [finding.tier for finding in findings if finding.kind == "alert"] or [f.tier for f in findings]
+    return max(tiers, key=TIER_ORDER.__getitem__) if tiers else None
