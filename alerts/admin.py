@@ -1,39 +1,219 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 
-from patients.admin import ClinicScopedAdmin
+from patients.admin import ClinicScopedAdmin, ServiceActionsAdmin
+from patients.forms import ServiceActionForm
+from patients.models import Procedure
 
-from .models import Delivery, DigestRun
+from . import alerting, services
+from .forms import PhoneReportForm
+from .models import (
+    Alert,
+    AlertEvent,
+    CheckIn,
+    Delivery,
+    DigestRun,
+    EscalationPolicy,
+    ReviewTask,
+    SymptomReport,
+    WebhookEndpoint,
+)
+from .rules import get_rules
+
+
+class ReadOnlyAdmin(ClinicScopedAdmin):
+    """Rows written only by services: staff read them and act through buttons, never edit them."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- Alerts -------------------------------------------------------------------------------------
+
+
+class AcknowledgeAlertForm(ServiceActionForm):
+    service = alerting.acknowledge_alert
+    target = "alert"
+
+    note = forms.CharField(required=False, max_length=300, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def save(self) -> bool:
+        self.cleaned_data["via"] = "admin"
+        return super().save()
+
+
+class ResolveAlertForm(ServiceActionForm):
+    service = alerting.resolve_alert
+    target = "alert"
+
+    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was done")
+
+
+class AlertEventInline(admin.TabularInline):
+    model = AlertEvent
+    extra = 0
+    can_delete = False
+    fields = ["at", "kind", "by", "note", "data"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
+    change_form_template = "admin/service_actions_change_form.html"
+    list_display = ["id", "code", "tier", "state", "patient", "count", "first_seen_at", "last_seen_at", "level"]
+    list_filter = ["state", "tier", "code", "clinic"]
+    list_select_related = ["patient"]
+    search_fields = ["=patient__mrn", "patient__family_name", "=code"]
+    inlines = [AlertEventInline]
+    actions_forms = {
+        "acknowledge": (AcknowledgeAlertForm, "Acknowledge"),
+        "resolve": (ResolveAlertForm, "Resolve"),
+    }
+
+
+# --- Reports ------------------------------------------------------------------------------------
+
+
+@admin.register(SymptomReport)
+class SymptomReportAdmin(ReadOnlyAdmin):
+    """Reports are read here; a coordinator enters one from a phone call with "Enter a phone report"."""
+
+    clinic_path = "patient__clinic"
+    list_display = ["id", "patient", "day", "pain_now", "red_flags", "source", "reported_at"]
+    list_filter = ["source", "patient__clinic"]
+    list_select_related = ["patient"]
+    search_fields = ["=patient__mrn", "patient__family_name"]
+    change_list_template = "admin/alerts/symptomreport/change_list.html"
+
+    def get_urls(self):
+        return [
+            path("phone/", self.admin_site.admin_view(self.phone_report_view), name="alerts_symptomreport_phone")
+        ] + super().get_urls()
+
+    def phone_report_view(self, request):
+        if not request.user.has_perm("alerts.add_symptomreport"):
+            raise PermissionDenied
+        procedures = Procedure.objects.filter(patient__in=self._patients(request)).select_related("patient")
+        procedure = procedures.filter(pk=request.POST.get("procedure") or request.GET.get("procedure")).first()
+        rules = get_rules((procedure.protocol_version if procedure else "") or _latest_rules_version())
+        form = PhoneReportForm(
+            request.POST or None,
+            rules=rules,
+            procedures=procedures,
+            initial={"reported_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"), "procedure": procedure},
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                report = alerting.submit_report(
+                    procedure=form.cleaned_data["procedure"],
+                    source="phone",
+                    entered_by=request.user,
+                    reported_at=form.cleaned_data["reported_at"],
+                    **form.report_arguments(),
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                codes = ", ".join(f"{f['code']} ({f['tier']})" for f in report.findings) or "no findings"
+                messages.success(request, f"Report #{report.pk} saved: {codes}.")
+                return redirect(reverse("admin:alerts_symptomreport_change", args=[report.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Enter a phone report",
+            "form": form,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/service_action.html", context)
+
+    def _patients(self, request):
+        from patients.models import Patient
+
+        return Patient.objects.for_user(request.user)
+
+
+def _latest_rules_version() -> str:
+    from patients.protocol import latest_version
+
+    return latest_version()
+
+
+# --- Review tasks and check-ins -----------------------------------------------------------------
+
+
+class CompleteReviewForm(ServiceActionForm):
+    service = alerting.complete_review_task
+    target = "task"
+
+    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+@admin.register(ReviewTask)
+class ReviewTaskAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
+    change_form_template = "admin/service_actions_change_form.html"
+    list_display = ["id", "code", "patient", "state", "due_at", "action"]
+    list_filter = ["state", "code", "clinic"]
+    list_select_related = ["patient"]
+    actions_forms = {"complete": (CompleteReviewForm, "Mark reviewed")}
+
+
+class LogCallForm(ServiceActionForm):
+    service = services.log_checkin_call
+    target = "checkin"
+
+    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was discussed")
+
+
+@admin.register(CheckIn)
+class CheckInAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
+    change_form_template = "admin/service_actions_change_form.html"
+    clinic_path = "patient__clinic"
+    list_display = ["id", "patient", "reason", "state", "invitations_sent", "next_action_at", "answered_at"]
+    list_filter = ["state", "reason", "patient__clinic"]
+    list_select_related = ["patient"]
+    actions_forms = {"log_call": (LogCallForm, "Log phone call")}
+
+
+# --- Configuration and outbox -------------------------------------------------------------------
+
+
+@admin.register(EscalationPolicy)
+class EscalationPolicyAdmin(ClinicScopedAdmin):
+    list_display = ["clinic", "tier", "steps", "source"]
+    list_filter = ["clinic", "tier"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ClinicScopedAdmin):
+    list_display = ["id", "clinic", "url", "active", "events"]
+    list_filter = ["clinic", "active"]
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ClinicScopedAdmin):
-    """The outbox, read-only: what was sent, what is pending, and what failed for good."""
+class DeliveryAdmin(ReadOnlyAdmin):
+    """The outbox: what was sent, what is pending, and what failed for good."""
 
     list_display = ["id", "kind", "channel", "state", "attempts", "next_attempt_at", "sent_at", "last_error"]
     list_filter = ["state", "kind", "channel", "clinic"]
     list_select_related = ["clinic"]
     date_hierarchy = "created_at"
 
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in Delivery._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(DigestRun)
-class DigestRunAdmin(ClinicScopedAdmin):
+class DigestRunAdmin(ReadOnlyAdmin):
     list_display = ["clinic", "local_date", "missed_count", "until"]
     list_filter = ["clinic"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in DigestRun._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -18,7 +18,6 @@ from patients.models import Checkpoint, CheckpointState, Patient, PatientStatus,
 from patients.services import complete_checkpoint, trigger_checkpoint
 
 from .models import (
-    AcknowledgeLink,
     Alert,
     AlertEvent,
     AlertState,
@@ -32,7 +31,6 @@ from .models import (
     SymptomReport,
     Tier,
     WebhookEndpoint,
-    new_token,
 )
 from .outbox import enqueue_deliveries
 from .rules import SO_ANSWERS, TIER_ORDER, Finding, PainPoint, Report, evaluate, get_rules
@@ -56,7 +54,6 @@ DEFAULT_POLICIES = {
     ],
 }
 ROUTINE_REVIEW_WITHIN = timedelta(days=2)  # spec §1 ROUTINE: within 2 working days [DESIGN]
-ACK_LINK_VALID = timedelta(hours=24)  # [DESIGN]
 EXTRA_CHECKIN_AFTER = timedelta(days=3)  # PAIN_DAY14: the added check-in goes out 3 days later [DESIGN]
 
 
@@ -402,15 +399,6 @@ def resolve_alert(*, alert: Alert, by, note: str) -> Alert:
     alert.refresh_from_db()
     _webhook(alert, "alert.resolved", event, now=now)
     return alert
-
-
-def issue_acknowledge_link(*, alert: Alert, user) -> str:
-    """A new single-use link for `user` to acknowledge `alert`; returns the raw token (stored hashed)."""
-    raw, digest = new_token()
-    AcknowledgeLink.objects.create(
-        alert=alert, user=user, token_hash=digest, expires_at=timezone.now() + ACK_LINK_VALID
-    )
-    return raw
 
 
 # --- Review tasks -------------------------------------------------------------------------------

@@ -1,10 +1,15 @@
 """One small class per medium. Each raises `DeliveryError`, marked permanent or transient."""
 
+import json
 import smtplib
 from dataclasses import dataclass, field
 
+import requests
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+from standardwebhooks import Webhook
 
 
 class DeliveryError(Exception):
@@ -50,4 +55,40 @@ class EmailChannel:
             raise DeliveryError(f"mail server unreachable: {type(exc).__name__}", permanent=False) from exc
 
 
-CHANNELS = {"email": EmailChannel()}
+@dataclass
+class WebhookMessage:
+    url: str
+    secret: str
+    message_id: str
+    payload: dict
+
+
+class WebhookChannel:
+    """POST a JSON event signed Standard Webhooks style (`webhook-id`, `-timestamp`, `-signature`)."""
+
+    timeout_seconds = 10
+
+    def send(self, message: WebhookMessage) -> None:
+        body = json.dumps(message.payload, cls=DjangoJSONEncoder, separators=(",", ":"))
+        sent_at = timezone.now()
+        signature = Webhook(message.secret).sign(message.message_id, sent_at, body)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": message.message_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signature,
+            "user-agent": "kyphofollow-webhooks/1",
+        }
+        try:
+            response = requests.post(
+                message.url, data=body.encode(), headers=headers, timeout=self.timeout_seconds, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            raise DeliveryError(f"endpoint unreachable: {type(exc).__name__}", permanent=False) from exc
+        if 200 <= response.status_code < 300:
+            return
+        transient = response.status_code >= 500 or response.status_code in (408, 409, 425, 429)
+        raise DeliveryError(f"endpoint answered {response.status_code}", permanent=not transient)
+
+
+CHANNELS = {"email": EmailChannel(), "webhook": WebhookChannel()}

@@ -2,6 +2,7 @@
 procedure or diagnosis; bodies carry no name, MRN or birth date either."""
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import icalendar
 from django.conf import settings
@@ -11,17 +12,112 @@ from django.utils import timezone, translation
 
 from patients.models import Audience
 
-from .channels import EmailMessage
-from .models import Delivery, DeliveryKind
+from .channels import EmailMessage, WebhookMessage
+from .models import AcknowledgeLink, CheckInLink, Delivery, DeliveryKind, new_token
+from .rules import get_rules
 
 REMINDER_SUBJECT = "A message from your care team"
 DIGEST_SUBJECT = "kyphofollow: daily follow-up digest"
+ACK_LINK_VALID = timedelta(hours=24)  # [DESIGN]
+ALERT_SUBJECTS = {
+    "emergency": "EMERGENCY: a patient needs review now",
+    "urgent": "URGENT: a patient needs review today",
+    "routine": "A patient needs review",
+}
 
 
-def build(delivery: Delivery) -> EmailMessage:
-    if delivery.kind == DeliveryKind.REMINDER:
-        return _reminder(delivery)
-    return _digest(delivery)
+def build(delivery: Delivery) -> EmailMessage | WebhookMessage:
+    builders = {
+        DeliveryKind.REMINDER: _reminder,
+        DeliveryKind.CHECKIN: _checkin,
+        DeliveryKind.DIGEST: _digest,
+        DeliveryKind.ALERT: _alert,
+        DeliveryKind.WEBHOOK: _webhook,
+    }
+    return builders[delivery.kind](delivery)
+
+
+def _checkin(delivery: Delivery) -> EmailMessage:
+    """The invitation carries a fresh single-use link, made now so that only its digest is stored."""
+    checkin = delivery.checkin
+    rules = get_rules(checkin.procedure.protocol_version or delivery.clinic.protocol_version)
+    raw, digest = new_token()
+    expires_at = timezone.now() + timedelta(days=rules.checkin["link_valid_days"])
+    CheckInLink.objects.create(checkin=checkin, token_hash=digest, expires_at=expires_at)
+    context = {
+        "clinic": delivery.clinic,
+        "link": settings.SITE_URL + reverse("checkin-start", args=[raw]),
+        "expires_on": timezone.localtime(expires_at, ZoneInfo(checkin.patient.time_zone)).date(),
+        "wording": rules.wording,
+    }
+    with translation.override(checkin.patient.language or settings.LANGUAGE_CODE):
+        text = render_to_string("alerts/email/checkin.txt", context)
+        html = render_to_string("alerts/email/checkin.html", context)
+    return EmailMessage(
+        to=delivery.recipient,
+        subject=REMINDER_SUBJECT,
+        text=text,
+        html=html,
+        headers={"X-Kyphofollow-Delivery": str(delivery.pk)},
+    )
+
+
+def _alert(delivery: Delivery) -> EmailMessage:
+    """The page to a clinician: tier and rule only, and a one-click acknowledge link made for them."""
+    alert = delivery.alert
+    token = issue_acknowledge_link(alert=alert, user=delivery.recipient_user)
+    context = {
+        "alert": alert,
+        "ack_url": settings.SITE_URL + reverse("alert-acknowledge", args=[token]),
+        "admin_url": settings.SITE_URL + reverse("admin:alerts_alert_change", args=[alert.pk]),
+        "clinic": delivery.clinic,
+    }
+    return EmailMessage(
+        to=delivery.recipient,
+        subject=ALERT_SUBJECTS[alert.tier],
+        text=render_to_string("alerts/email/alert.txt", context),
+        html=render_to_string("alerts/email/alert.html", context),
+        headers={"X-Kyphofollow-Delivery": str(delivery.pk), "X-Priority": "1" if alert.tier == "emergency" else "3"},
+    )
+
+
+def issue_acknowledge_link(*, alert, user) -> str:
+    """A new single-use link for `user` to acknowledge `alert`; returns the raw token (stored hashed)."""
+    raw, digest = new_token()
+    AcknowledgeLink.objects.create(
+        alert=alert, user=user, token_hash=digest, expires_at=timezone.now() + ACK_LINK_VALID
+    )
+    return raw
+
+
+def _webhook(delivery: Delivery) -> WebhookMessage:
+    """Standard Webhooks: the message id is the delivery id, stable across retries, for the
+    receiver to deduplicate on."""
+    return WebhookMessage(
+        url=delivery.endpoint.url,
+        secret=delivery.endpoint.secret,
+        message_id=f"msg_{delivery.pk}",
+        payload=webhook_payload(delivery),
+    )
+
+
+def webhook_payload(delivery: Delivery) -> dict:
+    alert = delivery.alert
+    return {
+        "type": delivery.context["event"],
+        "timestamp": timezone.now().isoformat(),
+        "data": {
+            "alert": alert.pk,
+            "patient": alert.patient_id,
+            "code": alert.code,
+            "tier": alert.tier,
+            "state": alert.state,
+            "count": alert.count,
+            "first_seen_at": alert.first_seen_at.isoformat(),
+            "last_seen_at": alert.last_seen_at.isoformat(),
+            "protocol_version": alert.protocol_version,
+        },
+    }
 
 
 def _reminder(delivery: Delivery) -> EmailMessage:

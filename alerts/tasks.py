@@ -2,13 +2,15 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.utils import timezone
 
-from . import outbox, services
+from . import alerting, outbox, services
 
 
 @shared_task
 def sweep_outbox_task() -> None:
     now = timezone.now()
+    alerting.sweep_escalations(now=now)
     services.sweep_reminders(now=now)
+    services.sweep_checkins(now=now)
     services.sweep_digests(now=now)
     outbox.sweep_deliveries(now=now)
 

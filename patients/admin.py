@@ -172,8 +172,59 @@ class CheckpointEventInline(admin.TabularInline):
         return False
 
 
+class ServiceActionsAdmin(ClinicScopedAdmin):
+    """Buttons on the change page that open a small form calling one service.
+
+    `actions_forms` maps a URL name to (form class, title); forms are `ServiceActionForm`s.
+    """
+
+    actions_forms: dict = {}
+
+    def _action_url_name(self, name: str) -> str:
+        return f"{self.opts.app_label}_{self.opts.model_name}_{name}"
+
+    def get_urls(self):
+        return [
+            path(
+                f"<int:pk>/{name}/",
+                self.admin_site.admin_view(self.action_view),
+                {"action": name},
+                name=self._action_url_name(name),
+            )
+            for name in self.actions_forms
+        ] + super().get_urls()
+
+    def action_view(self, request, pk, action):
+        obj = get_object_or_404(self.get_queryset(request), pk=pk)
+        if not self.has_change_permission(request, obj):
+            return redirect("admin:index")
+        form_class, title = self.actions_forms[action]
+        form = form_class(request.POST or None, instance=obj, user=request.user)
+        if request.method == "POST" and form.is_valid() and form.save():
+            messages.success(request, f"{obj}: {title.lower()} done.")
+            return redirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{title}: {obj}",
+            "form": form,
+            "object": obj,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/service_action.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "service_actions": [
+                (reverse(f"admin:{self._action_url_name(name)}", args=[object_id]), title)
+                for name, (_, title) in self.actions_forms.items()
+            ],
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
 @admin.register(Checkpoint)
-class CheckpointAdmin(ClinicScopedAdmin):
+class CheckpointAdmin(ServiceActionsAdmin):
     """Checkpoints are planned by the protocol; staff complete, reschedule or cancel them."""
 
     clinic_path = "procedure__patient__clinic"
@@ -193,6 +244,7 @@ class CheckpointAdmin(ClinicScopedAdmin):
     search_fields = ["=procedure__patient__mrn", "procedure__patient__family_name", "=code"]
     date_hierarchy = "target_date"
     inlines = [CheckpointEventInline]
+    change_form_template = "admin/service_actions_change_form.html"
     actions_forms = {
         "complete": (CompleteCheckpointForm, "Complete with outcome"),
         "reschedule": (RescheduleCheckpointForm, "Reschedule"),
@@ -211,42 +263,3 @@ class CheckpointAdmin(ClinicScopedAdmin):
     @admin.display(description="Patient", ordering="procedure__patient__family_name")
     def procedure_patient(self, obj):
         return obj.procedure.patient
-
-    def get_urls(self):
-        return [
-            path(
-                f"<int:pk>/{name}/",
-                self.admin_site.admin_view(self.action_view),
-                {"action": name},
-                name=f"patients_checkpoint_{name}",
-            )
-            for name in self.actions_forms
-        ] + super().get_urls()
-
-    def action_view(self, request, pk, action):
-        checkpoint = get_object_or_404(self.get_queryset(request), pk=pk)
-        if not self.has_change_permission(request, checkpoint):
-            return redirect("admin:index")
-        form_class, title = self.actions_forms[action]
-        form = form_class(request.POST or None, checkpoint=checkpoint, user=request.user)
-        if request.method == "POST" and form.is_valid() and form.save():
-            messages.success(request, f"{checkpoint.code}: {title.lower()} done.")
-            return redirect(reverse("admin:patients_checkpoint_change", args=[checkpoint.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"{title}: {checkpoint}",
-            "form": form,
-            "checkpoint": checkpoint,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/patients/checkpoint/action.html", context)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {
-            **(extra_context or {}),
-            "checkpoint_actions": [
-                (reverse(f"admin:patients_checkpoint_{name}", args=[object_id]), title)
-                for name, (_, title) in self.actions_forms.items()
-            ],
-        }
-        return super().change_view(request, object_id, form_url, extra_context)

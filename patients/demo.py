@@ -84,7 +84,9 @@ def seed_demo() -> SeedResult:
     users = {}
     for username, (first, last, role) in DEMO_USERS.items():
         users[username] = _ensure_user(username, first, last)
-        ClinicMembership.objects.get_or_create(user=users[username], clinic=clinic, defaults={"role": role})
+        ClinicMembership.objects.get_or_create(
+            user=users[username], clinic=clinic, defaults={"role": role, "on_call": username == "oncall"}
+        )
 
     today = timezone.localdate()
     created = existing = 0

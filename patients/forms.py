@@ -1,22 +1,23 @@
-"""Staff forms for checkpoint actions; each one's `save` calls one service."""
+"""Staff action forms; each one's `save` calls one service with the object and the acting user."""
 
 from django import forms
 from django.core.exceptions import ValidationError
 
 from . import services
-from .models import Checkpoint
 
 DATE_INPUT = forms.DateInput(attrs={"type": "date"})
 
 
-class CheckpointActionForm(forms.Form):
-    """Calls `service(checkpoint=…, by=…, **cleaned_data)` and turns its ValidationError into form errors."""
+class ServiceActionForm(forms.Form):
+    """Calls `service(<target>=obj, by=user, **cleaned_data)` and turns its ValidationError into form
+    errors. `target` names the service's keyword for the object."""
 
     service = None
+    target = "checkpoint"
 
-    def __init__(self, *args, checkpoint: Checkpoint, user, **kwargs):
+    def __init__(self, *args, instance, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.checkpoint, self.user = checkpoint, user
+        self.instance, self.user = instance, user
 
     def save(self) -> bool:
         arguments = {
@@ -24,7 +25,7 @@ class CheckpointActionForm(forms.Form):
             for name, value in self.cleaned_data.items()
         }
         try:
-            type(self).service(checkpoint=self.checkpoint, by=self.user, **arguments)
+            type(self).service(**{self.target: self.instance}, by=self.user, **arguments)
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 self.add_error(field if field in self.fields else None, messages)
@@ -32,7 +33,7 @@ class CheckpointActionForm(forms.Form):
         return True
 
 
-class CompleteCheckpointForm(CheckpointActionForm):
+class CompleteCheckpointForm(ServiceActionForm):
     service = services.complete_checkpoint
 
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, label="Visit or call notes")
@@ -47,14 +48,14 @@ class CompleteCheckpointForm(CheckpointActionForm):
     medication_not_started_reason = forms.CharField(required=False, label="Documented reason not started")
 
 
-class RescheduleCheckpointForm(CheckpointActionForm):
+class RescheduleCheckpointForm(ServiceActionForm):
     service = services.reschedule_checkpoint
 
     target_date = forms.DateField(label="New date", widget=DATE_INPUT)
     reason = forms.CharField(max_length=300)
 
 
-class CancelCheckpointForm(CheckpointActionForm):
+class CancelCheckpointForm(ServiceActionForm):
     service = services.cancel_checkpoint
 
     reason = forms.CharField(max_length=300)
