@@ -281,7 +281,7 @@ def _notify_step(alert: Alert, *, level: int, now: datetime) -> AlertEvent:
     deliveries = Delivery.objects.bulk_create(
         Delivery(
             kind=DeliveryKind.ALERT,
-            cause=f"alert:{alert.pk}:{alert.tier}:{level}",
+            cause=f"alert:{alert.pk}:{alert.policy_started_at.timestamp():.6f}:{level}",
             recipient=user.email,
             recipient_user=user,
             clinic=alert.clinic,

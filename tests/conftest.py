@@ -167,3 +167,13 @@ def smtp_settings(settings, smtp_server):
 def fast_password_hashing(settings):
     """Staff personas are created in most tests; the production hasher is deliberately slow."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def webhook_receiver():
+    """A real local HTTP endpoint standing in for a clinic's EHR."""
+    from tests.processes import WebhookReceiver
+
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()

@@ -90,8 +90,10 @@ class SMTPRecorder:
         self.fail_next = 0
         self.fail_reply = "451 4.3.0 Try again later"
         self.delay_seconds = 0.0
+        self.receiving = threading.Event()  # set when a message starts arriving
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.receiving.set()
         if self.delay_seconds:
             import asyncio
 
@@ -152,3 +154,48 @@ def wait_until(predicate, *, timeout: float = 30, interval: float = 0.2, message
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+class WebhookReceiver:
+    """A local HTTP server that records every POST; `status` sets what it answers."""
+
+    def __init__(self):
+        import http.server
+
+        receiver = self
+        self.requests: list[dict] = []
+        self.status = 204
+        self.delay_seconds = 0.0
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's hook name)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if receiver.delay_seconds:
+                    time.sleep(receiver.delay_seconds)
+                with receiver.lock:
+                    receiver.requests.append(
+                        {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "at": time.time()}
+                    )
+                    status = receiver.status
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/kyphofollow"
+
+    def start(self) -> "WebhookReceiver":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
