@@ -12,6 +12,7 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from alerts.alerting import acknowledge_alert, resolve_alert, submit_report, sweep_escalations
 from alerts.models import (
@@ -253,7 +254,7 @@ def test_the_ehr_gets_signed_webhooks_for_raise_and_acknowledge_that_verify(
             assert secret not in json.dumps(request["headers"]) and secret.encode() not in request["body"]
     assert events == ["alert.raised", "alert.acknowledged"]
     tampered = dict(webhook_receiver.requests[0]["headers"])
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(webhook_receiver.requests[0]["body"] + b" ", tampered)
 
 
