@@ -23,6 +23,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
+run: export SITE_URL ?= http://127.0.0.1:$(PORT)
 run: $(VENV)/.installed
 	mkdir -p var/mail var/broker
 	$(BIN)/python manage.py migrate --noinput
@@ -32,6 +33,8 @@ run: $(VENV)/.installed
 	@echo "  Admin:   http://127.0.0.1:$(PORT)/admin/   login: coordinator / kyphofollow-demo"
 	@echo "  Health:  http://127.0.0.1:$(PORT)/health/"
 	@echo "  E-mail:  one file per message in $(CURDIR)/var/mail/"
+	@echo "  Try a patient check-in: $(BIN)/python manage.py demo_checkin_link   (prints a link to open)"
+	@echo "  Simulate a month of sweeps: $(BIN)/python manage.py demo_clock --days 30"
 	@echo
 	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho start --port $(PORT) --procfile Procfile
 

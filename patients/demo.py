@@ -4,7 +4,7 @@ All names are invented. Running it again changes nothing that is already there.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -79,6 +79,9 @@ def seed_demo() -> SeedResult:
             "time_zone": "Europe/London",
             "phone": "+44 20 7946 0000",
             "email": "spine-team@demo-clinic.invalid",
+            # No quiet hours in the demo, so that messages can be watched arriving at any hour.
+            "quiet_hours_start": time(0, 0),
+            "quiet_hours_end": time(0, 0),
         },
     )
     users = {}

@@ -52,7 +52,9 @@ class Clinic(models.Model):
     quiet_hours_start = models.TimeField(
         default=time(20, 0), help_text=_("No patient e-mail from this local time… [DESIGN]")
     )
-    quiet_hours_end = models.TimeField(default=time(8, 0), help_text=_("…until this local time. [DESIGN]"))
+    quiet_hours_end = models.TimeField(
+        default=time(8, 0), help_text=_("…until this local time. Equal start and end: no quiet hours. [DESIGN]")
+    )
     digest_time = models.TimeField(
         default=time(7, 30), help_text=_("Local time of the daily overdue digest to coordinators. [DESIGN]")
     )

@@ -23,7 +23,15 @@ BIN = Path(sys.executable).parent
 
 def serverless_env(var_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
-    env.update({"VAR_DIR": str(var_dir), "PATH": f"{BIN}:{env['PATH']}", "PYTHONUNBUFFERED": "1", "PORT": str(port)})
+    env.update(
+        {
+            "VAR_DIR": str(var_dir),
+            "PATH": f"{BIN}:{env['PATH']}",
+            "PYTHONUNBUFFERED": "1",
+            "PORT": str(port),
+            "SITE_URL": f"http://127.0.0.1:{port}",
+        }
+    )
     return env
 
 
@@ -96,6 +104,41 @@ def test_serverless_stack_serves_the_demo_and_runs_worker_and_beat(tmp_path):
         status, page = fetch(opener, f"{base}/admin/patients/patient/")
         assert status == 200
         assert len(set(re.findall(r"DEMO\d{4}", page))) == 20
+
+        # The demo patient's check-in link: an emergency answer shows the instruction at once and
+        # the clinician's page lands in var/mail/ within seconds.
+        link = manage(env, "demo_checkin_link").stdout.strip()
+        status, form_page = fetch(opener, link)
+        assert status == 200 and "How are you doing?" in form_page
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form_page).group(1)
+        answers = {f"RF-{n:02d}": "no" for n in range(2, 11)} | {
+            "RF-01": "yes",
+            "pain_now": "6",
+            "pain_average_24h": "5",
+            "painkillers": "none",
+            "fell_since_last": "no",
+            "missed_medication_doses": "na",
+            "medication_side_effects": "na",
+            "wearing_brace": "na",
+            "doing_physio": "no",
+            "SO-2": "yes",
+            "SO-4": "no",
+            "csrfmiddlewaretoken": token,
+        }
+        request = urllib.request.Request(
+            f"{base}/checkin/", data=urllib.parse.urlencode(answers).encode(), headers={"Referer": f"{base}/checkin/"}
+        )
+        status, done_page = fetch(opener, request)
+        assert status == 200
+        assert "Call emergency services now" in done_page
+        wait_until(
+            lambda: any(
+                "EMERGENCY: a patient needs review now" in p.read_text() for p in (tmp_path / "mail").glob("*")
+            ),
+            timeout=30,
+            interval=0.5,
+            message="the clinician's page in var/mail/",
+        )
 
         # Beat ticks the heartbeat task every 30 s; the worker runs it and the heartbeat moves on.
         wait_until(
