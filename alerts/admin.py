@@ -107,16 +107,22 @@ class SymptomReportAdmin(ReadOnlyAdmin):
     def phone_report_view(self, request):
         if not request.user.has_perm("alerts.add_symptomreport"):
             raise PermissionDenied
-        procedures = Procedure.objects.filter(patient__in=self._patients(request)).select_related("patient")
-        procedure = procedures.filter(pk=request.POST.get("procedure") or request.GET.get("procedure")).first()
+        procedures = Procedure.objects.filter(patient__in=self._patients(request)).select_related("patient__clinic")
+        selected = str(request.POST.get("procedure") or request.GET.get("procedure") or "")
+        procedure = procedures.filter(pk=selected).first() if selected.isdigit() else None
         rules = get_rules((procedure.protocol_version if procedure else "") or _latest_rules_version())
-        form = PhoneReportForm(
-            request.POST or None,
-            rules=rules,
-            procedures=procedures,
-            initial={"reported_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"), "procedure": procedure},
-        )
-        if request.method == "POST" and form.is_valid():
+        # The call's time is what the coordinator's clock said: the patient's (else the clinic's) zone.
+        zone = procedure.patient.time_zone if procedure else self._home_zone(request)
+        with timezone.override(zone):
+            form = PhoneReportForm(
+                request.POST or None,
+                rules=rules,
+                procedures=procedures,
+                initial={"reported_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"), "procedure": procedure},
+            )
+            form.fields["reported_at"].help_text = f"Local time, {zone}."
+            valid = request.method == "POST" and form.is_valid()
+        if valid:
             try:
                 report = alerting.submit_report(
                     procedure=form.cleaned_data["procedure"],
@@ -139,6 +145,10 @@ class SymptomReportAdmin(ReadOnlyAdmin):
             "opts": self.opts,
         }
         return TemplateResponse(request, "admin/service_action.html", context)
+
+    def _home_zone(self, request) -> str:
+        membership = request.user.clinic_memberships.select_related("clinic").first()
+        return membership.clinic.time_zone if membership else timezone.get_current_timezone_name()
 
     def _patients(self, request):
         from patients.models import Patient

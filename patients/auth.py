@@ -1,0 +1,187 @@
+"""Who may call the API, on which clinics' data, and the idempotency of retried writes.
+
+Machine clients (one per EHR integration) send `Authorization: Bearer <token>`; staff may use their
+admin session in the browsable API. Every queryset is narrowed to the caller's clinics, so another
+clinic's object is a 404, in lists too. Permission is deny by default.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from functools import wraps
+
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.response import Response
+
+from .models import ApiClient, Clinic, IdempotencyRecord, StaffRole
+
+TOKEN_PREFIX = "kf_"  # noqa: S105 - a label that makes leaked tokens easy to spot, not a secret
+WRITE_ROLES = {StaffRole.COORDINATOR, StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN}
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create_api_client(*, name: str, clinics: list[Clinic], scopes: list[str]) -> tuple[ApiClient, str]:
+    """Create a client and return it with its token, which is shown once and stored only hashed."""
+    from django.core.exceptions import ValidationError
+
+    unknown = set(scopes) - {"read", "write"}
+    if not scopes or unknown:
+        raise ValidationError({"scopes": [f"Scopes must be read and/or write, got {', '.join(scopes) or 'none'}."]})
+    if not clinics:
+        raise ValidationError({"clinics": ["Give at least one clinic."]})
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        client = ApiClient.objects.create(
+            name=name, scopes=sorted(set(scopes)), token_hash=hash_token(raw), token_prefix=raw[:10]
+        )
+        client.clinics.set(clinics)
+    return client, raw
+
+
+@dataclass(frozen=True)
+class ClientPrincipal:
+    """Stands in for `request.user` when a machine client calls."""
+
+    client: ApiClient
+    is_authenticated: bool = True
+    is_staff: bool = False
+    is_superuser: bool = False
+    is_anonymous: bool = False
+
+    @property
+    def pk(self):
+        return None
+
+    def __str__(self) -> str:
+        return f"API client #{self.client.pk}"
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
+        try:
+            raw = header[1].decode()
+        except UnicodeError:
+            raise exceptions.AuthenticationFailed("The token contains invalid characters.") from None
+        client = ApiClient.objects.filter(token_hash=hash_token(raw)).first()
+        if client is None or not client.is_active:
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        now = timezone.now()
+        if client.last_used_at is None or now - client.last_used_at > timezone.timedelta(minutes=1):
+            ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)  # at most once a minute per client
+        return ClientPrincipal(client=client), client
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+def caller_clinic_ids(request) -> list[int]:
+    """The clinics the caller may see: a client's clinics, or a staff user's memberships."""
+    cached = getattr(request, "_kf_clinic_ids", None)
+    if cached is not None:
+        return cached
+    if isinstance(request.auth, ApiClient):
+        ids = list(request.auth.clinics.values_list("id", flat=True))
+    elif request.user.is_superuser:
+        ids = list(Clinic.objects.values_list("id", flat=True))
+    else:
+        ids = list(request.user.clinic_memberships.values_list("clinic_id", flat=True))
+    request._kf_clinic_ids = ids
+    return ids
+
+
+def caller_can_write(request) -> bool:
+    if isinstance(request.auth, ApiClient):
+        return request.auth.has_scope("write")
+    if request.user.is_superuser:
+        return True
+    return request.user.clinic_memberships.filter(role__in=WRITE_ROLES).exists()
+
+
+def principal_key(request) -> str:
+    if isinstance(request.auth, ApiClient):
+        return f"client:{request.auth.pk}"
+    return f"user:{request.user.pk}"
+
+
+class ClinicScopedAccess(permissions.BasePermission):
+    """Reads need the read scope (or staff membership); writes need the write scope (or a staff
+    role that may change patient data)."""
+
+    message = "This token or account may not do that."
+
+    def has_permission(self, request, view):
+        user = request.user
+        if isinstance(request.auth, ApiClient):
+            scope = "read" if request.method in permissions.SAFE_METHODS else "write"
+            if not request.auth.has_scope(scope):
+                self.message = f"This client lacks the '{scope}' scope."
+                return False
+            return True
+        if not (user and user.is_authenticated and user.is_staff):
+            return False
+        return request.method in permissions.SAFE_METHODS or caller_can_write(request)
+
+
+class ClinicScopedMixin:
+    """Narrows `get_queryset()` to the caller's clinics via `clinic_lookup`."""
+
+    clinic_lookup = "clinic_id"
+
+    def scope(self, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(**{f"{self.clinic_lookup}__in": caller_clinic_ids(self.request)})
+
+
+def idempotent(view_method):
+    """Make a POST safe to retry with an `Idempotency-Key` header: the first response is stored in the
+    same transaction as the write, and a retry (even one racing the first) gets it back unchanged."""
+
+    @wraps(view_method)
+    def wrapper(self, request, *args, **kwargs):
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return view_method(self, request, *args, **kwargs)
+        if not 1 <= len(key) <= 255:
+            raise exceptions.ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
+        principal = principal_key(request)
+        fingerprint = hashlib.sha256(request.body).hexdigest()
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    # A concurrent request with the same key waits here until the first commits.
+                    record = IdempotencyRecord.objects.create(
+                        principal=principal,
+                        key=key,
+                        method=request.method,
+                        path=request.path[:300],
+                        request_hash=fingerprint,
+                    )
+            except IntegrityError:
+                record = None
+            if record is None:
+                return _replay(principal, key, fingerprint)
+            response = view_method(self, request, *args, **kwargs)
+            record.status_code, record.response = response.status_code, response.data
+            record.save(update_fields=["status_code", "response"])
+            return response
+
+    return wrapper
+
+
+def _replay(principal: str, key: str, fingerprint: str) -> Response:
+    record = IdempotencyRecord.objects.get(principal=principal, key=key)
+    if record.request_hash != fingerprint:
+        return Response({"detail": "This Idempotency-Key was used with a different request body."}, status=422)
+    return Response(record.response, status=record.status_code, headers={"Idempotent-Replayed": "true"})
