@@ -112,6 +112,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "kyphofollow.middleware.AccessLogMiddleware",
+    "kyphofollow.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -233,14 +235,56 @@ HEALTH_WORKER_MAX_AGE_SECONDS = _int("HEALTH_WORKER_MAX_AGE_SECONDS", 120, minim
 
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "patients.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["patients.auth.ClinicScopedAccess"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+        "rest_framework.filters.SearchFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "patients.auth.StableCursorPagination",
+    "PAGE_SIZE": 50,
+    "ORDERING_PARAM": "ordering",
+    "DEFAULT_THROTTLE_CLASSES": ["patients.auth.ClientRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"client": env.str("API_THROTTLE_RATE", default="1200/min")},
+    "EXCEPTION_HANDLER": "patients.auth.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
 }
+# Request bodies larger than this get 413 on the API (and are refused by Django elsewhere).
+DATA_UPLOAD_MAX_MEMORY_SIZE = _int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "kyphofollow API",
-    "DESCRIPTION": "Follow-up scheduling and red-flag alerting after kyphoplasty and vertebroplasty.",
+    "DESCRIPTION": (
+        "Follow-up scheduling and red-flag alerting after kyphoplasty and vertebroplasty, for EHR systems.\n\n"
+        "Authenticate with `Authorization: Bearer <token>` (a token from `manage.py create_api_client`). "
+        "Tokens carry scopes: `read` for GET, `write` for POST/PUT/PATCH. A client sees only its clinics' "
+        "data: anything else is 404. Retried POSTs with the same `Idempotency-Key` header return the first "
+        "response and create nothing more. Errors: 400 with field messages, 401, 403, 404, 413 (body over "
+        "1 MiB), 415 (not JSON), 429 (rate limit), 503 (database unavailable; nothing saved)."
+    ),
     "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TierEnum": "alerts.models.Tier",
+    },
+}
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
 }
 
 # --- Security -----------------------------------------------------------------------------------

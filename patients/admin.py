@@ -6,6 +6,7 @@ from django.urls import path, reverse
 from . import services
 from .forms import CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
 from .models import (
+    ApiClient,
     Checkpoint,
     CheckpointEvent,
     Clinic,
@@ -263,3 +264,25 @@ class CheckpointAdmin(ServiceActionsAdmin):
     @admin.display(description="Patient", ordering="procedure__patient__family_name")
     def procedure_patient(self, obj):
         return obj.procedure.patient
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    """EHR integrations. Tokens are created with `manage.py create_api_client` and shown once; here
+    they can only be revoked."""
+
+    list_display = ["name", "token_prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["clinics"]
+    fields = ["name", "clinics", "scopes", "token_prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["token_prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected clients' tokens")
+    def revoke(self, request, queryset):
+        from django.utils import timezone
+
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} client(s) revoked.")

@@ -14,7 +14,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
 
 from .models import ApiClient, Clinic, IdempotencyRecord, StaffRole
 
@@ -92,9 +94,12 @@ def caller_clinic_ids(request) -> list[int]:
     cached = getattr(request, "_kf_clinic_ids", None)
     if cached is not None:
         return cached
-    if isinstance(request.auth, ApiClient):
+    user = getattr(request, "user", None)
+    if isinstance(getattr(request, "auth", None), ApiClient):
         ids = list(request.auth.clinics.values_list("id", flat=True))
-    elif request.user.is_superuser:
+    elif user is None or not user.is_authenticated:
+        ids = []  # also what schema generation sees
+    elif user.is_superuser:
         ids = list(Clinic.objects.values_list("id", flat=True))
     else:
         ids = list(request.user.clinic_memberships.values_list("clinic_id", flat=True))
@@ -185,3 +190,45 @@ def _replay(principal: str, key: str, fingerprint: str) -> Response:
     if record.request_hash != fingerprint:
         return Response({"detail": "This Idempotency-Key was used with a different request body."}, status=422)
     return Response(record.response, status=record.status_code, headers={"Idempotent-Replayed": "true"})
+
+
+def api_exception_handler(exc, context):
+    """DRF's handler, plus: a model or service ValidationError is a 400 with field messages, and an
+    unreachable database is a 503 with a clear body (the request wrote nothing)."""
+    from django.core.exceptions import ValidationError as DjangoValidationError
+    from django.db import InterfaceError, OperationalError
+    from rest_framework.views import exception_handler
+
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        return Response(detail, status=400)
+    if isinstance(exc, OperationalError | InterfaceError):
+        return Response(
+            {
+                "detail": "The service is temporarily unavailable (database unreachable). "
+                "Nothing was saved; retry later."
+            },
+            status=503,
+            headers={"Retry-After": "30"},
+        )
+    return exception_handler(exc, context)
+
+
+class ClientRateThrottle(SimpleRateThrottle):
+    """Per-client (or per-user) request rate, from `API_THROTTLE_RATE`; anonymous callers by address.
+    Not a security boundary (RELIABILITY.md §3): rate-limit at the proxy too."""
+
+    scope = "client"
+
+    def get_cache_key(self, request, view):
+        if request.user and request.user.is_authenticated:
+            return self.cache_format % {"scope": self.scope, "ident": principal_key(request)}
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class StableCursorPagination(CursorPagination):
+    """Cursor pages (no COUNT over big tables), in id order unless `?ordering=` says otherwise."""
+
+    ordering = "id"
+    page_size_query_param = "page_size"
+    max_page_size = 500

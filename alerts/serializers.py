@@ -1,0 +1,118 @@
+"""API shapes for symptom reports and alerts."""
+
+from rest_framework import serializers
+
+from patients.models import Patient, Procedure
+
+from .models import Alert, PainkillerUse, SymptomReport
+
+
+class FindingSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Rule id, e.g. RF-05 or PAIN_NOT_IMPROVING.")
+    tier = serializers.ChoiceField(choices=["emergency", "urgent", "routine"])
+    kind = serializers.ChoiceField(choices=["alert", "review", "checkin"])
+    action = serializers.CharField()
+    source = serializers.CharField()
+
+
+class SymptomReportSerializer(serializers.ModelSerializer):
+    patient = serializers.PrimaryKeyRelatedField(queryset=Patient.objects.none())
+    procedure = serializers.PrimaryKeyRelatedField(
+        queryset=Procedure.objects.none(), required=False, help_text="Default: the patient's latest procedure."
+    )
+    red_flags = serializers.ListField(
+        child=serializers.CharField(max_length=10),
+        required=False,
+        default=list,
+        help_text='Red-flag codes answered yes, e.g. ["RF-05"].',
+    )
+    second_opinion = serializers.DictField(
+        child=serializers.ChoiceField(choices=["yes", "no", "unsure"]),
+        required=False,
+        default=dict,
+        help_text='Answers to the second-opinion questions, e.g. {"SO-2": "no"}.',
+    )
+    painkillers = serializers.ChoiceField(choices=PainkillerUse.choices, required=False, allow_blank=True)
+    pain_now = serializers.IntegerField(min_value=0, max_value=10)
+    pain_average_24h = serializers.IntegerField(min_value=0, max_value=10, required=False, allow_null=True)
+    findings = FindingSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = SymptomReport
+        fields = [
+            "id",
+            "patient",
+            "procedure",
+            "reported_at",
+            "pain_now",
+            "pain_average_24h",
+            "red_flags",
+            "painkillers",
+            "fell_since_last",
+            "missed_medication_doses",
+            "medication_side_effects",
+            "wearing_brace",
+            "doing_physio",
+            "second_opinion",
+            "other_symptoms",
+            "source",
+            "day",
+            "findings",
+            "protocol_version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "source", "day", "findings", "protocol_version", "created_at", "updated_at"]
+        extra_kwargs = {"reported_at": {"required": False}}
+
+    def __init__(self, *args, patients=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if patients is not None:
+            self.fields["patient"].queryset = patients
+            self.fields["procedure"].queryset = Procedure.objects.filter(patient__in=patients)
+
+    def validate(self, attrs):
+        procedure = attrs.get("procedure")
+        if procedure is not None and procedure.patient_id != attrs["patient"].pk:
+            raise serializers.ValidationError({"procedure": ["This procedure belongs to another patient."]})
+        if procedure is None:
+            attrs["procedure"] = attrs["patient"].procedures.order_by("-performed_on", "-id").first()
+            if attrs["procedure"] is None:
+                raise serializers.ValidationError({"patient": ["The patient has no procedure recorded."]})
+        return attrs
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "patient",
+            "procedure",
+            "code",
+            "tier",
+            "state",
+            "count",
+            "action",
+            "rule_source",
+            "protocol_version",
+            "first_seen_at",
+            "last_seen_at",
+            "level",
+            "next_escalation_at",
+            "acknowledged_at",
+            "acknowledged_via",
+            "acknowledge_note",
+            "resolved_at",
+            "resolve_note",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class AcknowledgeSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
+
+
+class ResolveSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=2000)

@@ -1,0 +1,64 @@
+"""Request-level guards: one access-log line per request without PHI, and 413 for oversized bodies."""
+
+import logging
+import time
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.urls import Resolver404, resolve
+
+logger = logging.getLogger("kyphofollow.access")
+API_PREFIXES = ("/api/", "/fhir/")
+
+
+def _route(path: str) -> str:
+    """The URL pattern, not the path: `/api/v1/patients/by-mrn/<mrn>/` never logs the MRN itself,
+    and check-in and acknowledge tokens never reach the log."""
+    try:
+        return "/" + resolve(path).route.lstrip("^").rstrip("$")
+    except Resolver404:
+        return "<unmatched>"
+
+
+class AccessLogMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.monotonic()
+        response = self.get_response(request)
+        client = getattr(request, "auth", None)
+        who = (
+            f"client:{client.pk}"
+            if getattr(client, "token_hash", None)
+            else (
+                f"user:{request.user.pk}" if getattr(request, "user", None) and request.user.is_authenticated else "-"
+            )
+        )
+        logger.info(
+            "%s %s %s %.1fms %s",
+            request.method,
+            _route(request.path_info),
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+            who,
+        )
+        return response
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info.startswith(API_PREFIXES):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                return JsonResponse({"detail": "Content-Length is not a number."}, status=400)
+            if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                return JsonResponse(
+                    {"detail": f"Request body too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."},
+                    status=413,
+                )
+        return self.get_response(request)
