@@ -433,3 +433,58 @@ def complete_review_task(*, task: ReviewTask, by, note: str) -> ReviewTask:
         raise ValidationError({"state": ["This review is already done."]})
     task.refresh_from_db()
     return task
+
+
+# --- Checkpoint webhooks ------------------------------------------------------------------------
+
+CHECKPOINT_WEBHOOK_EVENTS = {
+    "completed": "checkpoint.completed",
+    "missed": "checkpoint.missed",
+    "cancelled": "checkpoint.cancelled",
+    "rescheduled": "checkpoint.rescheduled",
+}
+
+
+def sweep_checkpoint_webhooks(*, now: datetime, batch_size: int = 500) -> int:
+    """Relay checkpoint transitions (CheckpointEvent rows, written with the transition) to each
+    clinic's webhook endpoints. Each endpoint keeps a watermark of the last event queued, advanced in
+    the same transaction as the deliveries; the cause is unique per event and endpoint."""
+    from patients.models import CheckpointEvent
+
+    written = 0
+    for endpoint_id in WebhookEndpoint.objects.filter(active=True).values_list("id", flat=True):
+        with transaction.atomic():
+            endpoint = WebhookEndpoint.objects.select_for_update(skip_locked=True).filter(pk=endpoint_id).first()
+            if endpoint is None:
+                continue
+            events = list(
+                CheckpointEvent.objects.filter(
+                    id__gt=endpoint.checkpoint_events_after,
+                    kind__in=CHECKPOINT_WEBHOOK_EVENTS,
+                    checkpoint__procedure__patient__clinic_id=endpoint.clinic_id,
+                )
+                .order_by("id")
+                .select_related("checkpoint")[:batch_size]
+            )
+            if not events:
+                continue
+            wanted = [e for e in events if not endpoint.events or CHECKPOINT_WEBHOOK_EVENTS[e.kind] in endpoint.events]
+            deliveries = Delivery.objects.bulk_create(
+                Delivery(
+                    kind=DeliveryKind.WEBHOOK,
+                    channel="webhook",
+                    cause=f"{CHECKPOINT_WEBHOOK_EVENTS[e.kind]}:{e.pk}",
+                    recipient=f"endpoint:{endpoint.pk}",
+                    clinic_id=endpoint.clinic_id,
+                    checkpoint=e.checkpoint,
+                    endpoint=endpoint,
+                    next_attempt_at=now,
+                    context={"event": CHECKPOINT_WEBHOOK_EVENTS[e.kind], "checkpoint_event": e.pk},
+                )
+                for e in wanted
+            )
+            endpoint.checkpoint_events_after = events[-1].pk
+            endpoint.save(update_fields=["checkpoint_events_after"])
+            enqueue_deliveries([delivery.pk for delivery in deliveries])
+            written += len(deliveries)
+    return written

@@ -102,11 +102,24 @@ def _webhook(delivery: Delivery) -> WebhookMessage:
 
 
 def webhook_payload(delivery: Delivery) -> dict:
-    alert = delivery.alert
-    return {
-        "type": delivery.context["event"],
-        "timestamp": timezone.now().isoformat(),
-        "data": {
+    """The event body: ids, codes and states only, never a name, MRN or birth date."""
+    event = delivery.context["event"]
+    if event.startswith("checkpoint."):
+        checkpoint = delivery.checkpoint
+        data = {
+            "checkpoint": checkpoint.pk,
+            "patient": checkpoint.procedure.patient_id,
+            "procedure": checkpoint.procedure_id,
+            "code": checkpoint.code,
+            "state": checkpoint.state,
+            "window_start": checkpoint.window_start.isoformat(),
+            "target_date": checkpoint.target_date.isoformat(),
+            "window_end": checkpoint.window_end.isoformat(),
+            "protocol_version": checkpoint.protocol_version,
+        }
+    else:
+        alert = delivery.alert
+        data = {
             "alert": alert.pk,
             "patient": alert.patient_id,
             "code": alert.code,
@@ -116,8 +129,8 @@ def webhook_payload(delivery: Delivery) -> dict:
             "first_seen_at": alert.first_seen_at.isoformat(),
             "last_seen_at": alert.last_seen_at.isoformat(),
             "protocol_version": alert.protocol_version,
-        },
-    }
+        }
+    return {"type": event, "timestamp": timezone.now().isoformat(), "data": data}
 
 
 def _reminder(delivery: Delivery) -> EmailMessage:

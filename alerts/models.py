@@ -334,8 +334,13 @@ class WebhookEndpoint(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=500)
     secret = models.CharField(max_length=100, help_text=_("whsec_… shared secret used to sign payloads."))
-    events = models.JSONField(default=list, help_text=_('Event types, e.g. ["alert.raised", "checkpoint.missed"].'))
+    events = models.JSONField(
+        default=list, blank=True, help_text=_('Event types, e.g. ["alert.raised", "checkpoint.missed"]; empty: all.')
+    )
     active = models.BooleanField(default=True)
+    checkpoint_events_after = models.BigIntegerField(
+        default=0, editable=False, help_text=_("Checkpoint events up to this id have been queued for this endpoint.")
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

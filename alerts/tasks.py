@@ -9,6 +9,7 @@ from . import alerting, outbox, services
 def sweep_outbox_task() -> None:
     now = timezone.now()
     alerting.sweep_escalations(now=now)
+    alerting.sweep_checkpoint_webhooks(now=now)
     services.sweep_reminders(now=now)
     services.sweep_checkins(now=now)
     services.sweep_digests(now=now)

@@ -305,3 +305,24 @@ def test_an_acknowledgement_racing_a_page_in_flight_commits_only_after_that_page
     [arrival] = smtp_settings.recorder.arrival_times
     assert arrival <= acknowledged["at"], "the page arrived after the acknowledgement had committed"
     assert sweep_escalations(now=alert.policy_started_at + timedelta(minutes=30)) == 0
+
+
+@pytest.mark.django_db
+def test_checkpoint_transitions_reach_the_ehr_once_each_as_signed_webhooks(procedure, clinic, webhook_receiver):
+    from alerts.alerting import sweep_checkpoint_webhooks
+    from patients.services import cancel_checkpoint
+
+    WebhookEndpoint.objects.create(
+        clinic=clinic, url=webhook_receiver.url, secret=SECRET, events=["checkpoint.cancelled"]
+    )
+    checkpoint = Checkpoint.objects.filter(procedure=procedure, code="CP-10").get()
+    cancel_checkpoint(checkpoint=checkpoint, reason="patient moved away")
+
+    assert sweep_checkpoint_webhooks(now=timezone.now()) == 1
+    assert sweep_checkpoint_webhooks(now=timezone.now()) == 0
+    deliver_all()
+
+    [request] = webhook_receiver.requests
+    payload = Webhook(SECRET).verify(request["body"], request["headers"])
+    assert payload["type"] == "checkpoint.cancelled"
+    assert payload["data"]["checkpoint"] == checkpoint.pk and payload["data"]["state"] == "cancelled"
