@@ -160,3 +160,34 @@ def sweep_deliveries(*, now: datetime, batch_size: int = 1000) -> int:
             Delivery.objects.filter(id__in=ids).update(next_attempt_at=now + SENDING_LEASE, updated_at=now)
             enqueue_deliveries(ids)
             enqueued += len(ids)
+
+
+def retry_delivery(*, delivery: Delivery, by=None) -> Delivery:
+    """A coordinator's retry of a failed delivery: pending again, attempts from zero, sent now."""
+    from django.core.exceptions import ValidationError
+
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Delivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED).update(
+            state=DeliveryState.PENDING, attempts=0, next_attempt_at=now, claimed_at=None, updated_at=now
+        )
+        if not changed:
+            raise ValidationError({"state": ["Only a failed delivery can be retried."]})
+        enqueue_deliveries([delivery.pk])
+    delivery.refresh_from_db()
+    return delivery
+
+
+def dismiss_delivery(*, delivery: Delivery, note: str, by=None) -> Delivery:
+    """A coordinator dealt with a failed delivery another way (e.g. phoned the patient)."""
+    from django.core.exceptions import ValidationError
+
+    if not note.strip():
+        raise ValidationError({"note": ["Say how it was dealt with."]})
+    changed = Delivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED).update(
+        state=DeliveryState.CANCELLED, last_error=f"dismissed: {note}"[:300], updated_at=timezone.now()
+    )
+    if not changed:
+        raise ValidationError({"state": ["Only a failed delivery can be dismissed."]})
+    delivery.refresh_from_db()
+    return delivery

@@ -9,10 +9,6 @@ from patients import api as patient_api
 
 from .health import health
 
-admin.site.site_header = "kyphofollow"
-admin.site.site_title = "kyphofollow"
-admin.site.index_title = "Follow-up after kyphoplasty and vertebroplasty"
-
 router = DefaultRouter()
 router.register("patients", patient_api.PatientViewSet, basename="patient")
 router.register("procedures", patient_api.ProcedureViewSet, basename="procedure")
@@ -23,10 +19,13 @@ router.register("alerts", alert_api.AlertViewSet, basename="alert")
 urlpatterns = [
     path("api/v1/protocol/", patient_api.ProtocolView.as_view(), name="api-protocol"),
     path("api/v1/", include(router.urls)),
+    path("fhir/", include("alerts.fhir_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("health/", health, name="health"),
+    path("admin/kpis/", include("alerts.kpi_views")),
+    path("admin/import/", include("patients.admin_import")),
     path("admin/", admin.site.urls),
     path("c/<str:token>/", alert_views.checkin_start, name="checkin-start"),
     path("checkin/", alert_views.checkin_form, name="checkin-form"),

@@ -67,12 +67,18 @@ class ProcedureInline(admin.TabularInline):
 
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
-    list_display = ["mrn", "family_name", "given_name", "clinic", "status", "email_consent"]
+    list_display = ["mrn", "family_name", "given_name", "clinic", "status", "email_consent", "overview"]
     list_filter = ["clinic", "status", "email_consent"]
     list_select_related = ["clinic"]
     search_fields = ["=mrn", "family_name", "given_name"]
     autocomplete_fields = ["responsible_clinician"]
     inlines = [ProcedureInline]
+
+    @admin.display(description="Overview")
+    def overview(self, obj):
+        from django.utils.html import format_html
+
+        return format_html('<a href="{}">Timeline and pain</a>', reverse("admin:patient-overview", args=[obj.pk]))
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -335,12 +335,26 @@ def replan(*, procedure: Procedure, reason: str, initial: bool = False) -> None:
     CheckpointEvent.objects.bulk_create(events)
 
 
-def _transition(checkpoint: Checkpoint, state: str, *, kind: str, reason: str = "", by=None, **fields: Any) -> bool:
-    """Move an open checkpoint to `state` by a conditional UPDATE; False if someone got there first."""
+# Staff may still act on a missed checkpoint: complete it late, give it a new date, or cancel it.
+ACTIONABLE_STATES = (*OPEN_STATES, CheckpointState.MISSED)
+
+
+def _transition(
+    checkpoint: Checkpoint,
+    state: str,
+    *,
+    kind: str,
+    reason: str = "",
+    by=None,
+    from_states=OPEN_STATES,
+    **fields: Any,
+) -> bool:
+    """Move a checkpoint in `from_states` to `state` by a conditional UPDATE; False if someone got
+    there first."""
     now = timezone.now()
     if state not in OPEN_STATES:
         fields.setdefault("next_reminder_at", None)
-    changed = Checkpoint.objects.filter(pk=checkpoint.pk, state__in=OPEN_STATES).update(
+    changed = Checkpoint.objects.filter(pk=checkpoint.pk, state__in=from_states).update(
         state=state, updated_at=now, **fields
     )
     if changed:
@@ -350,9 +364,7 @@ def _transition(checkpoint: Checkpoint, state: str, *, kind: str, reason: str = 
 
 
 def _not_open(checkpoint: Checkpoint) -> ValidationError:
-    return ValidationError(
-        {"state": [f"Checkpoint {checkpoint.code} is {checkpoint.state}; only a scheduled or due one can change."]}
-    )
+    return ValidationError({"state": [f"Checkpoint {checkpoint.code} is {checkpoint.state}; it can no longer change."]})
 
 
 @transaction.atomic
@@ -424,7 +436,8 @@ def complete_checkpoint(
         CheckpointState.COMPLETED,
         kind=CheckpointEvent.Kind.COMPLETED,
         by=by,
-        reason="completed",
+        reason="completed" if checkpoint.state != CheckpointState.MISSED else "completed after its window",
+        from_states=ACTIONABLE_STATES,
         completed_at=timezone.now(),
         completed_by=by,
         outcome_notes=notes,
@@ -471,7 +484,8 @@ def _apply_outcome(checkpoint: Checkpoint, **outcome: Any) -> None:
 
 @transaction.atomic
 def reschedule_checkpoint(*, checkpoint: Checkpoint, target_date: date, reason: str, by=None) -> Checkpoint:
-    """Move an open checkpoint's target (widening its window to include it); re-plans leave it alone."""
+    """Move an open or missed checkpoint's target (widening its window to include it); it is open
+    again, and re-plans leave it alone."""
     if not reason.strip():
         raise ValidationError({"reason": ["Give the reason for the new date."]})
     if target_date < checkpoint.procedure.performed_on:
@@ -484,17 +498,19 @@ def reschedule_checkpoint(*, checkpoint: Checkpoint, target_date: date, reason: 
     start = min(checkpoint.window_start, target_date)
     end = max(checkpoint.window_end, target_date)
     due_at = local_moment(target_date, at, zone)
+    opens_at = local_moment(start, time(0), zone)
     if not _transition(
         checkpoint,
-        checkpoint.state,
+        CheckpointState.DUE if opens_at <= timezone.now() else CheckpointState.SCHEDULED,
         kind=CheckpointEvent.Kind.RESCHEDULED,
         by=by,
         reason=reason,
+        from_states=ACTIONABLE_STATES,
         target_date=target_date,
         window_start=start,
         window_end=end,
         due_at=due_at,
-        opens_at=local_moment(start, time(0), zone),
+        opens_at=opens_at,
         closes_at=local_moment(end + timedelta(days=1), time(0), zone),
         rescheduled_at=timezone.now(),
         next_reminder_at=due_at if checkpoint.audience != "coordinator_task" and checkpoint.reminder_max else None,
@@ -506,7 +522,7 @@ def reschedule_checkpoint(*, checkpoint: Checkpoint, target_date: date, reason: 
 
 @transaction.atomic
 def cancel_checkpoint(*, checkpoint: Checkpoint, reason: str, by=None) -> Checkpoint:
-    """Cancel an open checkpoint; its reminders stop at once."""
+    """Cancel an open or missed checkpoint; its reminders stop at once."""
     if not reason.strip():
         raise ValidationError({"reason": ["Give the reason for cancelling."]})
     if not _transition(
@@ -515,6 +531,7 @@ def cancel_checkpoint(*, checkpoint: Checkpoint, reason: str, by=None) -> Checkp
         kind=CheckpointEvent.Kind.CANCELLED,
         by=by,
         reason=reason,
+        from_states=ACTIONABLE_STATES,
         cancelled_by_staff=True,
     ):
         raise _not_open(checkpoint)

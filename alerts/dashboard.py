@@ -1,0 +1,211 @@
+"""The coordinator's worklist (the admin's home page) and the patient overview.
+
+Every list is narrowed to the staff member's clinics and runs a fixed number of queries; every row
+carries the form of the action that clears it, which calls the same service as the API.
+"""
+
+import math
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, IntegerField, Q, Value, When
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from patients.forms import CompleteCheckpointForm, RescheduleCheckpointForm, ServiceActionForm
+from patients.models import Checkpoint, CheckpointState, Clinic, Patient, RiskAssessment
+
+from . import alerting, outbox, services
+from .charts import PainPoint, pain_chart
+from .models import Alert, AlertState, CheckIn, CheckInState, Delivery, DeliveryState, ReviewTask, SymptomReport
+from .rules import get_rules
+
+ROWS_PER_SECTION = 100
+TIER_RANK = Case(
+    When(tier="emergency", then=Value(3)),
+    When(tier="urgent", then=Value(2)),
+    default=Value(1),
+    output_field=IntegerField(),
+)
+
+
+class AcknowledgeForm(ServiceActionForm):
+    service = alerting.acknowledge_alert
+    target = "alert"
+    note = forms.CharField(required=False, max_length=300)
+
+    def save(self) -> bool:
+        self.cleaned_data["via"] = "worklist"
+        return super().save()
+
+
+class LogCallForm(ServiceActionForm):
+    service = services.log_checkin_call
+    target = "checkin"
+    note = forms.CharField(max_length=2000, label="What was discussed")
+
+
+class RetryForm(ServiceActionForm):
+    service = outbox.retry_delivery
+    target = "delivery"
+
+
+class DismissForm(ServiceActionForm):
+    service = outbox.dismiss_delivery
+    target = "delivery"
+    note = forms.CharField(max_length=300, label="How it was dealt with")
+
+
+class ReviewedForm(ServiceActionForm):
+    service = alerting.complete_review_task
+    target = "task"
+    note = forms.CharField(max_length=2000, label="Review outcome")
+
+
+# kind → (model, permission needed, {action: form})
+ACTIONS = {
+    "alert": (Alert, "alerts.change_alert", {"acknowledge": AcknowledgeForm}),
+    "checkpoint": (
+        Checkpoint,
+        "patients.change_checkpoint",
+        {"complete": CompleteCheckpointForm, "reschedule": RescheduleCheckpointForm},
+    ),
+    "checkin": (CheckIn, "alerts.change_checkin", {"log_call": LogCallForm}),
+    "delivery": (Delivery, "alerts.change_delivery", {"retry": RetryForm, "dismiss": DismissForm}),
+    "review": (ReviewTask, "alerts.change_reviewtask", {"complete": ReviewedForm}),
+}
+CLINIC_PATH = {
+    "alert": "clinic_id",
+    "checkpoint": "procedure__patient__clinic_id",
+    "checkin": "patient__clinic_id",
+    "delivery": "clinic_id",
+    "review": "clinic_id",
+}
+
+
+def clinic_ids(user) -> list[int]:
+    if user.is_superuser:
+        return list(Clinic.objects.values_list("id", flat=True))
+    return list(user.clinic_memberships.values_list("clinic_id", flat=True))
+
+
+def _sections(ids: list[int]) -> dict:
+    actionable = [CheckpointState.DUE, CheckpointState.MISSED]
+    return {
+        "alerts": Alert.objects.filter(clinic_id__in=ids, state=AlertState.OPEN)
+        .select_related("patient")
+        .annotate(rank=TIER_RANK)
+        .order_by("-rank", "first_seen_at")[:ROWS_PER_SECTION],
+        "checkpoints": Checkpoint.objects.filter(procedure__patient__clinic_id__in=ids)
+        .filter(Q(state__in=actionable) | Q(needs_review=True, state=CheckpointState.SCHEDULED))
+        .select_related("procedure__patient")
+        .order_by("-priority", "closes_at")[:ROWS_PER_SECTION],
+        "checkins": CheckIn.objects.filter(patient__clinic_id__in=ids, state=CheckInState.CALL_NEEDED)
+        .select_related("patient")
+        .order_by("updated_at")[:ROWS_PER_SECTION],
+        "reviews": ReviewTask.objects.filter(clinic_id__in=ids, state=ReviewTask.State.OPEN)
+        .select_related("patient")
+        .order_by("due_at")[:ROWS_PER_SECTION],
+        "incomplete": RiskAssessment.objects.filter(is_current=True, procedure__patient__clinic_id__in=ids)
+        .exclude(missing=[])
+        .select_related("procedure__patient")
+        .order_by("created_at")[:ROWS_PER_SECTION],
+        "failures": Delivery.objects.filter(clinic_id__in=ids, state=DeliveryState.FAILED).order_by("-updated_at")[
+            :ROWS_PER_SECTION
+        ],
+    }
+
+
+def worklist(request, *, site):
+    """Who needs the coordinator now: open alerts (oldest EMERGENCY first), due and missed
+    checkpoints, check-ins needing a call, clinician reviews, incomplete risk profiles, failed
+    deliveries."""
+    sections = {name: list(rows) for name, rows in _sections(clinic_ids(request.user)).items()}
+    context = {
+        **site.each_context(request),
+        "title": "Worklist",
+        "sections": sections,
+        "limit": ROWS_PER_SECTION,
+        "forms": {
+            kind: {name: form_class(instance=None, user=None, auto_id=False) for name, form_class in actions.items()}
+            for kind, (_, _, actions) in ACTIONS.items()
+        },
+    }
+    return TemplateResponse(request, "admin/dashboard/worklist.html", context)
+
+
+@require_POST
+def act(request, kind: str, pk: int, action: str):
+    if kind not in ACTIONS or action not in ACTIONS[kind][2]:
+        raise PermissionDenied
+    model, permission, actions = ACTIONS[kind]
+    if not request.user.has_perm(permission):
+        raise PermissionDenied
+    obj = get_object_or_404(model.objects.filter(**{f"{CLINIC_PATH[kind]}__in": clinic_ids(request.user)}), pk=pk)
+    form = actions[action](request.POST, instance=obj, user=request.user)
+    if form.is_valid() and form.save():
+        messages.success(request, f"{obj}: {action.replace('_', ' ')} done.")
+    else:
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        messages.error(request, f"{obj}: not done. {problems}")
+    return redirect(reverse("admin:index") + f"#{kind}-{pk}")
+
+
+def patient_overview(request, pk: int):
+    """Timeline of procedure, checkpoints, check-ins, reports and alerts; the pain chart; the risk."""
+    if not request.user.has_perm("patients.view_patient"):
+        raise PermissionDenied
+    patient = get_object_or_404(Patient.objects.filter(clinic_id__in=clinic_ids(request.user)), pk=pk)
+    procedures = list(patient.procedures.prefetch_related("levels").order_by("performed_on"))
+    checkpoints = list(Checkpoint.objects.filter(procedure__patient=patient).order_by("target_date"))
+    reports = list(SymptomReport.objects.filter(patient=patient).order_by("reported_at"))
+    alerts = list(Alert.objects.filter(patient=patient).order_by("first_seen_at"))
+    checkins = list(CheckIn.objects.filter(patient=patient).order_by("created_at"))
+    assessments = list(RiskAssessment.objects.filter(procedure__patient=patient, is_current=True))
+    latest = procedures[-1] if procedures else None
+    chart = ""
+    if latest:
+        rules = get_rules(latest.protocol_version or patient.clinic.protocol_version).pain_not_improving
+        baseline = latest.baseline_pain
+        target = None
+        if baseline is not None:
+            target = max(
+                0,
+                min(
+                    baseline - rules["min_improvement_points"],
+                    math.floor(baseline * (1 - rules["min_improvement_fraction"])),
+                ),
+            )
+        points = [PainPoint(r.day, r.pain_now, r.get_source_display()) for r in reports if r.procedure_id == latest.pk]
+        points += [
+            PainPoint((c.completed_at.date() - latest.performed_on).days, c.pain_score, c.code)
+            for c in checkpoints
+            # A checkpoint answered by a check-in is already plotted as that report.
+            if c.procedure_id == latest.pk
+            and c.pain_score is not None
+            and c.completed_at
+            and not c.outcome_notes.startswith("check-in report")
+        ]
+        chart = pain_chart(points, baseline=baseline, moderate=rules["pain_at_least"], improvement=target)
+    timeline = sorted(
+        [(p.performed_on, "procedure", p) for p in procedures]
+        + [(c.completed_at.date() if c.completed_at else c.target_date, "checkpoint", c) for c in checkpoints]
+        + [(r.reported_at.date(), "report", r) for r in reports]
+        + [(a.first_seen_at.date(), "alert", a) for a in alerts]
+        + [(c.created_at.date(), "checkin", c) for c in checkins],
+        key=lambda item: (item[0], item[1]),
+    )
+    context = {
+        **admin.site.each_context(request),
+        "title": f"{patient.family_name}, {patient.given_name} ({patient.mrn})",
+        "patient": patient,
+        "procedures": procedures,
+        "assessments": assessments,
+        "timeline": timeline,
+        "chart": chart,
+        "opts": Patient._meta,
+    }
+    return TemplateResponse(request, "admin/dashboard/patient.html", context)

@@ -1,0 +1,453 @@
+"""Programme KPIs of one clinic for the procedures performed in a period.
+
+Three fixed queries, whatever the number of rows: one aggregate over the period's procedures (the
+Capture the Fracture clocks of E8), one over their checkpoints whose window has closed, grouped by
+code, and one over the alerts raised in the period, grouped by tier. Everything else is arithmetic
+on those few numbers.
+
+The FLS deadlines are read from the clinic's protocol (CP-06 and CP-07 `latest`, counted from F;
+CP-12 `latest`, counted from the procedure), so the KPIs move with the protocol, not with this file.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from django.db.models import (
+    Aggregate,
+    Count,
+    DateField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    Value,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from patients.models import Checkpoint, CheckpointState, Clinic, Procedure
+from patients.protocol import DXA_RECENT_DAYS, get_protocol
+
+from .models import Alert, AlertEvent, Tier
+
+ONE_DECIMAL = Decimal("0.1")
+
+
+class Median(Aggregate):
+    """PostgreSQL's exact median (`percentile_cont(0.5)`); works on intervals as well as numbers."""
+
+    function = "percentile_cont"
+    name = "Median"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+    allow_distinct = False
+
+
+def percent(numerator: int, denominator: int) -> Decimal | None:
+    """Share in percent to one decimal (half up); None when nothing is counted yet."""
+    if not denominator:
+        return None
+    return (Decimal(100 * numerator) / Decimal(denominator)).quantize(ONE_DECIMAL, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    key: str
+    label: str
+    numerator: int
+    denominator: int
+    definition: str
+    source: str
+    group: str = ""
+    in_progress: int | None = None
+
+    @property
+    def percent(self) -> Decimal | None:
+        return percent(self.numerator, self.denominator)
+
+
+@dataclass(frozen=True)
+class AckTime:
+    tier: str
+    label: str
+    raised: int
+    acknowledged: int
+    median: timedelta | None
+    bar: Decimal  # the median as a share of the longest median on the page, 0–100
+
+    @property
+    def median_minutes(self) -> Decimal | None:
+        if self.median is None:
+            return None
+        return (Decimal(self.median.total_seconds()) / 60).quantize(ONE_DECIMAL, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Days of the E8 clocks, from the protocol."""
+
+    dxa_from_fracture: int
+    medication_from_fracture: int
+    year_review_from_procedure: int
+    recent_dxa_days: int
+
+
+@dataclass(frozen=True)
+class KpiReport:
+    clinic: Clinic
+    start: date
+    end: date
+    today: date
+    procedures: int
+    fracture_date_assumed: int
+    deadlines: Deadlines
+    fls: list[Ratio]
+    dxa_by_recent_scan: int
+    medication_reason_not_started: Ratio
+    window_overall: Ratio
+    window_by_code: list[Ratio]
+    ack_times: list[AckTime]
+    ack_definition: str
+    escalations: list[Ratio]
+
+
+def default_period(today: date) -> tuple[date, date]:
+    """The last 12 months up to `today`, both ends included."""
+    try:
+        start = today.replace(year=today.year - 1)
+    except ValueError:  # 29 February
+        start = today.replace(year=today.year - 1, day=28)
+    return start + timedelta(days=1), today
+
+
+def clinic_today(clinic: Clinic, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(clinic.time_zone)).date()
+
+
+def deadlines_for(clinic: Clinic) -> Deadlines:
+    rules = get_protocol(clinic.protocol_version)
+    return Deadlines(
+        dxa_from_fracture=rules.checkpoint("CP-06").latest,
+        medication_from_fracture=rules.checkpoint("CP-07").latest,
+        year_review_from_procedure=rules.checkpoint("CP-12").latest,
+        recent_dxa_days=DXA_RECENT_DAYS,
+    )
+
+
+def compute(*, clinic: Clinic, start: date, end: date, now: datetime | None = None) -> KpiReport:
+    """The KPIs of `clinic` for procedures performed from `start` to `end` (both included)."""
+    now = now or timezone.now()
+    today = clinic_today(clinic, now)
+    deadlines = deadlines_for(clinic)
+    procedures = Procedure.objects.filter(patient__clinic=clinic, performed_on__range=(start, end))
+    counts = _fls_counts(procedures, today=today, deadlines=deadlines)
+    windows = _window_rows(clinic, start, end, now)
+    tiers = _alert_rows(clinic, start, end)
+    return KpiReport(
+        clinic=clinic,
+        start=start,
+        end=end,
+        today=today,
+        procedures=counts["procedures"],
+        fracture_date_assumed=counts["assumed"],
+        deadlines=deadlines,
+        fls=_fls_ratios(counts, deadlines),
+        dxa_by_recent_scan=counts["dxa_recent"],
+        medication_reason_not_started=Ratio(
+            key="medication_reason_not_started",
+            label="Documented reason medication not started",
+            numerator=counts["med_reason"],
+            denominator=counts["med_due"],
+            in_progress=counts["procedures"] - counts["med_due"],
+            definition=(
+                f"CP-07 completed with medication not started and the documented reason, among procedures whose "
+                f"F+{deadlines.medication_from_fracture} days has passed. Not counted as met."
+            ),
+            source="E8",
+        ),
+        window_overall=_window_ratio("", windows),
+        window_by_code=[_window_ratio(row["code"], [row]) for row in windows],
+        ack_times=_ack_times(tiers),
+        ack_definition=(
+            "Median of (acknowledged at − first seen at) over the alerts raised in the period (first seen between "
+            "the period's first and last day, clinic time) and acknowledged; alerts never acknowledged are counted "
+            "as raised but not in the median. Tier is the alert's current tier."
+        ),
+        escalations=[
+            Ratio(
+                key="escalated",
+                label=f"{label} alerts escalated",
+                group=tier,
+                numerator=tiers[tier]["escalated"],
+                denominator=tiers[tier]["raised"],
+                definition=(
+                    "Alerts raised in the period that escalated at least once (an “escalated” event: a step past "
+                    "the first notification) / alerts raised in the period."
+                ),
+                source="[DESIGN]",
+            )
+            for tier, label in Tier.choices
+        ],
+    )
+
+
+# --- Queries ------------------------------------------------------------------------------------
+
+
+def _days_after(expression, days: int) -> ExpressionWrapper:
+    # PostgreSQL: date + integer is a date, so comparisons stay on calendar days.
+    return ExpressionWrapper(expression + Value(days), output_field=DateField())
+
+
+def _completed(code: str, **conditions) -> Exists:
+    return Exists(
+        Checkpoint.objects.filter(procedure=OuterRef("pk"), code=code, state=CheckpointState.COMPLETED, **conditions)
+    )
+
+
+def _fls_counts(procedures, *, today: date, deadlines: Deadlines) -> dict[str, int]:
+    """One aggregate query: each clock's due count and met count."""
+    fracture_on = Coalesce("fracture_diagnosed_on", "performed_on")
+    annotated = procedures.annotate(
+        fracture_on=fracture_on,
+        dxa_deadline=_days_after(fracture_on, deadlines.dxa_from_fracture),
+        med_deadline=_days_after(fracture_on, deadlines.medication_from_fracture),
+        recent_dxa_from=_days_after(F("performed_on"), -deadlines.recent_dxa_days),
+        cp06_met=_completed("CP-06", dxa_date__lte=OuterRef("dxa_deadline")),
+        cp07_met=_completed("CP-07", medication_started=True, medication_started_on__lte=OuterRef("med_deadline")),
+        cp07_reason=_completed("CP-07", medication_started=False),
+        cp12_met=_completed(
+            "CP-12",
+            Q(medication_started=True)
+            | Q(procedure__patient__on_osteoporosis_med=True)
+            & (
+                Q(procedure__patient__osteoporosis_med_started_on__isnull=True)
+                | Q(procedure__patient__osteoporosis_med_started_on__lte=F("completed_at"))
+            ),
+        ),
+    )
+    recent = Q(patient__dxa_date__gte=F("recent_dxa_from"), patient__dxa_date__lte=F("performed_on"))
+    # "F + n days has passed": F + n < today, i.e. F < today − n.
+    dxa_due = Q(fracture_on__lt=today - timedelta(days=deadlines.dxa_from_fracture))
+    med_due = Q(fracture_on__lt=today - timedelta(days=deadlines.medication_from_fracture))
+    year_due = Q(performed_on__lt=today - timedelta(days=deadlines.year_review_from_procedure))
+    return annotated.aggregate(
+        procedures=Count("pk"),
+        assumed=Count("pk", filter=Q(fracture_diagnosed_on__isnull=True)),
+        dxa_due=Count("pk", filter=dxa_due),
+        dxa_met=Count("pk", filter=dxa_due & (Q(cp06_met=True) | recent)),
+        dxa_recent=Count("pk", filter=dxa_due & recent & Q(cp06_met=False)),
+        med_due=Count("pk", filter=med_due),
+        med_met=Count("pk", filter=med_due & Q(cp07_met=True)),
+        med_reason=Count("pk", filter=med_due & Q(cp07_reason=True)),
+        year_due=Count("pk", filter=year_due),
+        year_met=Count("pk", filter=year_due & Q(cp12_met=True)),
+    )
+
+
+def _window_rows(clinic: Clinic, start: date, end: date, now: datetime) -> list[dict]:
+    """One grouped query: closed checkpoints and those completed inside their window, per code.
+
+    `opens_at` and `closes_at` are the first and last local day of the window as instants in the
+    patient's time zone, so `opens_at <= completed_at < closes_at` is "completed on a local date
+    inside [window_start, window_end]"."""
+    within = Q(state=CheckpointState.COMPLETED, completed_at__gte=F("opens_at"), completed_at__lt=F("closes_at"))
+    return list(
+        Checkpoint.objects.filter(
+            procedure__patient__clinic=clinic,
+            procedure__performed_on__range=(start, end),
+            state__in=[CheckpointState.COMPLETED, CheckpointState.MISSED],
+            closes_at__lte=now,
+        )
+        .values("code")
+        .annotate(closed=Count("pk"), within=Count("pk", filter=within))
+        .order_by("code")
+    )
+
+
+def _local_midnight(day: date, zone: str) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def _alert_rows(clinic: Clinic, start: date, end: date) -> dict[str, dict]:
+    """One grouped query over the alerts first seen in the period: counts, median and escalations."""
+    acknowledged = Q(acknowledged_at__isnull=False)
+    escalated = Exists(AlertEvent.objects.filter(alert=OuterRef("pk"), kind=AlertEvent.Kind.ESCALATED))
+    rows = (
+        Alert.objects.filter(
+            clinic=clinic,
+            first_seen_at__gte=_local_midnight(start, clinic.time_zone),
+            first_seen_at__lt=_local_midnight(end + timedelta(days=1), clinic.time_zone),
+        )
+        .values("tier")
+        .annotate(
+            raised=Count("pk"),
+            acknowledged=Count("pk", filter=acknowledged),
+            median=Median(F("acknowledged_at") - F("first_seen_at"), filter=acknowledged, output_field=DurationField()),
+            escalated=Count("pk", filter=escalated),
+        )
+        .order_by("tier")
+    )
+    empty = {"raised": 0, "acknowledged": 0, "median": None, "escalated": 0}
+    by_tier = {tier: dict(empty) for tier in Tier.values}
+    for row in rows:
+        by_tier[row["tier"]] = row
+    return by_tier
+
+
+# --- Ratios -------------------------------------------------------------------------------------
+
+
+def _fls_ratios(counts: dict[str, int], deadlines: Deadlines) -> list[Ratio]:
+    total = counts["procedures"]
+    dxa, med, year = (
+        deadlines.dxa_from_fracture,
+        deadlines.medication_from_fracture,
+        deadlines.year_review_from_procedure,
+    )
+    return [
+        Ratio(
+            key="dxa_by_week_12",
+            label="DXA by week 12",
+            numerator=counts["dxa_met"],
+            denominator=counts["dxa_due"],
+            in_progress=total - counts["dxa_due"],
+            definition=(
+                f"CP-06 completed with a DXA date on or before F+{dxa} days, or a DXA in the "
+                f"{deadlines.recent_dxa_days} days before the procedure (CP-06 not planned because a recent DXA "
+                f"existed: counted as met, [DESIGN]) / procedures whose F+{dxa} days has passed. "
+                "F is the fracture diagnosis date, or the procedure date when unknown."
+            ),
+            source="E8",
+        ),
+        Ratio(
+            key="medication_by_week_16",
+            label="Osteoporosis medication started by week 16",
+            numerator=counts["med_met"],
+            denominator=counts["med_due"],
+            in_progress=total - counts["med_due"],
+            definition=(
+                f"CP-07 completed with medication started on or before F+{med} days / procedures whose F+{med} "
+                "days has passed."
+            ),
+            source="E8",
+        ),
+        Ratio(
+            key="on_medication_at_week_52",
+            label="On medication at week 52",
+            numerator=counts["year_met"],
+            denominator=counts["year_due"],
+            in_progress=total - counts["year_due"],
+            definition=(
+                "CP-12 completed with medication recorded as taken, or with the patient on osteoporosis medication "
+                f"(started on or before the completion; the patient's current record) / procedures whose day {year} "
+                "(day 365 and its window) has passed."
+            ),
+            source="E8",
+        ),
+    ]
+
+
+def _window_ratio(code: str, rows: list[dict]) -> Ratio:
+    return Ratio(
+        key="checkpoints_within_window",
+        label=code or "All checkpoints",
+        group=code,
+        numerator=sum(row["within"] for row in rows),
+        denominator=sum(row["closed"] for row in rows),
+        definition=(
+            "Checkpoints completed on a local date (patient's time zone) inside [window start, window end] / "
+            "checkpoints whose window has closed, completed or missed. Cancelled ones are not counted."
+        ),
+        source="[DESIGN]",
+    )
+
+
+def _ack_times(tiers: dict[str, dict]) -> list[AckTime]:
+    longest = max((row["median"] for row in tiers.values() if row["median"]), default=None)
+    items = []
+    for tier, label in Tier.choices:
+        row = tiers[tier]
+        bar = Decimal(0)
+        if row["median"] and longest:
+            bar = (Decimal(row["median"] / longest) * 100).quantize(ONE_DECIMAL)
+        items.append(
+            AckTime(
+                tier=tier,
+                label=str(label),
+                raised=row["raised"],
+                acknowledged=row["acknowledged"],
+                median=row["median"],
+                bar=bar,
+            )
+        )
+    return items
+
+
+# --- CSV ----------------------------------------------------------------------------------------
+
+CSV_HEADER = [
+    "clinic",
+    "period_start",
+    "period_end",
+    "kpi",
+    "group",
+    "numerator",
+    "denominator",
+    "percent",
+    "in_progress",
+    "median_minutes",
+    "source",
+    "definition",
+]
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value)
+
+
+def csv_rows(report: KpiReport) -> list[list[str]]:
+    """The page's numbers, one row per KPI and group."""
+    head = [report.clinic.slug, report.start.isoformat(), report.end.isoformat()]
+    rows = [CSV_HEADER]
+    ratios = [
+        *report.fls,
+        report.medication_reason_not_started,
+        report.window_overall,
+        *report.window_by_code,
+        *report.escalations,
+    ]
+    for ratio in ratios:
+        rows.append(
+            head
+            + [
+                ratio.key,
+                ratio.group,
+                str(ratio.numerator),
+                str(ratio.denominator),
+                _cell(ratio.percent),
+                _cell(ratio.in_progress),
+                "",
+                ratio.source,
+                ratio.definition,
+            ]
+        )
+    for item in report.ack_times:
+        rows.append(
+            head
+            + [
+                "median_time_to_acknowledge",
+                item.tier,
+                str(item.acknowledged),
+                str(item.raised),
+                _cell(percent(item.acknowledged, item.raised)),
+                "",
+                _cell(item.median_minutes),
+                "[DESIGN]",
+                report.ack_definition,
+            ]
+        )
+    return rows

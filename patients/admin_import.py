@@ -1,0 +1,149 @@
+"""Admin page "Import patients": upload a CSV or XLSX file, preview it, confirm the import.
+
+The preview is a dry run of `importing.import_rows`. The uploaded bytes stay in the session, never
+in the page, so the confirm step imports exactly the file that was previewed — validated again,
+since the registry may have changed in between.
+"""
+
+import base64
+import hashlib
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from . import importing
+from .models import Clinic, Patient
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+PREVIEW_COLUMNS = ["mrn", "family_name", "procedure_ref", "kind", "performed_on", "level"]
+SESSION_KEY = "patients_import"
+PERMISSION = "patients.add_patient"
+
+
+def clinics_of(user) -> QuerySet[Clinic]:
+    if user.is_superuser:
+        return Clinic.objects.all()
+    return Clinic.objects.filter(memberships__user=user).distinct()
+
+
+class ImportForm(forms.Form):
+    clinic = forms.ModelChoiceField(queryset=Clinic.objects.none(), help_text="The clinic the patients belong to.")
+    file = forms.FileField(help_text="CSV (UTF-8) or XLSX, at most 10 MB.")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        clinics = clinics_of(user)
+        self.fields["clinic"].queryset = clinics
+        if len(clinics) == 1:
+            self.fields["clinic"].initial = clinics[0]
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise forms.ValidationError("The file is larger than 10 MB; import it with `manage.py import_patients`.")
+        if not upload.name.lower().endswith((".csv", ".xlsx")):
+            raise forms.ValidationError("Upload a .csv or .xlsx file.")
+        return upload
+
+
+def _digest(clinic: Clinic, content: bytes) -> str:
+    return hashlib.sha256(f"{clinic.pk}:".encode() + content).hexdigest()
+
+
+def _check_permission(request: HttpRequest) -> None:
+    if not request.user.has_perm(PERMISSION):
+        raise PermissionDenied
+
+
+def _context(request: HttpRequest, **extra) -> dict:
+    return {
+        **admin.site.each_context(request),
+        "title": "Import patients",
+        "opts": Patient._meta,
+        "columns": importing.COLUMNS,
+        **extra,
+    }
+
+
+def _preview(request: HttpRequest, *, clinic: Clinic, name: str, content: bytes, result=None) -> TemplateResponse:
+    """Dry-run the file and show its first rows, each with its status, and every error."""
+    try:
+        rows = importing.read_rows(content, filename=name)
+    except importing.UnreadableFile as exc:
+        result, rows = importing.ImportResult(errors=[importing.RowError(1, "", str(exc))]), []
+    if result is None:
+        result = importing.import_rows(clinic=clinic, rows=rows, dry_run=True)
+    by_row = result.errors_by_row()
+    preview = [
+        {"number": number, "cells": [row.get(name) for name in PREVIEW_COLUMNS], "errors": by_row.get(number, [])}
+        for number, row in enumerate(rows[: importing.MAX_PREVIEW_ROWS], start=2)
+    ]
+    digest = _digest(clinic, content)
+    if result.ok:
+        request.session[SESSION_KEY] = {
+            "clinic": clinic.pk,
+            "name": name,
+            "digest": digest,
+            "content": base64.b64encode(content).decode("ascii"),
+        }
+    else:
+        request.session.pop(SESSION_KEY, None)
+    context = _context(
+        request,
+        clinic=clinic,
+        file_name=name,
+        result=result,
+        row_count=len(rows),
+        preview=preview,
+        preview_columns=PREVIEW_COLUMNS,
+        digest=digest,
+    )
+    return TemplateResponse(request, "admin/patients/import/preview.html", context)
+
+
+def _confirm(request: HttpRequest) -> HttpResponse:
+    stored = request.session.get(SESSION_KEY)
+    if not stored or stored["digest"] != request.POST.get("digest"):
+        messages.error(request, "That preview is no longer current: upload the file again.")
+        return redirect("patients-import")
+    clinic = clinics_of(request.user).filter(pk=stored["clinic"]).first()
+    if clinic is None:
+        raise PermissionDenied
+    content = base64.b64decode(stored["content"])
+    rows = importing.read_rows(content, filename=stored["name"])
+    result = importing.import_rows(clinic=clinic, rows=rows, dry_run=False)
+    if not result.ok:
+        return _preview(request, clinic=clinic, name=stored["name"], content=content, result=result)
+    del request.session[SESSION_KEY]
+    messages.success(request, f"Imported into {clinic}: {result.summary()}.")
+    return redirect("admin:patients_patient_changelist")
+
+
+def import_view(request: HttpRequest) -> HttpResponse:
+    _check_permission(request)
+    if request.method == "POST" and "confirm" in request.POST:
+        return _confirm(request)
+    form = ImportForm(request.POST or None, request.FILES or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        return _preview(request, clinic=form.cleaned_data["clinic"], name=upload.name, content=upload.read())
+    return TemplateResponse(request, "admin/patients/import/form.html", _context(request, form=form))
+
+
+def template_view(request: HttpRequest) -> HttpResponse:
+    _check_permission(request)
+    response = HttpResponse(importing.template_csv(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="patients-import-template.csv"'
+    return response
+
+
+urlpatterns = [
+    path("", admin.site.admin_view(import_view), name="patients-import"),
+    path("template.csv", admin.site.admin_view(template_view), name="patients-import-template"),
+]
