@@ -359,6 +359,7 @@ class FHIRView(APIView):
 
     renderer_classes = [FHIRJSONRenderer, FHIRPlainJSONRenderer]
     parser_classes = [FHIRJSONParser, JSONParser]
+    schema = None  # not part of the OpenAPI document: the CapabilityStatement describes this API
     field_paths: dict[str, str] = {}
 
     def handle_exception(self, exc):

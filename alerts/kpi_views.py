@@ -59,22 +59,28 @@ def csv_response(report: kpis.KpiReport) -> HttpResponse:
     return response
 
 
+def render_page(request, form: KpiFilterForm, report: kpis.KpiReport | None = None, status: int = 200):
+    context = {**admin.site.each_context(request), "title": "Programme KPIs", "form": form, "report": report}
+    if report is not None:
+        context["csv_query"] = urlencode(
+            {"clinic": report.clinic.pk, "start": report.start, "end": report.end, "format": "csv"}
+        )
+    return TemplateResponse(request, "admin/kpis/page.html", context, status=status)
+
+
 def kpi_page(request):
     clinics = clinics_for(request.user)
     if not clinics:
         raise PermissionDenied("You are not a member of any clinic.")
     form = KpiFilterForm(request.GET, clinics=clinics)
-    context = {**admin.site.each_context(request), "title": "Programme KPIs", "form": form, "report": None}
     if not form.is_valid():
-        return TemplateResponse(request, "admin/kpis/page.html", context, status=400)
+        return render_page(request, form, status=400)
     report = kpis.compute(
         clinic=form.cleaned_data["clinic"], start=form.cleaned_data["start"], end=form.cleaned_data["end"]
     )
     if request.GET.get("format") == "csv":
         return csv_response(report)
-    csv_query = urlencode({"clinic": report.clinic.pk, "start": report.start, "end": report.end, "format": "csv"})
-    context.update(report=report, csv_query=csv_query)
-    return TemplateResponse(request, "admin/kpis/page.html", context)
+    return render_page(request, form, report)
 
 
 urlpatterns = [path("", admin.site.admin_view(kpi_page), name="kpis")]

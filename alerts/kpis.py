@@ -202,9 +202,11 @@ def _days_after(expression, days: int) -> ExpressionWrapper:
     return ExpressionWrapper(expression + Value(days), output_field=DateField())
 
 
-def _completed(code: str, **conditions) -> Exists:
+def _completed(code: str, *conditions: Q, **lookups) -> Exists:
     return Exists(
-        Checkpoint.objects.filter(procedure=OuterRef("pk"), code=code, state=CheckpointState.COMPLETED, **conditions)
+        Checkpoint.objects.filter(
+            *conditions, procedure=OuterRef("pk"), code=code, state=CheckpointState.COMPLETED, **lookups
+        )
     )
 
 

@@ -154,7 +154,11 @@ def _write_digest(*, clinic: Clinic, local_date, now: datetime) -> int:
     previous = DigestRun.objects.filter(clinic=clinic).order_by("-local_date").first()
     since = previous.until if previous else now - timedelta(days=1)
     missed = CheckpointEvent.objects.filter(
-        kind=CheckpointEvent.Kind.MISSED, at__gt=since, at__lte=now, checkpoint__procedure__patient__clinic=clinic
+        kind=CheckpointEvent.Kind.MISSED,
+        at__gt=since,
+        at__lte=now,
+        checkpoint__procedure__patient__clinic=clinic,
+        checkpoint__needs_review=False,  # imported already past: on the worklist, not news
     ).count()
     due_tasks = Checkpoint.objects.filter(
         procedure__patient__clinic=clinic, audience=Audience.COORDINATOR_TASK, state=CheckpointState.DUE

@@ -14,8 +14,10 @@ from .models import (
     Patient,
     Procedure,
     RiskAssessment,
+    StaffRole,
     TreatedLevel,
 )
+from .roles import sync_staff_groups
 
 
 class ClinicScopedAdmin(admin.ModelAdmin):
@@ -34,6 +36,14 @@ class ClinicScopedAdmin(admin.ModelAdmin):
             kwargs["queryset"] = Clinic.objects.filter(memberships__user=request.user)
         if db_field.name == "patient" and not request.user.is_superuser:
             kwargs["queryset"] = Patient.objects.for_user(request.user)
+        if db_field.name in ("responsible_clinician", "performing_clinician"):
+            # Only staff of the user's clinics: the user list itself stays out of reach.
+            from django.contrib.auth import get_user_model
+
+            staff = get_user_model().objects.filter(is_active=True, clinic_memberships__role=StaffRole.CLINICIAN)
+            if not request.user.is_superuser:
+                staff = staff.filter(clinic_memberships__clinic__memberships__user=request.user)
+            kwargs["queryset"] = staff.distinct().order_by("last_name", "first_name")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
@@ -57,6 +67,11 @@ class ClinicAdmin(ClinicScopedAdmin):
             return queryset
         return queryset.filter(memberships__user=request.user).distinct()
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        for membership in form.instance.memberships.select_related("user"):
+            sync_staff_groups(membership.user)
+
 
 class ProcedureInline(admin.TabularInline):
     model = Procedure
@@ -71,7 +86,6 @@ class PatientAdmin(ClinicScopedAdmin):
     list_filter = ["clinic", "status", "email_consent"]
     list_select_related = ["clinic"]
     search_fields = ["=mrn", "family_name", "given_name"]
-    autocomplete_fields = ["responsible_clinician"]
     inlines = [ProcedureInline]
 
     @admin.display(description="Overview")
@@ -155,7 +169,7 @@ class ProcedureAdmin(ClinicScopedAdmin):
     list_filter = ["kind", "patient__clinic"]
     list_select_related = ["patient"]
     search_fields = ["=patient__mrn", "patient__family_name"]
-    autocomplete_fields = ["patient", "performing_clinician"]
+    autocomplete_fields = ["patient"]
     date_hierarchy = "performed_on"
     inlines = [TreatedLevelInline, RiskAssessmentInline, CheckpointInline]
     readonly_fields = ["protocol_version"]

@@ -21,6 +21,9 @@ from . import importing
 from .models import Clinic, Patient
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# Preview and confirm each run the whole import (the preview then rolls it back), at some 25 queries
+# per procedure: larger files would outlast a web worker's timeout and go to the command instead.
+MAX_ROWS = 1000
 PREVIEW_COLUMNS = ["mrn", "family_name", "procedure_ref", "kind", "performed_on", "level"]
 SESSION_KEY = "patients_import"
 PERMISSION = "patients.add_patient"
@@ -67,6 +70,7 @@ def _context(request: HttpRequest, **extra) -> dict:
         "title": "Import patients",
         "opts": Patient._meta,
         "columns": importing.COLUMNS,
+        "max_rows": MAX_ROWS,
         **extra,
     }
 
@@ -77,6 +81,9 @@ def _preview(request: HttpRequest, *, clinic: Clinic, name: str, content: bytes,
         rows = importing.read_rows(content, filename=name)
     except importing.UnreadableFile as exc:
         result, rows = importing.ImportResult(errors=[importing.RowError(1, "", str(exc))]), []
+    if len(rows) > MAX_ROWS:
+        message = f"The file has {len(rows)} rows; here at most {MAX_ROWS}. Import it with `manage.py import_patients`."
+        result = importing.ImportResult(errors=[importing.RowError(1, "", message)])
     if result is None:
         result = importing.import_rows(clinic=clinic, rows=rows, dry_run=True)
     by_row = result.errors_by_row()

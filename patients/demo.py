@@ -8,11 +8,11 @@ from datetime import time, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.db import transaction
 from django.utils import timezone
 
 from .models import Clinic, ClinicMembership, Patient, ProcedureKind, StaffRole
+from .roles import sync_staff_groups
 from .services import record_procedure, register_patient
 
 DEMO_CLINIC_SLUG = "demo-spine"
@@ -66,7 +66,6 @@ def _ensure_user(username: str, first: str, last: str):
     if created:
         user.set_password(DEMO_PASSWORD)
         user.save(update_fields=["password"])
-        user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["patients", "alerts"]))
     return user
 
 
@@ -90,6 +89,7 @@ def seed_demo() -> SeedResult:
         ClinicMembership.objects.get_or_create(
             user=users[username], clinic=clinic, defaults={"role": role, "on_call": username == "oncall"}
         )
+        sync_staff_groups(users[username])
 
     today = timezone.localdate()
     created = existing = 0

@@ -399,8 +399,11 @@ class _Plan:
 
 def _differing(first: _Row, row: _Row, attribute: str) -> list[str]:
     a, b = getattr(first, attribute), getattr(row, attribute)
+    unparsed = first.bad | row.bad
     return [
-        name for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name) and _COLUMN_OF_FIELD[name] not in row.bad
+        name
+        for name in sorted(set(a) | set(b))
+        if a.get(name) != b.get(name) and _COLUMN_OF_FIELD[name] not in unparsed
     ]
 
 
@@ -445,7 +448,8 @@ def _validate_patient(rows: list[_Row], *, clinic: Clinic, stored: Patient | Non
     candidate = Patient(clinic=clinic, **first.patient)
     if stored is None:
         try:
-            candidate.full_clean(validate_unique=False, validate_constraints=False)
+            # The clinic is known to exist; its foreign-key check would cost a query per patient.
+            candidate.full_clean(exclude=["clinic"], validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
             errors.add_validation(first.number, exc, field_row=_column_on(first.number))
         return

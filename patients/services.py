@@ -315,7 +315,8 @@ def replan(*, procedure: Procedure, reason: str, initial: bool = False) -> None:
                 "priority",
                 "next_reminder_at",
             )
-            if getattr(fresh, name) != getattr(row, name) and not (name == "next_reminder_at" and row.reminders_sent)
+            if getattr(fresh, name) != getattr(row, name)
+            and not (name == "next_reminder_at" and (row.reminders_sent or row.needs_review))
         }
         if changed:
             Checkpoint.objects.filter(pk=row.pk).update(**changed, updated_at=timezone.now())

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from patients.models import Clinic, ClinicMembership, StaffRole
+from patients.roles import sync_staff_groups
 from patients.services import record_procedure, register_patient
 
 
@@ -48,25 +49,18 @@ def make_staff(django_user_model, username, clinic, role, **extra):
         username=username, password="correct-horse-battery", email=f"{username}@staff.invalid", is_staff=True, **extra
     )
     ClinicMembership.objects.create(user=user, clinic=clinic, role=role)
+    sync_staff_groups(user)
     return user
 
 
 @pytest.fixture
 def coordinator(django_user_model, clinic):
-    from django.contrib.auth.models import Permission
-
-    user = make_staff(django_user_model, "charlie", clinic, StaffRole.COORDINATOR)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["patients", "alerts"]))
-    return user
+    return make_staff(django_user_model, "charlie", clinic, StaffRole.COORDINATOR)
 
 
 @pytest.fixture
 def other_clinic_coordinator(django_user_model, other_clinic):
-    from django.contrib.auth.models import Permission
-
-    user = make_staff(django_user_model, "olivia", other_clinic, StaffRole.COORDINATOR)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["patients", "alerts"]))
-    return user
+    return make_staff(django_user_model, "olivia", other_clinic, StaffRole.COORDINATOR)
 
 
 @pytest.fixture

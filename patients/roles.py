@@ -1,0 +1,70 @@
+"""Staff roles as Django groups. A user's groups follow their clinic memberships' roles; which
+clinics they see follows the memberships themselves."""
+
+from .models import StaffRole
+
+VIEW_ALL = [
+    "patients.view_clinic",
+    "patients.view_patient",
+    "patients.view_procedure",
+    "patients.view_treatedlevel",
+    "patients.view_checkpoint",
+    "patients.view_checkpointevent",
+    "patients.view_riskassessment",
+    "alerts.view_checkin",
+    "alerts.view_symptomreport",
+    "alerts.view_alert",
+    "alerts.view_alertevent",
+    "alerts.view_reviewtask",
+    "alerts.view_delivery",
+    "alerts.view_digestrun",
+    "alerts.view_escalationpolicy",
+]
+CARE = [
+    "patients.add_patient",
+    "patients.change_patient",
+    "patients.add_procedure",
+    "patients.change_procedure",
+    "patients.add_treatedlevel",
+    "patients.change_treatedlevel",
+    "patients.delete_treatedlevel",
+    "patients.change_checkpoint",
+    "alerts.add_symptomreport",
+    "alerts.change_alert",
+    "alerts.change_checkin",
+    "alerts.change_reviewtask",
+]
+ROLE_PERMISSIONS = {
+    StaffRole.COORDINATOR: VIEW_ALL + CARE + ["alerts.change_delivery"],
+    StaffRole.CLINICIAN: VIEW_ALL + CARE,
+    StaffRole.CLINIC_ADMIN: VIEW_ALL
+    + CARE
+    + [
+        "alerts.change_delivery",
+        "patients.change_clinic",
+        "patients.view_clinicmembership",
+        "patients.add_clinicmembership",
+        "patients.change_clinicmembership",
+        "patients.delete_clinicmembership",
+        "alerts.add_escalationpolicy",
+        "alerts.change_escalationpolicy",
+        "alerts.view_webhookendpoint",
+        "alerts.add_webhookendpoint",
+        "alerts.change_webhookendpoint",
+        "patients.view_apiclient",
+        "patients.change_apiclient",
+    ],
+    StaffRole.AUDITOR: VIEW_ALL,
+}
+GROUP_NAMES = {role: label for role, label in StaffRole.choices}
+
+
+def sync_staff_groups(user) -> None:
+    """Put `user` in exactly the role groups of their clinic memberships."""
+    from django.contrib.auth.models import Group
+
+    roles = set(user.clinic_memberships.values_list("role", flat=True))
+    wanted = Group.objects.filter(name__in=[GROUP_NAMES[role] for role in roles])
+    role_groups = Group.objects.filter(name__in=GROUP_NAMES.values())
+    user.groups.remove(*role_groups.exclude(pk__in=wanted))
+    user.groups.add(*wanted)
