@@ -223,6 +223,20 @@ class DeliveryAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
+@admin.register(AlertEvent)
+class AlertEventAdmin(ReadOnlyAdmin):
+    """Every alert transition, with who (staff user or API client), when, through what and why."""
+
+    clinic_path = "alert__clinic"
+    list_display = ["at", "kind", "alert", "by", "api_client", "source", "note"]
+    list_filter = ["kind", "source"]
+    list_select_related = ["alert", "by", "api_client"]
+    date_hierarchy = "at"
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(DigestRun)
 class DigestRunAdmin(ReadOnlyAdmin):
     list_display = ["clinic", "local_date", "missed_count", "until"]

@@ -10,7 +10,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from patients.models import Checkpoint, Clinic, Patient, Procedure
+from kyphofollow.audit import SOURCES, current_client_id, current_source
+from patients.models import ApiClient, Checkpoint, Clinic, Patient, Procedure, audit_trail
 
 
 def new_token() -> tuple[str, str]:
@@ -227,6 +228,10 @@ class AlertEvent(models.Model):
     by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     note = models.CharField(max_length=300, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=12, choices=SOURCES, default=current_source, editable=False)
+    api_client = models.ForeignKey(
+        ApiClient, null=True, blank=True, on_delete=models.SET_NULL, default=current_client_id, related_name="+"
+    )
 
     class Meta:
         ordering = ["at", "id"]
@@ -296,6 +301,8 @@ class EscalationPolicy(models.Model):
     source = models.CharField(max_length=100, default="[DESIGN]")
     updated_at = models.DateTimeField(auto_now=True)
 
+    history = audit_trail()
+
     class Meta:
         verbose_name_plural = "escalation policies"
         constraints = [models.UniqueConstraint(fields=["clinic", "tier"], name="one_policy_per_clinic_and_tier")]
@@ -341,6 +348,8 @@ class WebhookEndpoint(models.Model):
     checkpoint_events_after = models.BigIntegerField(
         default=0, editable=False, help_text=_("Checkpoint events up to this id have been queued for this endpoint.")
     )
+
+    history = audit_trail(excluded_fields=["secret", "checkpoint_events_after"])
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -3,12 +3,23 @@
 import os
 
 from celery import Celery
+from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kyphofollow.settings")
 
 app = Celery("kyphofollow", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def _audit_as_task(**kwargs) -> None:
+    """Whatever a task writes is audited as done by a background task."""
+    from .audit import _client, _source
+
+    _source.set("task")
+    _client.set(None)
+
 
 _options = app.conf.broker_transport_options or {}
 for _key in ("data_folder_in", "data_folder_out", "control_folder"):

@@ -306,3 +306,74 @@ class ApiClientAdmin(admin.ModelAdmin):
 
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} client(s) revoked.")
+
+
+# --- Audit trail --------------------------------------------------------------------------------
+
+
+class AuditRecordAdmin(ClinicScopedAdmin):
+    """Audit records: readable by those with view permission (auditors), changeable by nobody."""
+
+    date_hierarchy = "history_date"
+    list_filter = ["history_type", "source"]
+
+    def get_list_display(self, request):
+        return ["history_date", "history_type", "history_user", "source", "api_client_id_stamp", *self.subject]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Patient.history.model)
+class PatientAuditAdmin(AuditRecordAdmin):
+    subject = ["id", "mrn", "status"]
+    search_fields = ["=mrn", "=id"]
+
+
+@admin.register(Procedure.history.model)
+class ProcedureAuditAdmin(AuditRecordAdmin):
+    clinic_path = "patient__clinic"
+    subject = ["id", "patient", "kind", "performed_on"]
+
+
+@admin.register(TreatedLevel.history.model)
+class TreatedLevelAuditAdmin(AuditRecordAdmin):
+    clinic_path = "procedure__patient__clinic"
+    subject = ["id", "procedure", "level"]
+
+
+@admin.register(ClinicMembership.history.model)
+class MembershipAuditAdmin(AuditRecordAdmin):
+    subject = ["id", "user", "role", "on_call"]
+
+
+@admin.register(CheckpointEvent)
+class CheckpointEventAdmin(ClinicScopedAdmin):
+    """Every checkpoint transition, with who (staff user or API client), when, through what and why."""
+
+    clinic_path = "checkpoint__procedure__patient__clinic"
+    list_display = ["at", "kind", "checkpoint", "by", "api_client", "source", "reason"]
+    list_filter = ["kind", "source"]
+    list_select_related = ["checkpoint", "by", "api_client"]
+    date_hierarchy = "at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in CheckpointEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from functools import wraps
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -17,6 +18,8 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
+
+from kyphofollow import audit
 
 from .models import ApiClient, Clinic, IdempotencyRecord, StaffRole
 
@@ -80,6 +83,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         client = ApiClient.objects.filter(token_hash=hash_token(raw)).first()
         if client is None or not client.is_active:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        audit.set_client(client.pk)
         now = timezone.now()
         if client.last_used_at is None or now - client.last_used_at > timezone.timedelta(minutes=1):
             ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)  # at most once a minute per client
@@ -136,6 +140,9 @@ class ClinicScopedAccess(permissions.BasePermission):
                 return False
             return True
         if not (user and user.is_authenticated and user.is_staff):
+            return False
+        if settings.STAFF_REQUIRE_2FA and not user.is_verified():
+            self.message = "Sign in to the admin with your two-factor code first."
             return False
         return request.method in permissions.SAFE_METHODS or caller_can_write(request)
 

@@ -12,9 +12,37 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
+
+from kyphofollow.audit import SOURCES, current_client_id, current_source
 
 TIME_ZONE_CHOICES = sorted((name, name) for name in available_timezones())
 VERTEBRAE = [f"T{n}" for n in range(1, 13)] + [f"L{n}" for n in range(1, 6)]
+
+
+class AuditStamp(models.Model):
+    """Added to every audit record: through what the change came, and which API client made it
+    (`history_user` / `by` name the staff user)."""
+
+    source = models.CharField(max_length=12, choices=SOURCES, default=current_source, editable=False)
+    api_client_id_stamp = models.BigIntegerField(
+        "API client", null=True, blank=True, default=current_client_id, editable=False
+    )
+
+    class Meta:
+        abstract = True
+
+
+def _history_user(instance=None, request=None, **kwargs):
+    """The staff user behind a change; an API client is recorded in `api_client_id_stamp` instead."""
+    from django.contrib.auth.models import AbstractBaseUser
+
+    user = getattr(request, "user", None)
+    return user if isinstance(user, AbstractBaseUser) and user.is_authenticated else None
+
+
+def audit_trail(**options) -> HistoricalRecords:
+    return HistoricalRecords(bases=[AuditStamp], get_user=_history_user, **options)
 
 
 def validate_not_in_future(value: date) -> None:
@@ -61,6 +89,8 @@ class Clinic(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    history = audit_trail()
+
     class Meta:
         ordering = ["name"]
 
@@ -92,6 +122,8 @@ class ClinicMembership(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=StaffRole.choices)
     on_call = models.BooleanField(default=False, help_text=_("Last step of the alert escalation chain."))
+
+    history = audit_trail()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "clinic"], name="one_role_per_user_and_clinic")]
@@ -170,6 +202,8 @@ class Patient(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    history = audit_trail()
 
     objects = PatientQuerySet.as_manager()
 
@@ -252,6 +286,8 @@ class Procedure(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    history = audit_trail()
+
     class Meta:
         ordering = ["-performed_on", "-id"]
         indexes = [
@@ -307,6 +343,8 @@ class TreatedLevel(models.Model):
         help_text=_("CT attenuation at this level in HU, −50 to 400 (spec §2). Scanner-dependent."),
     )
     ct_scanner = models.CharField("CT scanner", max_length=100, blank=True)
+
+    history = audit_trail()
 
     class Meta:
         ordering = ["procedure", "level"]
@@ -518,6 +556,10 @@ class CheckpointEvent(models.Model):
     by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     reason = models.CharField(max_length=300, blank=True)
     data = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=12, choices=SOURCES, default=current_source, editable=False)
+    api_client = models.ForeignKey(
+        "ApiClient", null=True, blank=True, on_delete=models.SET_NULL, default=current_client_id, related_name="+"
+    )
 
     class Meta:
         ordering = ["at", "id"]
@@ -544,6 +586,8 @@ class ApiClient(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, help_text=_("A revoked client is refused at once."))
+
+    history = audit_trail()
 
     class Meta:
         ordering = ["name", "id"]

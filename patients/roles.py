@@ -20,6 +20,16 @@ VIEW_ALL = [
     "alerts.view_digestrun",
     "alerts.view_escalationpolicy",
 ]
+AUDIT = [
+    "patients.view_historicalpatient",
+    "patients.view_historicalprocedure",
+    "patients.view_historicaltreatedlevel",
+    "patients.view_historicalclinicmembership",
+    "patients.view_historicalclinic",
+    "patients.view_historicalapiclient",
+    "alerts.view_historicalescalationpolicy",
+    "alerts.view_historicalwebhookendpoint",
+]
 CARE = [
     "patients.add_patient",
     "patients.change_patient",
@@ -54,7 +64,7 @@ ROLE_PERMISSIONS = {
         "patients.view_apiclient",
         "patients.change_apiclient",
     ],
-    StaffRole.AUDITOR: VIEW_ALL,
+    StaffRole.AUDITOR: VIEW_ALL + AUDIT,
 }
 GROUP_NAMES = {role: label for role, label in StaffRole.choices}
 
