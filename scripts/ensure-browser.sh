@@ -6,9 +6,7 @@ if [ -x /usr/bin/chromium ]; then
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "ensure-browser: installing chromium from Debian packages" >&2
-    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
-        apt-get update -qq
-    fi
+    apt-get update -qq  # a stale list can name versions the mirror no longer has
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     exit 0
 fi

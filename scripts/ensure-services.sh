@@ -22,9 +22,7 @@ can_install() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
 
 apt_install() {
     echo "ensure-services: installing $* from Debian packages" >&2
-    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]; then
-        apt-get update -qq
-    fi
+    apt-get update -qq  # a stale list can name versions the mirror no longer has
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
