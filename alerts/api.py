@@ -1,11 +1,12 @@
 """REST API for EHR systems: symptom reports (the same evaluation as the form) and alerts."""
 
+import django_filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from patients.api import ERRORS, UpdatedSinceFilter
+from patients.api import ERRORS, IDEMPOTENT, IDEMPOTENT_ERRORS, UpdatedSinceFilter
 from patients.auth import ClinicScopedMixin, caller_clinic_ids, idempotent
 from patients.models import ApiClient, Patient
 
@@ -15,12 +16,17 @@ from .serializers import AcknowledgeSerializer, AlertSerializer, ResolveSerializ
 
 
 class ReportFilter(UpdatedSinceFilter):
+    patient = django_filters.NumberFilter(field_name="patient_id")
+    procedure = django_filters.NumberFilter(field_name="procedure_id")
+
     class Meta:
         model = SymptomReport
         fields = ["patient", "procedure", "updated_since"]
 
 
 class AlertFilter(UpdatedSinceFilter):
+    patient = django_filters.NumberFilter(field_name="patient_id")
+
     class Meta:
         model = Alert
         fields = ["patient", "state", "tier", "code", "updated_since"]
@@ -56,7 +62,8 @@ class SymptomReportViewSet(
         summary="Send a symptom report",
         description="Runs the same rules as the patient's check-in form; the response carries the findings.",
         request=SymptomReportSerializer,
-        responses={201: SymptomReportSerializer, **ERRORS},
+        responses={201: SymptomReportSerializer, **IDEMPOTENT_ERRORS},
+        **IDEMPOTENT,
     )
     @idempotent
     def create(self, request):

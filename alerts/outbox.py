@@ -44,6 +44,16 @@ def backoff_seconds(attempts: int) -> int:
     return random.randint(ceiling // 2, ceiling)
 
 
+# What building and sending each kind of message reads, fetched with the row in one query.
+RELATED = {
+    DeliveryKind.ALERT: ("clinic", "alert", "recipient_user"),
+    DeliveryKind.WEBHOOK: ("clinic", "alert", "endpoint", "checkpoint__procedure"),
+    DeliveryKind.REMINDER: ("clinic", "checkpoint__procedure__patient"),
+    DeliveryKind.CHECKIN: ("clinic", "checkin__patient", "checkin__procedure"),
+    DeliveryKind.DIGEST: ("clinic",),
+}
+
+
 @dataclass
 class Outcome:
     state: str
@@ -62,19 +72,18 @@ def _still_wanted(delivery: Delivery) -> bool:
             and patient.status == PatientStatus.ACTIVE
             and patient.email_consent
         )
-    if delivery.kind == DeliveryKind.ALERT:
-        # Read under the row lock taken by `_send`: an acknowledgement waits for this send to end,
-        # so no page goes out after an acknowledgement has committed.
-        return Alert.objects.filter(pk=delivery.alert_id, state=AlertState.OPEN).exists()
     return True
 
 
 def _send(delivery: Delivery) -> str:
     """Send unless no longer wanted; returns the final state. Raises DeliveryError."""
     with transaction.atomic():
-        if delivery.alert_id and delivery.kind == DeliveryKind.ALERT:
-            Alert.objects.select_for_update().filter(pk=delivery.alert_id).first()
-        if not _still_wanted(delivery):
+        if delivery.kind == DeliveryKind.ALERT:
+            # The row lock makes an acknowledgement wait for this send: no page after an ack commits.
+            state = Alert.objects.select_for_update().filter(pk=delivery.alert_id).values_list("state", flat=True)
+            if state.first() != AlertState.OPEN:
+                return DeliveryState.CANCELLED
+        elif not _still_wanted(delivery):
             return DeliveryState.CANCELLED
         CHANNELS[delivery.channel].send(messages.build(delivery))
     return DeliveryState.SENT
@@ -107,9 +116,8 @@ def deliver(*, delivery_id: int) -> Outcome:
     )
     if not claimed:
         return Outcome("skipped")
-    delivery = Delivery.objects.select_related(
-        "clinic", "checkpoint__procedure__patient", "checkin__patient", "alert", "endpoint", "recipient_user"
-    ).get(id=delivery_id)
+    kind = Delivery.objects.filter(id=delivery_id).values_list("kind", flat=True).get()
+    delivery = Delivery.objects.select_related(*RELATED.get(kind, ("clinic",))).get(id=delivery_id)
     mine = Delivery.objects.filter(id=delivery_id, state=DeliveryState.SENDING, claimed_at=now)
     try:
         state = _send(delivery)

@@ -62,3 +62,27 @@ class BodySizeLimitMiddleware:
                     status=413,
                 )
         return self.get_response(request)
+
+
+class RouteOnlyFilter(logging.Filter):
+    """Rewrite request paths in Django's request log lines to their route patterns."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        path = getattr(request, "path_info", None)
+        if path and isinstance(record.args, tuple):
+            record.args = tuple(
+                _route(arg) if arg == path or arg == getattr(request, "path", None) else arg for arg in record.args
+            )
+        elif isinstance(record.args, tuple) and record.name == "django.server":
+            record.args = tuple(_redact_request_line(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+
+def _redact_request_line(line: str) -> str:
+    """`GET /path?query HTTP/1.1` → `GET /route HTTP/1.1`."""
+    parts = line.split(" ")
+    if len(parts) == 3 and parts[1].startswith("/"):
+        parts[1] = _route(parts[1].split("?", 1)[0])
+        return " ".join(parts)
+    return line

@@ -169,7 +169,8 @@ TEMPLATES = [
 WSGI_APPLICATION = "kyphofollow.wsgi.application"
 
 DATABASES = {"default": _database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'kyphofollow.sqlite3'}")}
-DATABASES["default"]["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 0)
+# Connections are kept between requests and tasks (health-checked before reuse).
+DATABASES["default"]["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat share one file in `make run`; wait for a lock instead of failing.
@@ -283,6 +284,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"client": env.str("API_THROTTLE_RATE", default="1200/min")},
     "EXCEPTION_HANDLER": "patients.auth.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # OPTIONS describes nothing (405): the schema at /api/schema/ is the description.
+    "DEFAULT_METADATA_CLASS": None,
 }
 # Request bodies larger than this get 413 on the API (and are refused by Django elsewhere).
 DATA_UPLOAD_MAX_MEMORY_SIZE = _int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
@@ -317,7 +320,9 @@ CACHES = {
 
 # --- Security -----------------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_REFERRER_POLICY = "no-referrer"
+# same-origin, not no-referrer: Chromium then sends `Origin: null` with form posts, which fails CSRF;
+# same-origin still never sends a link token to another site.
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 # Automatic logoff after this many idle seconds (every request renews it). [DESIGN]
@@ -362,7 +367,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"route_only": {"()": "kyphofollow.middleware.RouteOnlyFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django names the request path in these lines: keep only its route pattern (no MRN, no token).
+        "django.request": {"filters": ["route_only"]},
+        "django.server": {"filters": ["route_only"]},
+    },
 }

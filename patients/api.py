@@ -4,7 +4,10 @@ Reads use generic views narrowed to the caller's clinics; each write is input se
 service → output serializer.
 """
 
+from collections.abc import Mapping
+
 import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -31,13 +34,38 @@ ERRORS = {
     401: OpenApiResponse(description="No token, or an invalid or revoked one."),
     403: OpenApiResponse(description="The token lacks the scope (read or write) this needs."),
     404: OpenApiResponse(description="No such object among the caller's clinics."),
+    413: OpenApiResponse(description="Request body over 1 MiB."),
+    415: OpenApiResponse(description="Body is not application/json."),
+    429: OpenApiResponse(description="Rate limited; see Retry-After."),
+    503: OpenApiResponse(description="Database unavailable; nothing was saved. Retry later."),
 }
+IDEMPOTENT = {
+    "parameters": [
+        OpenApiParameter(
+            "Idempotency-Key",
+            str,
+            OpenApiParameter.HEADER,
+            required=False,
+            description="Retry-safe key (1–255 characters): a retry with the same key and body returns the first "
+            "response and creates nothing more.",
+        )
+    ],
+}
+IDEMPOTENT_ERRORS = {**ERRORS, 422: OpenApiResponse(description="Idempotency-Key reused with a different body.")}
 
 
 class UpdatedSinceFilter(django_filters.FilterSet):
     updated_since = django_filters.IsoDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Only rows changed at or after this instant."
     )
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        if "updated_since" in self.data and not self.data.get("updated_since"):
+            # A blank last-sync time would silently export everything.
+            self.form.add_error("updated_since", "Give an ISO 8601 date-time, or leave the parameter out.")
+            return False
+        return valid
 
 
 class PatientFilter(UpdatedSinceFilter):
@@ -47,6 +75,8 @@ class PatientFilter(UpdatedSinceFilter):
 
 
 class ProcedureFilter(UpdatedSinceFilter):
+    patient = django_filters.NumberFilter(field_name="patient_id")
+
     class Meta:
         model = Procedure
         fields = ["patient", "updated_since"]
@@ -54,6 +84,7 @@ class ProcedureFilter(UpdatedSinceFilter):
 
 class CheckpointFilter(UpdatedSinceFilter):
     patient = django_filters.NumberFilter(field_name="procedure__patient_id")
+    procedure = django_filters.NumberFilter(field_name="procedure_id")
     due_before = django_filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
 
     class Meta:
@@ -93,7 +124,10 @@ class PatientViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
         return super().get_serializer(*args, **kwargs)
 
     @extend_schema(
-        summary="Register a patient", request=PatientSerializer, responses={201: PatientSerializer, **ERRORS}
+        summary="Register a patient",
+        request=PatientSerializer,
+        responses={201: PatientSerializer, **IDEMPOTENT_ERRORS},
+        **IDEMPOTENT,
     )
     @idempotent
     def create(self, request):
@@ -122,6 +156,8 @@ class PatientViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
     )
     @action(detail=False, methods=["put"], url_path=r"by-mrn/(?P<mrn>[^/]+)")
     def by_mrn(self, request, mrn=None):
+        if not isinstance(request.data, Mapping):
+            raise ApiValidationError({"non_field_errors": ["The body must be a JSON object."]})
         serializer = self.get_serializer(data={**request.data, "mrn": mrn})
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
@@ -130,7 +166,15 @@ class PatientViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
         if existing:
             patient = services.update_patient(patient=existing, reason="upserted over the API", **data)
             return Response(self.get_serializer(patient).data)
-        patient = services.register_patient(clinic=clinic, **data)
+        try:
+            patient = services.register_patient(clinic=clinic, **data)
+        except DjangoValidationError as exc:
+            racing = self.get_queryset().filter(clinic=clinic, mrn=mrn).first()
+            if racing is None or "mrn" not in exc.message_dict:
+                raise
+            # Another request registered this MRN a moment ago: this upsert updates it instead.
+            patient = services.update_patient(patient=racing, reason="upserted over the API", **data)
+            return Response(self.get_serializer(patient).data)
         return Response(self.get_serializer(patient).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -178,7 +222,8 @@ class ProcedureViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.Retrieve
     @extend_schema(
         summary="Record a procedure (plans its follow-up schedule)",
         request=ProcedureSerializer,
-        responses={201: ProcedureSerializer, **ERRORS},
+        responses={201: ProcedureSerializer, **IDEMPOTENT_ERRORS},
+        **IDEMPOTENT,
     )
     @idempotent
     def create(self, request):

@@ -13,6 +13,7 @@ from functools import wraps
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.http import Http404
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.pagination import CursorPagination
@@ -93,11 +94,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-def caller_clinic_ids(request) -> list[int]:
-    """The clinics the caller may see: a client's clinics, or a staff user's memberships."""
-    cached = getattr(request, "_kf_clinic_ids", None)
-    if cached is not None:
-        return cached
+def caller_clinic_ids(request, *, for_write: bool | None = None) -> list[int]:
+    """The clinics the caller may see (or, for a write, change): a client's clinics, or a staff
+    user's memberships (for a write, only those whose role may change patient data)."""
+    writing = request.method not in permissions.SAFE_METHODS if for_write is None else for_write
+    cache = request.__dict__.setdefault("_kf_clinic_ids", {})
+    if writing in cache:
+        return cache[writing]
     user = getattr(request, "user", None)
     if isinstance(getattr(request, "auth", None), ApiClient):
         ids = list(request.auth.clinics.values_list("id", flat=True))
@@ -106,8 +109,11 @@ def caller_clinic_ids(request) -> list[int]:
     elif user.is_superuser:
         ids = list(Clinic.objects.values_list("id", flat=True))
     else:
-        ids = list(request.user.clinic_memberships.values_list("clinic_id", flat=True))
-    request._kf_clinic_ids = ids
+        memberships = request.user.clinic_memberships.all()
+        if writing:
+            memberships = memberships.filter(role__in=WRITE_ROLES)
+        ids = list(memberships.values_list("clinic_id", flat=True))
+    cache[writing] = ids
     return ids
 
 
@@ -154,6 +160,22 @@ class ClinicScopedMixin:
 
     def scope(self, queryset: QuerySet) -> QuerySet:
         return queryset.filter(**{f"{self.clinic_lookup}__in": caller_clinic_ids(self.request)})
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            # Visible but not changeable (e.g. an auditor's clinic): say so, rather than "not found".
+            readable = caller_clinic_ids(self.request, for_write=False)
+            lookup = {self.lookup_field: self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)}
+            if (
+                self.request.method not in permissions.SAFE_METHODS
+                and self.get_queryset()
+                .model.objects.filter(**lookup, **{f"{self.clinic_lookup}__in": readable})
+                .exists()
+            ):
+                raise exceptions.PermissionDenied("Your role in this patient's clinic may not change it.") from None
+            raise
 
 
 def idempotent(view_method):
@@ -203,9 +225,13 @@ def api_exception_handler(exc, context):
     """DRF's handler, plus: a model or service ValidationError is a 400 with field messages, and an
     unreachable database is a 503 with a clear body (the request wrote nothing)."""
     from django.core.exceptions import ValidationError as DjangoValidationError
-    from django.db import InterfaceError, OperationalError
+    from django.db import DataError, InterfaceError, OperationalError
     from rest_framework.views import exception_handler
 
+    if isinstance(exc, DataError):
+        return Response(
+            {"detail": "The request holds a value the database cannot store (e.g. a NUL character)."}, status=400
+        )
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return Response(detail, status=400)
@@ -234,8 +260,15 @@ class ClientRateThrottle(SimpleRateThrottle):
 
 
 class StableCursorPagination(CursorPagination):
-    """Cursor pages (no COUNT over big tables), in id order unless `?ordering=` says otherwise."""
+    """Cursor pages (no COUNT over big tables), in id order unless `?ordering=` says otherwise; the
+    id is always the last key, so rows sharing a value are never repeated or skipped across pages."""
 
     ordering = "id"
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_ordering(self, request, queryset, view):
+        ordering = tuple(super().get_ordering(request, queryset, view))
+        if ordering and ordering[-1].lstrip("-") == "id":
+            return ordering
+        return (*ordering, "-id" if ordering and ordering[0].startswith("-") else "id")

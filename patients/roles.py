@@ -69,10 +69,23 @@ ROLE_PERMISSIONS = {
 GROUP_NAMES = {role: label for role, label in StaffRole.choices}
 
 
+def ensure_role_groups(group_model, permission_model) -> None:
+    """Create or refresh the role groups with their permissions (models passed in, so that the data
+    migration can use its historical ones)."""
+    for role, name in GROUP_NAMES.items():
+        group, _ = group_model.objects.get_or_create(name=name)
+        labels = [entry.split(".") for entry in ROLE_PERMISSIONS[role]]
+        group.permissions.set(
+            [permission_model.objects.get(content_type__app_label=app, codename=code) for app, code in labels]
+        )
+
+
 def sync_staff_groups(user) -> None:
     """Put `user` in exactly the role groups of their clinic memberships."""
-    from django.contrib.auth.models import Group
+    from django.contrib.auth.models import Group, Permission
 
+    if Group.objects.filter(name__in=GROUP_NAMES.values()).count() < len(GROUP_NAMES):
+        ensure_role_groups(Group, Permission)  # e.g. after a database flush emptied them
     roles = set(user.clinic_memberships.values_list("role", flat=True))
     wanted = Group.objects.filter(name__in=[GROUP_NAMES[role] for role in roles])
     role_groups = Group.objects.filter(name__in=GROUP_NAMES.values())

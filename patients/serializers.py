@@ -4,6 +4,7 @@ services write."""
 from rest_framework import serializers
 
 from .models import (
+    TIME_ZONE_CHOICES,
     VERTEBRAE,
     Checkpoint,
     Clinic,
@@ -27,14 +28,23 @@ PATIENT_RISK_FIELDS = [
 ]
 
 
+class ClinicSlugField(serializers.SlugRelatedField):
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value="(contains a NUL character)")
+        return super().to_internal_value(data)
+
+
 class PatientSerializer(serializers.ModelSerializer):
-    clinic = serializers.SlugRelatedField(
+    clinic = ClinicSlugField(
         slug_field="slug",
         queryset=Clinic.objects.none(),
         required=False,
         help_text="Clinic slug; required when the client serves more than one clinic.",
     )
-    timezone = serializers.CharField(source="time_zone", help_text="IANA time zone, e.g. Europe/London.")
+    timezone = serializers.ChoiceField(
+        source="time_zone", choices=TIME_ZONE_CHOICES, help_text="IANA time zone, e.g. Europe/London."
+    )
 
     class Meta:
         model = Patient

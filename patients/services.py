@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import protocol as protocol_rules
@@ -33,8 +33,15 @@ from .models import (
 def register_patient(*, clinic: Clinic, **fields: Any) -> Patient:
     """Create one Patient row in `clinic`."""
     patient = Patient(clinic=clinic, **fields)
+    duplicate = ValidationError({"mrn": ["A patient with this MRN is already registered in this clinic."]})
+    if Patient.objects.filter(clinic=clinic, mrn=patient.mrn).exists():
+        raise duplicate
     patient.full_clean()
-    patient.save()
+    try:
+        with transaction.atomic():
+            patient.save()
+    except IntegrityError:
+        raise duplicate from None  # registered by a concurrent request a moment ago
     return patient
 
 

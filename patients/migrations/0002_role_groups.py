@@ -6,23 +6,16 @@ from django.db import migrations
 
 
 def create_role_groups(apps, schema_editor):
-    from patients.roles import GROUP_NAMES, ROLE_PERMISSIONS
+    from patients.roles import ensure_role_groups
 
     # Permissions are normally made after all migrations; make them now so the groups can hold them.
     for app_config in global_apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for role, name in GROUP_NAMES.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        wanted = ROLE_PERMISSIONS[role]
-        permissions = [
-            Permission.objects.get(content_type__app_label=label, codename=codename)
-            for label, codename in (entry.split(".") for entry in wanted)
-        ]
-        group.permissions.set(permissions)
+        saved, app_config.models_module = app_config.models_module, app_config.models_module or True
+        try:
+            create_permissions(app_config, apps=apps, verbosity=0)
+        finally:
+            app_config.models_module = saved
+    ensure_role_groups(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
 
 
 def remove_role_groups(apps, schema_editor):
