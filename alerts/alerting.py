@@ -91,8 +91,8 @@ def _history(procedure: Procedure, before: datetime) -> list[PainPoint]:
     ]
 
 
-def _local_day(procedure: Procedure, moment: datetime) -> int:
-    local: date = moment.astimezone(ZoneInfo(procedure.patient.time_zone)).date()
+def _local_day(procedure: Procedure, patient: Patient, moment: datetime) -> int:
+    local: date = moment.astimezone(ZoneInfo(patient.time_zone)).date()
     return (local - procedure.performed_on).days
 
 
@@ -127,7 +127,7 @@ def submit_report(
     )
     if reported_at > now + timedelta(minutes=5):
         raise ValidationError({"reported_at": ["The report time is in the future."]})
-    day = _local_day(procedure, reported_at)
+    day = _local_day(procedure, patient, reported_at)
     if day < 0:
         raise ValidationError({"reported_at": ["The report time is before the procedure."]})
     if source not in ReportSource.values:
@@ -160,7 +160,7 @@ def submit_report(
         protocol_version=rules.version,
         **answers,
     )
-    report.full_clean()
+    report.full_clean(exclude=["patient", "procedure"])  # both were just loaded (and the patient locked)
     report.save()
     if checkin is not None:
         _answer_checkin(checkin, report)

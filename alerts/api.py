@@ -73,7 +73,8 @@ class SymptomReportViewSet(
         data.pop("patient")
         user, _ = _actor(request)
         report = alerting.submit_report(source="api", entered_by=user, **data)
-        return Response(self.get_serializer(report).data, status=status.HTTP_201_CREATED)
+        serializer.instance = report
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(

@@ -30,12 +30,17 @@ ENQUEUE_BATCH = 100  # delivery ids per task
 
 
 def enqueue_deliveries(ids: list[int]) -> None:
-    """Hand delivery ids to the worker once the current transaction commits (the fast path; the
-    delivery sweep is the safety net)."""
+    """Hand delivery ids to the worker once the current transaction commits. This is only the fast
+    path: if the broker is unreachable the failure is logged and the committed write still stands,
+    and the delivery sweep hands the rows out when the broker is back."""
     from .tasks import deliver_task
 
     for start in range(0, len(ids), ENQUEUE_BATCH):
-        deliver_task.delay_on_commit(ids[start : start + ENQUEUE_BATCH])
+
+        def hand_out(batch=ids[start : start + ENQUEUE_BATCH]) -> None:
+            deliver_task.delay(batch)
+
+        transaction.on_commit(hand_out, robust=True)
 
 
 def backoff_seconds(attempts: int) -> int:

@@ -239,6 +239,8 @@ else:
         "socket_timeout": 10,
     }
 CELERY_TASK_RETRY_BACKOFF_MAX = 600
+# Publishing is the fast path only (the database holds the work): fail fast rather than hold a request.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -61,10 +61,11 @@ class UpdatedSinceFilter(django_filters.FilterSet):
 
     def is_valid(self) -> bool:
         valid = super().is_valid()
-        if "updated_since" in self.data and not self.data.get("updated_since"):
-            # A blank last-sync time would silently export everything.
-            self.form.add_error("updated_since", "Give an ISO 8601 date-time, or leave the parameter out.")
-            return False
+        for name, declared in self.filters.items():
+            # A blank time (e.g. a blank last-sync time) would silently drop the filter and export everything.
+            if isinstance(declared, django_filters.IsoDateTimeFilter) and name in self.data and not self.data[name]:
+                self.form.add_error(name, "Give an ISO 8601 date-time, or leave the parameter out.")
+                valid = False
         return valid
 
 

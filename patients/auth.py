@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import wraps
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import Http404
@@ -165,17 +166,18 @@ class ClinicScopedMixin:
         try:
             return super().get_object()
         except Http404:
-            # Visible but not changeable (e.g. an auditor's clinic): say so, rather than "not found".
-            readable = caller_clinic_ids(self.request, for_write=False)
-            lookup = {self.lookup_field: self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)}
-            if (
-                self.request.method not in permissions.SAFE_METHODS
-                and self.get_queryset()
-                .model.objects.filter(**lookup, **{f"{self.clinic_lookup}__in": readable})
-                .exists()
-            ):
+            if self.request.method not in permissions.SAFE_METHODS and self._readable_elsewhere():
+                # Visible but not changeable (e.g. an auditor's clinic): say so, rather than "not found".
                 raise exceptions.PermissionDenied("Your role in this patient's clinic may not change it.") from None
             raise
+
+    def _readable_elsewhere(self) -> bool:
+        lookup = {self.lookup_field: self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)}
+        readable = {f"{self.clinic_lookup}__in": caller_clinic_ids(self.request, for_write=False)}
+        try:
+            return self.get_queryset().model.objects.filter(**lookup, **readable).exists()
+        except (TypeError, ValueError, DjangoValidationError):
+            return False  # not even a well-formed id
 
 
 def idempotent(view_method):
@@ -266,6 +268,12 @@ class StableCursorPagination(CursorPagination):
     ordering = "id"
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
+            raise exceptions.ValidationError({"page_size": [f"Give a whole number from 1 to {self.max_page_size}."]})
+        return super().get_page_size(request)
 
     def get_ordering(self, request, queryset, view):
         ordering = tuple(super().get_ordering(request, queryset, view))

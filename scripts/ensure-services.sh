@@ -48,6 +48,10 @@ ensure_postgres() {
 }
 
 ensure_redis() {
+    # The fault-injection tests start redis-servers of their own, so the binary must be there too.
+    if ! command -v redis-server >/dev/null && can_install; then
+        apt_install redis-server
+    fi
     listening "$REDIS_PORT" && return 0
     if ! command -v redis-server >/dev/null; then
         if can_install; then

@@ -20,7 +20,6 @@ from alerts.outbox import deliver
 from alerts.services import sweep_checkins, sweep_digests, sweep_reminders
 from patients.auth import create_api_client
 from patients.models import Checkpoint
-from patients.services import sweep_checkpoint_states
 
 GIVEN, FAMILY, MRN, BORN = "Zyxwvsentinel", "Qqqsentinelfam", "MRNSENT0001", "1944-02-29"
 SENTINELS = [GIVEN, FAMILY, MRN, BORN, "29/02/1944", "02/29/1944", "29 February 1944"]
@@ -39,7 +38,13 @@ def deliver_pending() -> None:
 
 @pytest.mark.django_db
 def test_no_name_mrn_or_birth_date_leaves_in_subjects_urls_logs_task_messages_or_webhook_headers(
-    client, clinic, coordinator, clinician, webhook_receiver, purged_broker, caplog,
+    client,
+    clinic,
+    coordinator,
+    clinician,
+    webhook_receiver,
+    purged_broker,
+    caplog,
     django_capture_on_commit_callbacks,
 ):
     caplog.set_level(logging.DEBUG)
@@ -50,23 +55,54 @@ def test_no_name_mrn_or_birth_date_leaves_in_subjects_urls_logs_task_messages_or
     today = timezone.localdate()
 
     with django_capture_on_commit_callbacks(execute=True):
-        patient = client.post("/api/v1/patients/", {
-            "mrn": MRN, "given_name": GIVEN, "family_name": FAMILY, "birth_date": BORN,
-            "timezone": "Europe/London", "email": "sentinel@example.invalid", "email_consent": True,
-        }, content_type="application/json", **auth)
+        patient = client.post(
+            "/api/v1/patients/",
+            {
+                "mrn": MRN,
+                "given_name": GIVEN,
+                "family_name": FAMILY,
+                "birth_date": BORN,
+                "timezone": "Europe/London",
+                "email": "sentinel@example.invalid",
+                "email_consent": True,
+            },
+            content_type="application/json",
+            **auth,
+        )
         responses.append(patient)
         patient_id = patient.json()["id"]
         from patients.models import Patient
 
         Patient.objects.filter(pk=patient_id).update(responsible_clinician=clinician)
-        responses.append(client.put(f"/api/v1/patients/by-mrn/{MRN}/", {
-            "given_name": GIVEN, "family_name": FAMILY, "birth_date": BORN, "timezone": "Europe/London",
-            "email": "sentinel@example.invalid", "email_consent": True,
-        }, content_type="application/json", **auth))
-        responses.append(client.post("/api/v1/procedures/", {
-            "patient": patient_id, "kind": "kyphoplasty", "performed_on": (today - timedelta(days=1)).isoformat(),
-            "fracture_diagnosed_on": (today - timedelta(days=75)).isoformat(), "levels": [{"level": "L1"}],
-        }, content_type="application/json", **auth))
+        responses.append(
+            client.put(
+                f"/api/v1/patients/by-mrn/{MRN}/",
+                {
+                    "given_name": GIVEN,
+                    "family_name": FAMILY,
+                    "birth_date": BORN,
+                    "timezone": "Europe/London",
+                    "email": "sentinel@example.invalid",
+                    "email_consent": True,
+                },
+                content_type="application/json",
+                **auth,
+            )
+        )
+        responses.append(
+            client.post(
+                "/api/v1/procedures/",
+                {
+                    "patient": patient_id,
+                    "kind": "kyphoplasty",
+                    "performed_on": (today - timedelta(days=1)).isoformat(),
+                    "fracture_diagnosed_on": (today - timedelta(days=75)).isoformat(),
+                    "levels": [{"level": "L1"}],
+                },
+                content_type="application/json",
+                **auth,
+            )
+        )
 
         # Reminders, the day-1 check-in invitation, a digest: as the sweeps write them.
         for checkpoint in Checkpoint.objects.filter(next_reminder_at__isnull=False):
@@ -79,9 +115,17 @@ def test_no_name_mrn_or_birth_date_leaves_in_subjects_urls_logs_task_messages_or
         link = next(u for m in mail.outbox for u in URL.findall(m.body) if "/c/" in u)
         responses.append(client.get(link.replace(settings.SITE_URL, "")))
         answers = {f"RF-{n:02d}": "no" for n in range(2, 11)} | {
-            "RF-01": "yes", "pain_now": "6", "pain_average_24h": "5", "painkillers": "none",
-            "fell_since_last": "no", "missed_medication_doses": "na", "medication_side_effects": "na",
-            "wearing_brace": "na", "doing_physio": "no", "SO-2": "no", "SO-4": "no",
+            "RF-01": "yes",
+            "pain_now": "6",
+            "pain_average_24h": "5",
+            "painkillers": "none",
+            "fell_since_last": "no",
+            "missed_medication_doses": "na",
+            "medication_side_effects": "na",
+            "wearing_brace": "na",
+            "doing_physio": "no",
+            "SO-2": "no",
+            "SO-4": "no",
         }
         responses.append(client.post("/checkin/", answers))
         responses.append(client.get("/checkin/done/"))

@@ -1,0 +1,167 @@
+"""Fault-injection helpers: a private redis-server, pointing this process's Celery app at it, staff in bulk,
+red-flag reports, and what the SMTP server and the webhook receiver got."""
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+
+from patients.models import ClinicMembership
+from tests.processes import free_port, wait_until
+
+
+class RedisServer:
+    """A throw-away `redis-server` child process on a free port, with no persistence at all: killing it
+    loses every queued task, which is the fault under test. The shared Redis is never touched."""
+
+    def __init__(self, *, log_path: Path | None = None):
+        self.port = free_port()
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        assert shutil.which("redis-server"), (
+            "the fault tests start their own redis-server: install it (Debian: apt-get install redis-server)"
+        )
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            + ["--daemonize", "no", "--maxmemory-policy", "noeviction"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self.ping, timeout=10, interval=0.05, message=f"redis-server on port {self.port}")
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
+
+    def ping(self) -> bool:
+        try:
+            with self.client() as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save, no goodbye to the clients."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=10)
+
+    def flushall(self) -> None:
+        with self.client() as client:
+            client.flushall()
+
+    def queued(self, queue: str = "celery") -> int:
+        """Messages waiting in `queue` (not those a worker has reserved)."""
+        with self.client() as client:
+            return client.llen(queue)
+
+
+def reset_producer_pools(app) -> None:
+    """Forget the cached broker connection and producer pools, so the next publish connects to the
+    broker the configuration names now (Celery caches both on first use)."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+
+
+@contextmanager
+def celery_broker(url: str):
+    """This process's Celery app publishes to `url` (`delay_on_commit` included) inside the block."""
+    from kyphofollow.celery import app
+
+    previous = app.conf.broker_url
+    app.conf.broker_url = url
+    reset_producer_pools(app)
+    try:
+        yield app
+    finally:
+        reset_producer_pools(app)
+        app.conf.broker_url = previous
+
+
+def bulk_staff(clinic, role: str, count: int, *, prefix: str, on_call: bool = False) -> list:
+    """`count` active staff users with e-mail addresses and a `role` membership, made in two queries."""
+    user_model = get_user_model()
+    password = make_password(None)  # unusable: these users never log in
+    users = user_model.objects.bulk_create(
+        user_model(username=f"{prefix}{n:04d}", email=f"{prefix}{n:04d}@staff.invalid", password=password)
+        for n in range(count)
+    )
+    ClinicMembership.objects.bulk_create(
+        ClinicMembership(user=user, clinic=clinic, role=role, on_call=on_call) for user in users
+    )
+    return users
+
+
+def delivery_ids_received(smtp_server) -> Counter:
+    """Delivery id → how many copies the SMTP server accepted."""
+    return Counter(int(message["X-Kyphofollow-Delivery"]) for message in smtp_server.messages)
+
+
+def webhook_ids_received(receiver) -> Counter:
+    """`webhook-id` → how many POSTs the receiver recorded (it records before answering, so a POST the
+    sender gave up on by timeout is still counted)."""
+    with receiver.lock:
+        return Counter(request["headers"]["webhook-id"] for request in receiver.requests)
+
+
+def settled(count, *, quiet_seconds: float, timeout: float, message: str):
+    """Wait until `count()` has not changed for `quiet_seconds`; returns the settled value."""
+    last, since = count(), time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            return now
+    raise AssertionError(f"timed out after {timeout} s waiting for {message} to settle")
+
+
+def run_together(functions, *, timeout: float = 120) -> list:
+    """Run each function in its own thread (and so its own database connection), released together by a
+    barrier; returns their results, re-raising the first exception."""
+    from django.db import connection
+
+    barrier = threading.Barrier(len(functions))
+    results: list = [None] * len(functions)
+    errors: list[BaseException] = []
+
+    def run(index, function):
+        try:
+            barrier.wait()
+            results[index] = function()
+        except BaseException as exc:  # handed to the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, f), daemon=True) for i, f in enumerate(functions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads), "a concurrent sweeper hung"
+    if errors:
+        raise errors[0]
+    return results
