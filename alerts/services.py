@@ -3,10 +3,12 @@
 Each function says which rows change and what is enqueued.
 """
 
+from collections import defaultdict
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from patients.models import Audience, Checkpoint, CheckpointEvent, CheckpointState, Clinic, PatientStatus, StaffRole
@@ -73,16 +75,17 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
             if not rows:
                 return written
             deliveries, events, checkins = [], [], []
+            changes: dict[tuple, list[int]] = defaultdict(list)  # (next, +1?, blocked, state) → ids
             for row in rows:
                 patient = row.procedure.patient
                 clinic = patient.clinic
                 local = now.astimezone(ZoneInfo(patient.time_zone))
                 is_checkin = row.code in get_rules(row.protocol_version).checkin["checkpoints"]
                 blocked = _block_reason(row)
+                counted = False
                 if blocked and not (is_checkin and patient.status == PatientStatus.ACTIVE):
                     row.next_reminder_at, row.reminder_blocked = None, blocked
-                    continue
-                if is_checkin:
+                elif is_checkin:
                     # A check-in instead of a reminder: the check-in sweep invites (quiet hours
                     # permitting), re-sends once, then makes it a phone-call task, which is also
                     # where a patient who cannot be e-mailed goes at once.
@@ -95,11 +98,9 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                             next_action_at=now,
                         )
                     )
-                    row.next_reminder_at, row.reminder_blocked = None, blocked
-                    row.reminders_sent += 1
+                    row.next_reminder_at, row.reminder_blocked, counted = None, blocked, True
                 elif _in_quiet_hours(clinic, local):
                     row.next_reminder_at = _after_quiet_hours(clinic, local, patient.time_zone)
-                    continue
                 else:
                     deliveries.append(
                         Delivery(
@@ -112,17 +113,19 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                         )
                     )
                     at = reminder_time(clinic, procedure_protocol(row.procedure))
-                    row.next_reminder_at = _next_reminder(row, local, at, patient.time_zone)
-                    row.reminders_sent += 1
-                if row.state == CheckpointState.SCHEDULED:
+                    row.next_reminder_at, counted = _next_reminder(row, local, at, patient.time_zone), True
+                if counted and row.state == CheckpointState.SCHEDULED:
                     row.state = CheckpointState.DUE
                     events.append(
                         CheckpointEvent(checkpoint=row, kind=CheckpointEvent.Kind.DUE, at=now, reason="first reminder")
                     )
-                row.updated_at = now
-            Checkpoint.objects.bulk_update(
-                rows, ["next_reminder_at", "reminders_sent", "reminder_blocked", "state", "updated_at"]
-            )
+                changes[(row.next_reminder_at, counted, row.reminder_blocked, row.state)].append(row.pk)
+            # Rows share few distinct outcomes (one per cadence and time zone): one UPDATE for each.
+            for (next_at, counted, blocked, state), ids in changes.items():
+                extra = {"reminders_sent": F("reminders_sent") + 1} if counted else {}
+                Checkpoint.objects.filter(id__in=ids).update(
+                    next_reminder_at=next_at, reminder_blocked=blocked, state=state, updated_at=now, **extra
+                )
             CheckpointEvent.objects.bulk_create(events)
             CheckIn.objects.bulk_create(checkins, ignore_conflicts=True)
             created = Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)

@@ -5,11 +5,12 @@ A `ValidationError` leaves nothing written: each function runs in one transactio
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import protocol as protocol_rules
@@ -61,8 +62,11 @@ def update_patient(*, patient: Patient, reason: str = "patient record changed", 
 
 
 @transaction.atomic
-def record_procedure(*, patient: Patient, levels: Iterable[Mapping[str, Any]], **fields: Any) -> Procedure:
-    """Create one Procedure row, a TreatedLevel row per level, its risk assessment and its schedule.
+def record_procedure(
+    *, patient: Patient, levels: Iterable[Mapping[str, Any]], schedule: bool = True, **fields: Any
+) -> Procedure:
+    """Create one Procedure row, a TreatedLevel row per level, its risk assessment and its schedule
+    (unless `schedule=False`: the caller then plans many at once with `schedule_procedures`).
 
     Errors on a level are reported as `levels[i].field`; a level named twice is refused.
     """
@@ -89,7 +93,8 @@ def record_procedure(*, patient: Patient, levels: Iterable[Mapping[str, Any]], *
         level.save()
     if errors:
         raise ValidationError(errors)
-    schedule_procedure(procedure=procedure)
+    if schedule:
+        schedule_procedure(procedure=procedure)
     return procedure
 
 
@@ -212,6 +217,7 @@ def current_tier(procedure: Procedure) -> str:
 # --- Schedule -----------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def local_moment(day: date, at: time, zone: str) -> datetime:
     """The instant `day` at `at` in `zone`, in UTC. Daylight-saving changes are resolved here."""
     return datetime.combine(day, at, tzinfo=ZoneInfo(zone)).astimezone(ZoneInfo("UTC"))
@@ -243,24 +249,29 @@ def _moments(item, *, zone: str, at: time) -> dict[str, Any]:
     }
 
 
-def _planned_row(procedure: Procedure, item, *, zone: str, at: time, version: str) -> Checkpoint:
+def _planned_values(procedure_id: int, item, *, zone: str, at: time, version: str) -> dict[str, Any]:
+    """The field values of a newly planned checkpoint (the rest take their defaults)."""
     moments = _moments(item, zone=zone, at=at)
     reminds = item.audience != "coordinator_task" and item.reminder_max > 0
-    return Checkpoint(
-        procedure=procedure,
-        code=item.code,
-        sequence=item.sequence,
-        title=item.title,
-        audience=item.audience,
-        source=item.source,
-        protocol_version=version,
-        priority=item.priority,
-        calendar=item.calendar or item.audience == "clinician_visit",
-        reminder_every_days=item.reminder_every_days,
-        reminder_max=item.reminder_max,
-        next_reminder_at=moments["due_at"] if reminds else None,
+    return {
+        "procedure_id": procedure_id,
+        "code": item.code,
+        "sequence": item.sequence,
+        "title": item.title,
+        "audience": item.audience,
+        "source": item.source,
+        "protocol_version": version,
+        "priority": item.priority,
+        "calendar": item.calendar or item.audience == "clinician_visit",
+        "reminder_every_days": item.reminder_every_days,
+        "reminder_max": item.reminder_max,
+        "next_reminder_at": moments["due_at"] if reminds else None,
         **moments,
-    )
+    }
+
+
+def _planned_row(procedure: Procedure, item, *, zone: str, at: time, version: str) -> Checkpoint:
+    return Checkpoint(**_planned_values(procedure.pk, item, zone=zone, at=at, version=version))
 
 
 @transaction.atomic
@@ -270,6 +281,71 @@ def schedule_procedure(*, procedure: Procedure) -> RiskAssessment:
         procedure.protocol_version = procedure.patient.clinic.protocol_version
         procedure.save(update_fields=["protocol_version", "updated_at"])
     return reassess(procedure=procedure, reason="procedure recorded")
+
+
+@transaction.atomic
+def schedule_procedures(*, procedure_ids: Iterable[int]) -> int:
+    """Assess and plan many newly recorded procedures at once (an import, a migration of records):
+    the same assessment and plan as `schedule_procedure`, written as one INSERT of assessments and
+    one of checkpoints per batch. Procedures already assessed are left alone. Returns the number
+    of checkpoints planned."""
+    procedures = list(
+        Procedure.objects.filter(pk__in=list(procedure_ids), risk_assessments__isnull=True, patient__status="active")
+        .select_related("patient__clinic")
+        .prefetch_related("levels")
+        .select_for_update(of=("self",))
+    )
+    today = timezone.localdate()
+    assessments, rows, unversioned = [], [], {}
+    for procedure in procedures:
+        if not procedure.protocol_version:
+            procedure.protocol_version = procedure.patient.clinic.protocol_version
+            unversioned.setdefault(procedure.protocol_version, []).append(procedure.pk)
+        rules = protocol_rules.get_protocol(procedure.protocol_version)
+        facts = risk_facts(procedure, today=today, protocol=rules)
+        result = protocol_rules.assess(facts, rules, new_fracture=procedure.new_fracture_diagnosed_on is not None)
+        assessments.append(
+            RiskAssessment(
+                procedure=procedure,
+                tier=result.tier,
+                pain_points=result.pain_points,
+                fracture_points=result.fracture_points,
+                factors=[vars(c) | {} for c in result.factors],
+                missing=list(result.missing),
+                reasons=list(result.reasons),
+                protocol_version=rules.version,
+                change_reason="procedure recorded",
+            )
+        )
+        zone, at = procedure.patient.time_zone, reminder_time(procedure.patient.clinic, rules)
+        for item in protocol_rules.plan(schedule_facts(procedure), result.tier, rules):
+            rows.append(_planned_values(procedure.pk, item, zone=zone, at=at, version=rules.version))
+    for version, ids in unversioned.items():
+        Procedure.objects.filter(pk__in=ids).update(protocol_version=version, updated_at=timezone.now())
+    RiskAssessment.objects.bulk_create(assessments, batch_size=2000)
+    _insert_checkpoints(rows)
+    return len(rows)
+
+
+def _insert_checkpoints(rows: list[dict[str, Any]]) -> None:
+    """Write many new checkpoints given as field values. On PostgreSQL one COPY (the values are
+    plain dates, times, numbers and text, so they need no conversion); elsewhere `bulk_create`."""
+    if connection.vendor != "postgresql":
+        Checkpoint.objects.bulk_create([Checkpoint(**values) for values in rows], batch_size=2000)
+        return
+    now = timezone.now()
+    fields = [field for field in Checkpoint._meta.concrete_fields if not field.primary_key]
+    defaults = {field.attname: field.get_default() for field in fields} | {"created_at": now, "updated_at": now}
+    names = [field.attname for field in fields]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(
+            f"COPY {connection.ops.quote_name(Checkpoint._meta.db_table)} ({columns}) FROM STDIN"  # noqa: S608
+        ) as copy,
+    ):
+        for values in rows:
+            copy.write_row([values[name] if name in values else defaults[name] for name in names])
 
 
 @transaction.atomic
