@@ -55,7 +55,10 @@ class SymptomReportViewSet(
         return self.scope(SymptomReport.objects.all())
 
     def get_serializer(self, *args, **kwargs):
-        kwargs.setdefault("patients", Patient.objects.filter(clinic_id__in=caller_clinic_ids(self.request)))
+        auth = self.request.auth
+        # A client's clinics as a subquery: one query fewer on the hot path of an EHR posting reports.
+        clinics = auth.clinics.values("id") if isinstance(auth, ApiClient) else caller_clinic_ids(self.request)
+        kwargs.setdefault("patients", Patient.objects.filter(clinic_id__in=clinics))
         return super().get_serializer(*args, **kwargs)
 
     @extend_schema(

@@ -55,6 +55,32 @@ def _next_reminder(checkpoint: Checkpoint, local: datetime, at: time, zone: str)
     return moment if moment < checkpoint.closes_at else None
 
 
+# What deciding a reminder reads: loading only these keeps the sweep's cost to the rows it claims.
+REMINDER_SWEEP_FIELDS = (
+    "id",
+    "code",
+    "protocol_version",
+    "state",
+    "reminders_sent",
+    "reminder_max",
+    "reminder_every_days",
+    "closes_at",
+    "reminder_blocked",
+    "procedure__id",
+    "procedure__protocol_version",
+    "procedure__patient__id",
+    "procedure__patient__status",
+    "procedure__patient__email_consent",
+    "procedure__patient__email",
+    "procedure__patient__time_zone",
+    "procedure__patient__clinic__id",
+    "procedure__patient__clinic__protocol_version",
+    "procedure__patient__clinic__reminder_time",
+    "procedure__patient__clinic__quiet_hours_start",
+    "procedure__patient__clinic__quiet_hours_end",
+)
+
+
 def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
     """Turn open checkpoints whose reminder moment has come into Delivery rows.
 
@@ -70,6 +96,7 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                 Checkpoint.objects.reminder_due(at=now)
                 .select_for_update(skip_locked=True, of=("self",))
                 .select_related("procedure__patient__clinic")
+                .only(*REMINDER_SWEEP_FIELDS)
                 .order_by("next_reminder_at")[:batch_size]
             )
             if not rows:
