@@ -5,12 +5,14 @@ Each function says which rows change and what is enqueued.
 
 from collections import defaultdict
 from datetime import datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from kyphofollow import audit
 from patients.models import Audience, Checkpoint, CheckpointEvent, CheckpointState, Clinic, PatientStatus, StaffRole
 from patients.services import local_moment, procedure_protocol, reminder_time
 
@@ -81,6 +83,83 @@ REMINDER_SWEEP_FIELDS = (
 )
 
 
+@cache
+def _checkin_codes(version: str) -> frozenset[str]:
+    return frozenset(get_rules(version).checkin["checkpoints"])
+
+
+def _record_first_reminders(checkpoint_ids: list[int], *, now: datetime) -> None:
+    """A CheckpointEvent "due" for each checkpoint whose first reminder was just written."""
+    events = [
+        CheckpointEvent(checkpoint_id=pk, kind=CheckpointEvent.Kind.DUE, at=now, reason="first reminder")
+        for pk in checkpoint_ids
+    ]
+    if connection.vendor != "postgresql":
+        CheckpointEvent.objects.bulk_create(events)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO patients_checkpointevent (checkpoint_id, kind, at, reason, data, source, api_client_id)"
+            " SELECT t.id, %s, %s, %s, '{}'::jsonb, %s, %s FROM unnest(%s::bigint[]) AS t(id)",
+            [
+                CheckpointEvent.Kind.DUE,
+                now,
+                "first reminder",
+                audit.current_source(),
+                audit.current_client_id(),
+                checkpoint_ids,
+            ],
+        )
+
+
+def _insert_reminders(rows: list[tuple[str, str, int, int]], *, now: datetime) -> list[int]:
+    """Write reminder deliveries (cause, recipient, clinic id, checkpoint id); return the ids of those
+    written. A cause already written is skipped (the unique constraint), never doubled. On PostgreSQL
+    one INSERT … SELECT FROM unnest … RETURNING, the sweep's hot path; elsewhere `bulk_create`."""
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        created = Delivery.objects.bulk_create(
+            [
+                Delivery(
+                    kind=DeliveryKind.REMINDER,
+                    cause=cause,
+                    recipient=recipient,
+                    clinic_id=clinic,
+                    checkpoint_id=checkpoint,
+                    next_attempt_at=now,
+                )
+                for cause, recipient, clinic, checkpoint in rows
+            ],
+            ignore_conflicts=True,
+        )
+        causes = [d.cause for d in created]
+        return list(Delivery.objects.filter(cause__in=causes, state=DeliveryState.PENDING).values_list("id", flat=True))
+    causes, recipients, clinics, checkpoints = (list(column) for column in zip(*rows, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO alerts_delivery (kind, channel, cause, recipient, clinic_id, checkpoint_id, context, state,"
+            " attempts, next_attempt_at, last_error, created_at, updated_at)"
+            " SELECT %s, %s, t.cause, t.recipient, t.clinic, t.checkpoint, '{}'::jsonb, %s, 0, %s, '', %s, %s"
+            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])"
+            " AS t(cause, recipient, clinic, checkpoint)"
+            " ON CONFLICT (cause, channel, recipient) DO NOTHING RETURNING id",
+            [
+                DeliveryKind.REMINDER,
+                "email",
+                DeliveryState.PENDING,
+                now,
+                now,
+                now,
+                causes,
+                recipients,
+                clinics,
+                checkpoints,
+            ],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
     """Turn open checkpoints whose reminder moment has come into Delivery rows.
 
@@ -103,11 +182,14 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                 return written
             deliveries, events, checkins = [], [], []
             changes: dict[tuple, list[int]] = defaultdict(list)  # (next, +1?, blocked, state) → ids
+            local_now: dict[str, datetime] = {}
             for row in rows:
                 patient = row.procedure.patient
                 clinic = patient.clinic
-                local = now.astimezone(ZoneInfo(patient.time_zone))
-                is_checkin = row.code in get_rules(row.protocol_version).checkin["checkpoints"]
+                local = local_now.get(patient.time_zone) or local_now.setdefault(
+                    patient.time_zone, now.astimezone(ZoneInfo(patient.time_zone))
+                )
+                is_checkin = row.code in _checkin_codes(row.protocol_version)
                 blocked = _block_reason(row)
                 counted = False
                 if blocked and not (is_checkin and patient.status == PatientStatus.ACTIVE):
@@ -129,23 +211,12 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                 elif _in_quiet_hours(clinic, local):
                     row.next_reminder_at = _after_quiet_hours(clinic, local, patient.time_zone)
                 else:
-                    deliveries.append(
-                        Delivery(
-                            kind=DeliveryKind.REMINDER,
-                            cause=f"reminder:{row.pk}:{row.reminders_sent + 1}",
-                            recipient=patient.email,
-                            clinic=clinic,
-                            checkpoint=row,
-                            next_attempt_at=now,
-                        )
-                    )
+                    deliveries.append((f"reminder:{row.pk}:{row.reminders_sent + 1}", patient.email, clinic.pk, row.pk))
                     at = reminder_time(clinic, procedure_protocol(row.procedure))
                     row.next_reminder_at, counted = _next_reminder(row, local, at, patient.time_zone), True
                 if counted and row.state == CheckpointState.SCHEDULED:
                     row.state = CheckpointState.DUE
-                    events.append(
-                        CheckpointEvent(checkpoint=row, kind=CheckpointEvent.Kind.DUE, at=now, reason="first reminder")
-                    )
+                    events.append(row.pk)
                 changes[(row.next_reminder_at, counted, row.reminder_blocked, row.state)].append(row.pk)
             # Rows share few distinct outcomes (one per cadence and time zone): one UPDATE for each.
             for (next_at, counted, blocked, state), ids in changes.items():
@@ -153,14 +224,9 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
                 Checkpoint.objects.filter(id__in=ids).update(
                     next_reminder_at=next_at, reminder_blocked=blocked, state=state, updated_at=now, **extra
                 )
-            CheckpointEvent.objects.bulk_create(events)
+            _record_first_reminders(events, now=now)
             CheckIn.objects.bulk_create(checkins, ignore_conflicts=True)
-            created = Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
-            ids = list(
-                Delivery.objects.filter(cause__in=[d.cause for d in created], state=DeliveryState.PENDING).values_list(
-                    "id", flat=True
-                )
-            )
+            ids = _insert_reminders(deliveries, now=now)
             enqueue_deliveries(ids)
             written += len(ids) + len(checkins)
 
