@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
-BENCH_QUEUE = "kyphofollow-bench"
+BENCH_QUEUE = f"kyphofollow-bench-{os.getpid()}"  # per process: concurrent bench runs never mix
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/kyphofollow"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
