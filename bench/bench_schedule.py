@@ -6,7 +6,8 @@ and every conditional checkpoint occurs. No procedure has a schedule yet.
 
 Timed: `patients.services.schedule_procedures(procedure_ids=…)` over the 10,000 procedures, 1,000 per
 call (one transaction each), which is how an import plans what it records: it fixes the
-protocol version, assesses the risk and plans, writing the RiskAssessment and Checkpoint rows. The 100 warm-up procedures are planned first, untimed.
+protocol version, assesses the risk and plans, writing the RiskAssessment and Checkpoint rows.
+The 100 warm-up procedures are planned first, untimed.
 
 Floor: the Checkpoint rows that run wrote are read back, the table is emptied (TRUNCATE), and the
 same rows are written again with one COPY in one transaction; best of 3 after one warm-up COPY.
