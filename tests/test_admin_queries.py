@@ -22,14 +22,32 @@ def add_rows(clinic, count: int) -> None:
     now = timezone.now()
     procedures = list(Procedure.objects.order_by("-id")[:count])
     Checkpoint.objects.bulk_create(
-        Checkpoint(procedure=p, code="CP-05", title="Fracture-risk and falls assessment", audience="coordinator_task",
-                   source="E8", protocol_version="2026.1", window_start=now.date(), target_date=now.date(),
-                   window_end=now.date(), opens_at=now, due_at=now, closes_at=now, state="due")
+        Checkpoint(
+            procedure=p,
+            code="CP-05",
+            title="Fracture-risk and falls assessment",
+            audience="coordinator_task",
+            source="E8",
+            protocol_version="2026.1",
+            window_start=now.date(),
+            target_date=now.date(),
+            window_end=now.date(),
+            opens_at=now,
+            due_at=now,
+            closes_at=now,
+            state="due",
+        )
         for p in procedures
     )
     Delivery.objects.bulk_create(
-        Delivery(kind="digest", cause=f"bulk:{p.pk}", recipient="x@example.invalid", clinic=clinic,
-                 next_attempt_at=now, state="failed")
+        Delivery(
+            kind="digest",
+            cause=f"bulk:{p.pk}",
+            recipient="x@example.invalid",
+            clinic=clinic,
+            next_attempt_at=now,
+            state="failed",
+        )
         for p in procedures
     )
 

@@ -10,20 +10,39 @@ from patients.services import record_procedure, schedule_procedure, schedule_pro
 
 pytestmark = pytest.mark.django_db
 
-FIELDS = ["code", "sequence", "window_start", "target_date", "window_end", "due_at", "opens_at", "closes_at",
-          "audience", "priority", "next_reminder_at", "protocol_version", "state", "source"]
+FIELDS = [
+    "code",
+    "sequence",
+    "window_start",
+    "target_date",
+    "window_end",
+    "due_at",
+    "opens_at",
+    "closes_at",
+    "audience",
+    "priority",
+    "next_reminder_at",
+    "protocol_version",
+    "state",
+    "source",
+]
 
 
 def shape(procedure):
     return sorted(tuple(row[f] for f in FIELDS) for row in Checkpoint.objects.filter(procedure=procedure).values())
 
 
-@pytest.mark.parametrize("levels", [[{"level": "L3"}], [{"level": "T12", "intravertebral_cleft": True,
-                                                         "cement_distribution": "separated"}]])
+@pytest.mark.parametrize(
+    "levels", [[{"level": "L3"}], [{"level": "T12", "intravertebral_cleft": True, "cement_distribution": "separated"}]]
+)
 def test_batch_planning_equals_one_by_one_planning_and_is_idempotent(make_patient, levels):
     today = timezone.localdate()
-    fields = {"kind": "kyphoplasty", "performed_on": today - timedelta(days=3),
-              "fracture_diagnosed_on": today - timedelta(days=20), "facet_joint_violation": True}
+    fields = {
+        "kind": "kyphoplasty",
+        "performed_on": today - timedelta(days=3),
+        "fracture_diagnosed_on": today - timedelta(days=20),
+        "facet_joint_violation": True,
+    }
     single = record_procedure(patient=make_patient(), levels=levels, schedule=False, **fields)
     batch = record_procedure(patient=make_patient(), levels=levels, schedule=False, **fields)
 
@@ -36,4 +55,9 @@ def test_batch_planning_equals_one_by_one_planning_and_is_idempotent(make_patien
     assert shape(single) == shape(batch)
     one, many = (RiskAssessment.objects.get(procedure=p, is_current=True) for p in (single, batch))
     assert (one.tier, one.pain_points, one.fracture_points, one.factors, one.missing) == (
-        many.tier, many.pain_points, many.fracture_points, many.factors, many.missing)
+        many.tier,
+        many.pain_points,
+        many.fracture_points,
+        many.factors,
+        many.missing,
+    )
