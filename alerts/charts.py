@@ -50,11 +50,13 @@ def pain_chart(points: list[PainPoint], *, baseline: int | None, moderate: int, 
         lines.append((baseline, "#555", "6 3", f"baseline ({baseline})"))
     if improvement is not None:
         lines.append((improvement, "#1b7f3b", "2 2", f"improvement target ({improvement})"))
-    for value, colour, dash, label in lines:
+    for index, (value, colour, dash, label) in enumerate(lines):
+        # Labels alternate right, left, middle, so that lines at the same value stay readable.
+        anchor, x_text = [("end", WIDTH - RIGHT - 4), ("start", LEFT + 4), ("middle", WIDTH / 2)][index % 3]
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="{colour}" '
-            f'stroke-dasharray="{dash}"/><text x="{WIDTH - RIGHT - 4}" y="{y(value) - 4:.1f}" font-size="11" '
-            f'text-anchor="end" fill="{colour}">{escape(label)}</text>'
+            f'stroke-dasharray="{dash}"/><text x="{x_text}" y="{y(value) - 4:.1f}" font-size="11" '
+            f'text-anchor="{anchor}" fill="{colour}">{escape(label)}</text>'
         )
     ordered = sorted(points, key=lambda p: p.day)
     if len(ordered) > 1:

@@ -119,11 +119,43 @@ def _sections(ids: list[int]) -> dict:
     }
 
 
+# Outcome fields each checkpoint asks for beyond notes and pain (the rest are left off its form).
+OUTCOME_FIELDS = {
+    "CP-06": ("dxa_t_score", "dxa_date"),
+    "CP-13": ("dxa_t_score", "dxa_date"),
+    "CP-07": ("medication_started", "medication_drug", "medication_started_on", "medication_not_started_reason"),
+    "CP-09": ("medication_started", "medication_drug", "medication_started_on", "medication_not_started_reason"),
+    "CP-12": ("medication_started", "medication_drug", "medication_started_on", "medication_not_started_reason"),
+}
+OPTIONAL_OUTCOMES = (
+    "dxa_t_score",
+    "dxa_date",
+    "medication_started",
+    "medication_drug",
+    "medication_started_on",
+    "medication_not_started_reason",
+)
+
+
+def _complete_form(checkpoint) -> CompleteCheckpointForm:
+    form = CompleteCheckpointForm(instance=None, user=None, auto_id=f"cp{checkpoint.pk}-complete-%s")
+    for name in OPTIONAL_OUTCOMES:
+        if name not in OUTCOME_FIELDS.get(checkpoint.code, ()):
+            del form.fields[name]
+    return form
+
+
 def worklist(request, *, site):
     """Who needs the coordinator now: open alerts (oldest EMERGENCY first), due and missed
     checkpoints, check-ins needing a call, clinician reviews, incomplete risk profiles, failed
     deliveries."""
     sections = {name: list(rows) for name, rows in _sections(clinic_ids(request.user)).items()}
+    for checkpoint in sections["checkpoints"]:
+        # Forms of their own per row, so that every field has a label bound to a unique id.
+        checkpoint.complete_form = _complete_form(checkpoint)
+        checkpoint.reschedule_form = RescheduleCheckpointForm(
+            instance=None, user=None, auto_id=f"cp{checkpoint.pk}-reschedule-%s"
+        )
     context = {
         **site.each_context(request),
         "title": "Worklist",
