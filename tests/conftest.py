@@ -114,9 +114,13 @@ def purged_broker():
     """An empty Redis queue, so no task from an earlier test reaches this test's worker."""
     from kyphofollow.celery import app
 
-    app.control.purge()
+    def purge():
+        with app.connection_for_write() as connection:  # a fresh connection, whatever pools others left
+            connection.default_channel.queue_purge(app.conf.task_default_queue)
+
+    purge()
     yield app
-    app.control.purge()
+    purge()
 
 
 @pytest.fixture

@@ -144,7 +144,7 @@ def one_shot_services(services: dict) -> set[str]:
 
 def run_manage(*args: str, strip: set[str] = frozenset(), **env_overrides: str) -> subprocess.CompletedProcess:
     """Like tests/test_settings.py: the test run's database and broker (and anything in `strip`) stay out."""
-    stripped = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"} | set(strip)
+    stripped = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"} | set(strip)
     env = {k: v for k, v in os.environ.items() if k not in stripped}
     env.update(env_overrides)
     return subprocess.run(

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls made by the tests between page
-# actions are still synchronous and safe here (test-only setting).
+# Playwright's sync API keeps an event loop in this thread for the whole module (and pytest-django may
+# run other transactional tests in between); the ORM calls made around it are synchronous and safe.
+# Test processes only: subprocess helpers drop it again.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = "/usr/bin/chromium"

@@ -13,6 +13,7 @@ from pathlib import Path
 import redis
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from kombu import pools
 
 from patients.models import ClinicMembership
 from tests.processes import free_port, wait_until
@@ -81,6 +82,10 @@ def reset_producer_pools(app) -> None:
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None
+    pools.reset()  # kombu's process-wide connection and producer pools, keyed by broker URL
+    control = app.__dict__.get("control")
+    if control is not None:
+        control.mailbox._producer_pool = None  # the remote-control mailbox caches the pool too
 
 
 @contextmanager
