@@ -14,6 +14,7 @@ from .models import (
     Patient,
     Procedure,
     RiskAssessment,
+    RiskTier,
     StaffRole,
     TreatedLevel,
 )
@@ -24,6 +25,8 @@ class ClinicScopedAdmin(admin.ModelAdmin):
     """Staff see only rows of clinics they belong to; `clinic_path` leads from the row to its clinic."""
 
     clinic_path = "clinic"
+    # One COUNT for the paginator is enough; the unfiltered total would count the whole table again.
+    show_full_result_count = False
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -80,10 +83,25 @@ class ProcedureInline(admin.TabularInline):
     show_change_link = True
 
 
+class RiskTierFilter(admin.SimpleListFilter):
+    title = "risk tier"
+    parameter_name = "tier"
+
+    def lookups(self, request, model_admin):
+        return RiskTier.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in RiskTier.values:
+            return queryset.filter(
+                procedures__risk_assessments__is_current=True, procedures__risk_assessments__tier=self.value()
+            ).distinct()
+        return queryset
+
+
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
     list_display = ["mrn", "family_name", "given_name", "clinic", "status", "email_consent", "overview"]
-    list_filter = ["clinic", "status", "email_consent"]
+    list_filter = ["clinic", RiskTierFilter, "status", "email_consent"]
     list_select_related = ["clinic"]
     search_fields = ["=mrn", "family_name", "given_name"]
     inlines = [ProcedureInline]

@@ -144,3 +144,14 @@ def test_coordinator_completes_a_checkpoint_with_its_outcome_in_the_admin(client
     procedure.patient.refresh_from_db()
     assert procedure.patient.on_osteoporosis_med is True
     assert Checkpoint.objects.filter(procedure=procedure, code="CP-13").exists()
+
+
+def test_patients_filter_by_their_current_risk_tier(client, coordinator, make_procedure, make_patient):
+    high = make_procedure(patient=make_patient(mrn="HIGH-1"), facet_joint_violation=True)
+    make_procedure(patient=make_patient(mrn="OTHER-1"))
+    assert high.risk_assessments.get(is_current=True).tier == "high"
+    client.force_login(coordinator)
+
+    page = client.get(reverse("admin:patients_patient_changelist"), {"tier": "high"}).content.decode()
+
+    assert "HIGH-1" in page and "OTHER-1" not in page
