@@ -1,4 +1,3 @@
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect
@@ -7,11 +6,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from patients.admin import ClinicScopedAdmin, ServiceActionsAdmin
-from patients.forms import ServiceActionForm
 from patients.models import Procedure
 
-from . import alerting, services
-from .forms import PhoneReportForm
+from . import alerting
+from .forms import AcknowledgeAlertForm, CompleteReviewForm, LogCallForm, PhoneReportForm, ResolveAlertForm
 from .models import (
     Alert,
     AlertEvent,
@@ -40,24 +38,6 @@ class ReadOnlyAdmin(ClinicScopedAdmin):
 
 
 # --- Alerts -------------------------------------------------------------------------------------
-
-
-class AcknowledgeAlertForm(ServiceActionForm):
-    service = alerting.acknowledge_alert
-    target = "alert"
-
-    note = forms.CharField(required=False, max_length=300, widget=forms.Textarea(attrs={"rows": 2}))
-
-    def save(self) -> bool:
-        self.cleaned_data["via"] = "admin"
-        return super().save()
-
-
-class ResolveAlertForm(ServiceActionForm):
-    service = alerting.resolve_alert
-    target = "alert"
-
-    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was done")
 
 
 class AlertEventInline(admin.TabularInline):
@@ -165,13 +145,6 @@ def _latest_rules_version() -> str:
 # --- Review tasks and check-ins -----------------------------------------------------------------
 
 
-class CompleteReviewForm(ServiceActionForm):
-    service = alerting.complete_review_task
-    target = "task"
-
-    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
-
-
 @admin.register(ReviewTask)
 class ReviewTaskAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
     change_form_template = "admin/service_actions_change_form.html"
@@ -179,13 +152,6 @@ class ReviewTaskAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
     list_filter = ["state", "code", "clinic"]
     list_select_related = ["patient"]
     actions_forms = {"complete": (CompleteReviewForm, "Mark reviewed")}
-
-
-class LogCallForm(ServiceActionForm):
-    service = services.log_checkin_call
-    target = "checkin"
-
-    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was discussed")
 
 
 @admin.register(CheckIn)

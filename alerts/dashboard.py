@@ -6,7 +6,6 @@ carries the form of the action that clears it, which calls the same service as t
 
 import math
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, Q, Value, When
@@ -15,11 +14,17 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from patients.forms import CompleteCheckpointForm, RescheduleCheckpointForm, ServiceActionForm
+from patients.forms import CompleteCheckpointForm, RescheduleCheckpointForm
 from patients.models import Checkpoint, CheckpointState, Clinic, Patient, RiskAssessment
 
-from . import alerting, outbox, services
 from .charts import PainPoint, pain_chart
+from .forms import (
+    AcknowledgeAlertForm,
+    CompleteReviewForm,
+    DismissDeliveryForm,
+    LogCallForm,
+    RetryDeliveryForm,
+)
 from .models import Alert, AlertState, CheckIn, CheckInState, Delivery, DeliveryState, ReviewTask, SymptomReport
 from .rules import get_rules
 
@@ -32,50 +37,21 @@ TIER_RANK = Case(
 )
 
 
-class AcknowledgeForm(ServiceActionForm):
-    service = alerting.acknowledge_alert
-    target = "alert"
-    note = forms.CharField(required=False, max_length=300)
-
-    def save(self) -> bool:
-        self.cleaned_data["via"] = "worklist"
-        return super().save()
-
-
-class LogCallForm(ServiceActionForm):
-    service = services.log_checkin_call
-    target = "checkin"
-    note = forms.CharField(max_length=2000, label="What was discussed")
-
-
-class RetryForm(ServiceActionForm):
-    service = outbox.retry_delivery
-    target = "delivery"
-
-
-class DismissForm(ServiceActionForm):
-    service = outbox.dismiss_delivery
-    target = "delivery"
-    note = forms.CharField(max_length=300, label="How it was dealt with")
-
-
-class ReviewedForm(ServiceActionForm):
-    service = alerting.complete_review_task
-    target = "task"
-    note = forms.CharField(max_length=2000, label="Review outcome")
+class WorklistAcknowledgeForm(AcknowledgeAlertForm):
+    via = "worklist"
 
 
 # kind → (model, permission needed, {action: form})
 ACTIONS = {
-    "alert": (Alert, "alerts.change_alert", {"acknowledge": AcknowledgeForm}),
+    "alert": (Alert, "alerts.change_alert", {"acknowledge": WorklistAcknowledgeForm}),
     "checkpoint": (
         Checkpoint,
         "patients.change_checkpoint",
         {"complete": CompleteCheckpointForm, "reschedule": RescheduleCheckpointForm},
     ),
     "checkin": (CheckIn, "alerts.change_checkin", {"log_call": LogCallForm}),
-    "delivery": (Delivery, "alerts.change_delivery", {"retry": RetryForm, "dismiss": DismissForm}),
-    "review": (ReviewTask, "alerts.change_reviewtask", {"complete": ReviewedForm}),
+    "delivery": (Delivery, "alerts.change_delivery", {"retry": RetryDeliveryForm, "dismiss": DismissDeliveryForm}),
+    "review": (ReviewTask, "alerts.change_reviewtask", {"complete": CompleteReviewForm}),
 }
 CLINIC_PATH = {
     "alert": "clinic_id",

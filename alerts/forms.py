@@ -4,8 +4,10 @@ phone entry; both hand their answers to `alerts.alerting.submit_report`."""
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from patients.forms import ServiceActionForm
 from patients.models import Procedure
 
+from . import alerting, outbox, services
 from .models import PainkillerUse
 from .rules import Rules
 
@@ -98,3 +100,51 @@ class PhoneReportForm(CheckInForm):
         super().__init__(*args, **kwargs)
         self.fields["procedure"].queryset = procedures
         self.order_fields(["procedure", "reported_at"])
+
+
+# --- Staff actions (admin change pages and the worklist), each calling one service -------------
+
+
+class AcknowledgeAlertForm(ServiceActionForm):
+    service = alerting.acknowledge_alert
+    target = "alert"
+    via = "admin"
+
+    note = forms.CharField(required=False, max_length=300, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def save(self) -> bool:
+        self.cleaned_data["via"] = self.via
+        return super().save()
+
+
+class ResolveAlertForm(ServiceActionForm):
+    service = alerting.resolve_alert
+    target = "alert"
+
+    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was done")
+
+
+class CompleteReviewForm(ServiceActionForm):
+    service = alerting.complete_review_task
+    target = "task"
+
+    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="Review outcome")
+
+
+class LogCallForm(ServiceActionForm):
+    service = services.log_checkin_call
+    target = "checkin"
+
+    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was discussed")
+
+
+class RetryDeliveryForm(ServiceActionForm):
+    service = outbox.retry_delivery
+    target = "delivery"
+
+
+class DismissDeliveryForm(ServiceActionForm):
+    service = outbox.dismiss_delivery
+    target = "delivery"
+
+    note = forms.CharField(max_length=300, label="How it was dealt with")
