@@ -1,12 +1,16 @@
 """One small class per medium. Each raises `DeliveryError`, marked permanent or transient."""
 
 import json
+import logging
+import os
 import smtplib
+import threading
 from dataclasses import dataclass, field
 
 import requests
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -28,7 +32,23 @@ class EmailMessage:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+logger = logging.getLogger(__name__)
+
+
 class EmailChannel:
+    """Sends through Django's configured e-mail backend.
+
+    Over SMTP each process keeps one connection open and reuses it, so a page does not wait for a
+    new TCP connection, greeting and EHLO. A reused connection is first checked with NOOP: a
+    connection the server has closed is replaced before any of the message is sent, so reuse never
+    causes a second copy. After any error the connection is dropped and the next message opens a
+    fresh one. Other backends (the file backend of `make run`, locmem in tests) get one connection
+    per message, which for the file backend is one file per message.
+    """
+
+    def __init__(self):
+        self._local = threading.local()  # one SMTP connection per thread of each process
+
     def send(self, message: EmailMessage) -> None:
         email = EmailMultiAlternatives(
             subject=message.subject,
@@ -37,13 +57,17 @@ class EmailChannel:
             to=[message.to],
             headers=message.headers,
         )
-        email.attach_alternative(message.html, "text/html")
+        if message.html:
+            email.attach_alternative(message.html, "text/html")
         for name, content, mimetype in message.attachments:
             email.attach(name, content, mimetype)
         try:
-            # One connection per message: with the file backend that is one file per message.
-            with get_connection() as connection:
-                connection.send_messages([email])
+            connection = get_connection()
+            if isinstance(connection, SMTPBackend):
+                self._send_smtp(connection, email)
+            else:
+                with connection:
+                    connection.send_messages([email])
         except smtplib.SMTPRecipientsRefused as exc:
             raise DeliveryError("recipient refused by the mail server", permanent=True) from exc
         except smtplib.SMTPResponseException as exc:
@@ -53,6 +77,49 @@ class EmailChannel:
             ) from exc
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"mail server unreachable: {type(exc).__name__}", permanent=False) from exc
+
+    def _send_smtp(self, fresh: SMTPBackend, email: EmailMultiAlternatives) -> None:
+        key = (os.getpid(), fresh.host, fresh.port, fresh.username, fresh.use_tls, fresh.use_ssl)
+        kept = getattr(self._local, "smtp", None)
+        if kept is not None and (kept[0] != key or not _answers_noop(kept[1])):
+            self._discard(quit=False)
+            kept = None
+        if kept is None:
+            fresh.open()
+            kept = self._local.smtp = (key, fresh)
+        try:
+            kept[1].send_messages([email])
+        except BaseException:
+            self._discard(quit=False)  # no QUIT to a server that may be hanging
+            raise
+
+    def close(self) -> None:
+        """Say QUIT on this thread's kept SMTP connection, if any (at worker shutdown)."""
+        self._discard(quit=True)
+
+    def _discard(self, *, quit: bool) -> None:
+        kept, self._local.smtp = getattr(self._local, "smtp", None), None
+        if kept is None:
+            return
+        backend = kept[1]
+        try:
+            if quit and kept[0][0] == os.getpid():  # never QUIT the parent's session from a forked child
+                backend.close()
+            elif backend.connection is not None:
+                backend.connection.close()
+        except (smtplib.SMTPException, OSError):
+            logger.debug("closing a kept SMTP connection failed", exc_info=True)
+        finally:
+            backend.connection = None
+
+
+def _answers_noop(backend: SMTPBackend) -> bool:
+    if backend.connection is None:
+        return False
+    try:
+        return backend.connection.noop()[0] == 250
+    except (smtplib.SMTPException, OSError):
+        return False
 
 
 @dataclass

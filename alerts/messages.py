@@ -63,9 +63,11 @@ def _checkin(delivery: Delivery) -> EmailMessage:
 
 
 def _alert(delivery: Delivery) -> EmailMessage:
-    """The page to a clinician: tier and rule only, and a one-click acknowledge link made for them."""
+    """The page to a clinician: tier and rule only, and a one-click acknowledge link made for them.
+    Plain text only: a page reads the same in every mail client, pager gateway and lock-screen
+    preview, with its links in full, and it is the smallest message to build and send."""
     alert = delivery.alert
-    token = issue_acknowledge_link(alert=alert, user=delivery.recipient_user)
+    token = issue_acknowledge_link(alert=alert, user_id=delivery.recipient_user_id)
     context = {
         "alert": alert,
         "ack_url": settings.SITE_URL + reverse("alert-acknowledge", args=[token]),
@@ -76,16 +78,19 @@ def _alert(delivery: Delivery) -> EmailMessage:
         to=delivery.recipient,
         subject=ALERT_SUBJECTS[alert.tier],
         text=render_to_string("alerts/email/alert.txt", context),
-        html=render_to_string("alerts/email/alert.html", context),
+        html="",
         headers={"X-Kyphofollow-Delivery": str(delivery.pk), "X-Priority": "1" if alert.tier == "emergency" else "3"},
     )
 
 
-def issue_acknowledge_link(*, alert, user) -> str:
-    """A new single-use link for `user` to acknowledge `alert`; returns the raw token (stored hashed)."""
+def issue_acknowledge_link(*, alert, user=None, user_id: int | None = None) -> str:
+    """A new single-use link for a user to acknowledge `alert`; returns the raw token (stored hashed)."""
     raw, digest = new_token()
     AcknowledgeLink.objects.create(
-        alert=alert, user=user, token_hash=digest, expires_at=timezone.now() + ACK_LINK_VALID
+        alert_id=alert.pk,
+        user_id=user.pk if user is not None else user_id,
+        token_hash=digest,
+        expires_at=timezone.now() + ACK_LINK_VALID,
     )
     return raw
 

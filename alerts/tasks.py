@@ -1,8 +1,9 @@
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_shutdown, worker_ready
 from django.utils import timezone
 
 from . import alerting, outbox, services
+from .channels import CHANNELS
 
 
 @shared_task
@@ -33,3 +34,9 @@ def record_heartbeat_task(self) -> None:
 def record_heartbeat_on_start(sender, **kwargs) -> None:
     """A fresh worker reports at once instead of waiting for beat's first tick."""
     services.record_heartbeat(hostname=sender.hostname)
+
+
+@worker_process_shutdown.connect
+def close_kept_mail_connection(**kwargs) -> None:
+    """Say QUIT to the mail server rather than drop the kept connection when a pool process ends."""
+    CHANNELS["email"].close()

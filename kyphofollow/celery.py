@@ -3,13 +3,26 @@
 import os
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kyphofollow.settings")
 
 app = Celery("kyphofollow", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(sender=None, **kwargs) -> None:
+    """Database connections live across tasks as they do across requests: kept for CONN_MAX_AGE,
+    health-checked before reuse, closed after an error. (Celery's own Django fixup would close them
+    before and after every task, making each task open a new PostgreSQL connection; settings'
+    CELERY_DB_REUSE_MAX turns that down to a periodic recycle.)"""
+    from django.db import close_old_connections
+
+    if not getattr(getattr(sender, "request", None), "is_eager", False):  # eager: the caller's connection
+        close_old_connections()
 
 
 @task_prerun.connect

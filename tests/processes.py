@@ -86,6 +86,7 @@ class SMTPRecorder:
     def __init__(self):
         self.messages: list[Message] = []
         self.arrival_times: list[float] = []
+        self.peers: list[tuple[str, int]] = []  # the client address of each message: one per connection
         self.lock = threading.Lock()
         self.fail_next = 0
         self.fail_reply = "451 4.3.0 Try again later"
@@ -98,12 +99,14 @@ class SMTPRecorder:
             import asyncio
 
             await asyncio.sleep(self.delay_seconds)
+        arrived = time.time()  # the whole message is in; parsing it below is the recorder's own work
         with self.lock:
             if self.fail_next:
                 self.fail_next -= 1
                 return self.fail_reply
             self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
-            self.arrival_times.append(time.time())
+            self.arrival_times.append(arrived)
+            self.peers.append(tuple(session.peer[:2]))
         return "250 Message accepted for delivery"
 
 
@@ -135,7 +138,8 @@ class SMTPServer:
         return f"smtp://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.controller._thread is not None:  # a test may have stopped it already
+            self.controller.stop()
 
 
 def free_port() -> int:

@@ -206,3 +206,78 @@ def test_the_schema_documents_the_idempotency_key_header(northside_schema):
     for path in ("/api/v1/patients/", "/api/v1/procedures/", "/api/v1/symptom-reports/"):
         parameters = northside_schema.raw_schema["paths"][path]["post"].get("parameters", [])
         assert ("header", "Idempotency-Key") in {(p["in"], p["name"]) for p in parameters}, path
+
+
+# --- Stateful: call sequences that follow the schema's links (kyphofollow/openapi.py) -----------------
+
+
+def ids_in(body) -> set[int]:
+    """Every id an EHR could take from an answer: the resource's own, its parents', each row's."""
+    rows = body.get("results", []) if isinstance(body, dict) else []
+    found = set()
+    for row in [body, *rows]:
+        if isinstance(row, dict):
+            found |= {row[key] for key in ("id", "patient", "procedure") if isinstance(row.get(key), int)}
+    return found
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("unthrottled")
+def test_call_sequences_that_follow_the_schema_links_keep_the_documented_contract(seeded):
+    """Without the map_case hook, a generated id is almost never a real object: every 2xx on an `{id}`
+    operation below was reached through an id a previous answer in the same sequence handed out."""
+    schema = load_schema(None)
+    followed: list[str] = []
+
+    class NorthsideEHR(schema.as_state_machine()):
+        def setup(self):
+            self.seen: set[int] = set()
+
+        def get_call_kwargs(self, case):
+            return {"headers": seeded.headers}
+
+        def after_call(self, response, case):
+            super().after_call(response, case)
+            target = (case.path_parameters or {}).get("id")
+            if 200 <= response.status_code < 300 and target in self.seen:
+                followed.append(f"{case.method} {case.operation.path}")
+            try:
+                self.seen |= ids_in(response.json())
+            except ValueError:  # not JSON
+                pass
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            """As the stateless test: the clinical rules make many schema-valid bodies a right 400."""
+            case.validate_response(
+                response,
+                additional_checks=additional_checks,
+                excluded_checks=[positive_data_acceptance],
+                headers=seeded.headers,  # explicit credentials: the auth checks probe without them
+                transport_kwargs=kwargs or None,
+                recorder=getattr(self, "recorder", None),
+            )
+
+    NorthsideEHR.run(settings=settings(max_examples=60, stateful_step_count=10, **HYPOTHESIS))
+
+    print(f"{len(followed)} calls reached a real object through an id from an earlier answer: {sorted(set(followed))}")
+    assert len(set(followed)) >= 3, f"too few operations reached through links: {followed}"
+
+
+def test_the_schema_links_point_at_operations_that_exist(anonymous_schema):
+    raw = anonymous_schema.raw_schema
+    operation_ids = {op["operationId"] for item in raw["paths"].values() for op in item.values() if "operationId" in op}
+    links = [
+        (operation["operationId"], status, name, link)
+        for item in raw["paths"].values()
+        for operation in item.values()
+        if isinstance(operation, dict)
+        for status, response in operation.get("responses", {}).items()
+        for name, link in response.get("links", {}).items()
+    ]
+    assert len(links) > 50
+    assert {link["operationId"] for *_, link in links} <= operation_ids
+    created = raw["paths"]["/api/v1/patients/"]["post"]["responses"]["201"]["links"]
+    assert created["GetPatientRisk"] == {
+        "operationId": "v1_patients_risk_retrieve",
+        "parameters": {"path.id": "$response.body#/id"},
+    }

@@ -1,0 +1,92 @@
+"""OpenAPI links: how an EHR (and schemathesis' stateful tests) go from one answer to the next call.
+
+drf-spectacular has no per-view way to declare response links, so this postprocessing hook adds
+them to the finished schema: from a created or fetched patient to its record, risk profile,
+procedures, check-ins and alerts; from a procedure to its checkpoints; from a report to its alerts;
+from any resource to the actions on it; and from the first row of every list to that row.
+"""
+
+ID = "$response.body#/id"
+FIRST_ROW = "$response.body#/results/0/id"
+
+# What can be done with one resource, given the expression that yields its id.
+FOLLOW_UPS = {
+    "patient": {
+        "GetPatient": ("v1_patients_retrieve", "path.id"),
+        "UpdatePatient": ("v1_patients_partial_update", "path.id"),
+        "GetPatientRisk": ("v1_patients_risk_retrieve", "path.id"),
+        "ListPatientProcedures": ("v1_procedures_list", "query.patient"),
+        "ListPatientCheckpoints": ("v1_checkpoints_list", "query.patient"),
+        "ListPatientReports": ("v1_symptom_reports_list", "query.patient"),
+        "ListPatientAlerts": ("v1_alerts_list", "query.patient"),
+    },
+    "procedure": {
+        "GetProcedure": ("v1_procedures_retrieve", "path.id"),
+        "ListProcedureCheckpoints": ("v1_checkpoints_list", "query.procedure"),
+        "ListProcedureReports": ("v1_symptom_reports_list", "query.procedure"),
+    },
+    "checkpoint": {
+        "GetCheckpoint": ("v1_checkpoints_retrieve", "path.id"),
+        "CompleteCheckpoint": ("v1_checkpoints_complete_create", "path.id"),
+        "RescheduleCheckpoint": ("v1_checkpoints_reschedule_create", "path.id"),
+        "CancelCheckpoint": ("v1_checkpoints_cancel_create", "path.id"),
+    },
+    "report": {
+        "GetSymptomReport": ("v1_symptom_reports_retrieve", "path.id"),
+    },
+    "alert": {
+        "GetAlert": ("v1_alerts_retrieve", "path.id"),
+        "AcknowledgeAlert": ("v1_alerts_acknowledge_create", "path.id"),
+        "ResolveAlert": ("v1_alerts_resolve_create", "path.id"),
+    },
+}
+
+# operationId, response status → [(resource, expression for its id)]
+SOURCES = {
+    ("v1_patients_create", "201"): [("patient", ID)],
+    ("v1_patients_by_mrn_update", "200"): [("patient", ID)],
+    ("v1_patients_by_mrn_update", "201"): [("patient", ID)],
+    ("v1_patients_retrieve", "200"): [("patient", ID)],
+    ("v1_patients_partial_update", "200"): [("patient", ID)],
+    ("v1_patients_list", "200"): [("patient", FIRST_ROW)],
+    ("v1_procedures_create", "201"): [("procedure", ID), ("patient", "$response.body#/patient")],
+    ("v1_procedures_retrieve", "200"): [("procedure", ID), ("patient", "$response.body#/patient")],
+    ("v1_procedures_list", "200"): [("procedure", FIRST_ROW)],
+    ("v1_checkpoints_retrieve", "200"): [("checkpoint", ID), ("procedure", "$response.body#/procedure")],
+    ("v1_checkpoints_complete_create", "200"): [("checkpoint", ID)],
+    ("v1_checkpoints_reschedule_create", "200"): [("checkpoint", ID)],
+    ("v1_checkpoints_cancel_create", "200"): [("checkpoint", ID)],
+    ("v1_checkpoints_list", "200"): [("checkpoint", FIRST_ROW)],
+    ("v1_symptom_reports_create", "201"): [("report", ID), ("patient", "$response.body#/patient")],
+    ("v1_symptom_reports_retrieve", "200"): [("report", ID), ("procedure", "$response.body#/procedure")],
+    ("v1_symptom_reports_list", "200"): [("report", FIRST_ROW)],
+    ("v1_alerts_retrieve", "200"): [("alert", ID), ("patient", "$response.body#/patient")],
+    ("v1_alerts_acknowledge_create", "200"): [("alert", ID)],
+    ("v1_alerts_resolve_create", "200"): [("alert", ID)],
+    ("v1_alerts_list", "200"): [("alert", FIRST_ROW)],
+}
+
+
+def links_for(resource: str, expression: str) -> dict:
+    return {
+        name: {"operationId": operation_id, "parameters": {parameter: expression}}
+        for name, (operation_id, parameter) in FOLLOW_UPS[resource].items()
+    }
+
+
+def add_links(result, generator, request, public):
+    """drf-spectacular POSTPROCESSING_HOOKS entry: adds `links` to the responses listed in SOURCES."""
+    operations = {}
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and "operationId" in operation:
+                operations[operation["operationId"]] = operation
+    for (operation_id, status), sources in SOURCES.items():
+        response = operations.get(operation_id, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        links = {}
+        for resource, expression in sources:  # one resource at most once per response
+            links |= links_for(resource, expression)
+        response["links"] = {name: link for name, link in links.items() if link["operationId"] in operations}
+    return result
