@@ -37,7 +37,9 @@ def register_patient(*, clinic: Clinic, **fields: Any) -> Patient:
     duplicate = ValidationError({"mrn": ["A patient with this MRN is already registered in this clinic."]})
     if Patient.objects.filter(clinic=clinic, mrn=patient.mrn).exists():
         raise duplicate
-    patient.full_clean()
+    # The MRN's uniqueness is left to the database below: a row committed by a racing request since
+    # the check above must give the same `mrn` error, not full_clean's own wording under "__all__".
+    patient.full_clean(validate_constraints=False)
     try:
         with transaction.atomic():
             patient.save()

@@ -65,6 +65,25 @@ def test_duplicate_mrn_in_one_clinic_is_refused_but_allowed_in_another(make_pati
     assert Patient.objects.count() == 2
 
 
+def test_an_mrn_registered_by_a_racing_request_after_the_check_gives_the_same_mrn_error(make_patient, monkeypatch):
+    """The racing request committed its row after this one's existence check but before its save."""
+    from django.db.models import QuerySet
+
+    make_patient(mrn="A-200")
+    real_exists, calls = QuerySet.exists, []
+
+    def exists_before_the_racer_committed(queryset):
+        calls.append(queryset.model)
+        return False if len(calls) == 1 else real_exists(queryset)
+
+    monkeypatch.setattr(QuerySet, "exists", exists_before_the_racer_committed)
+    with pytest.raises(ValidationError) as excinfo:
+        make_patient(mrn="A-200")
+
+    assert list(errors_of(excinfo)) == ["mrn"]
+    assert Patient.objects.filter(mrn="A-200").count() == 1
+
+
 def test_procedure_dated_in_the_future_is_refused(make_procedure):
     with pytest.raises(ValidationError) as excinfo:
         make_procedure(performed_on=timezone.localdate() + timedelta(days=1))
