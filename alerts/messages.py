@@ -83,14 +83,11 @@ def _alert(delivery: Delivery) -> EmailMessage:
     )
 
 
-def issue_acknowledge_link(*, alert, user=None, user_id: int | None = None) -> str:
-    """A new single-use link for a user to acknowledge `alert`; returns the raw token (stored hashed)."""
+def issue_acknowledge_link(*, alert, user_id: int) -> str:
+    """A new single-use link for user `user_id` to acknowledge `alert`; returns the raw token (stored hashed)."""
     raw, digest = new_token()
     AcknowledgeLink.objects.create(
-        alert_id=alert.pk,
-        user_id=user.pk if user is not None else user_id,
-        token_hash=digest,
-        expires_at=timezone.now() + ACK_LINK_VALID,
+        alert_id=alert.pk, user_id=user_id, token_hash=digest, expires_at=timezone.now() + ACK_LINK_VALID
     )
     return raw
 

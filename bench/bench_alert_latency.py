@@ -113,43 +113,14 @@ class SMTPChild:
 
 
 def start_worker(email_url: str, log_path: Path):
-    import subprocess
+    from tests.processes import WorkerProcess
 
-    from tests.processes import ROOT, WorkerProcess
-
-    class BenchWorker(WorkerProcess):
-        """WorkerProcess's command, on this bench's queue and with the floor task's module."""
-
-        def start(self):
-            log = open(self.log_path, "ab")  # noqa: SIM115
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "kyphofollow",
-                    "worker",
-                    "--loglevel=INFO",
-                    f"--concurrency={self.concurrency}",
-                    "--pool=prefork",
-                    "--without-gossip",
-                    "--without-mingle",
-                    f"--hostname=bench-latency-{os.getpid()}@%h",
-                    "-Q",
-                    QUEUE,
-                    "--include",
-                    "bench.bench_alert_latency",
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            return self
-
-    return BenchWorker(concurrency=2, env={"EMAIL_URL": email_url}, log_path=log_path).start()
+    return WorkerProcess(
+        concurrency=2,
+        env={"EMAIL_URL": email_url},
+        log_path=log_path,
+        extra_args=("-Q", QUEUE, "--include", "bench.bench_alert_latency"),
+    ).start()
 
 
 def purge_own_queue() -> int:

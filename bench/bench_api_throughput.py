@@ -67,14 +67,6 @@ def redis_url_db(url: str, db: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --- Set-up -------------------------------------------------------------------------------------
 
 
@@ -309,6 +301,8 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
+        from tests.processes import free_port
+
         port = free_port()
         with tempfile.TemporaryDirectory(prefix="kf-bench-api-") as tmp:
             log_path = Path(tmp) / "gunicorn.log"

@@ -34,10 +34,18 @@ def django_env(**overrides: str) -> dict[str, str]:
 class WorkerProcess:
     """`celery worker` in a child process, talking to the same database and Redis as the test."""
 
-    def __init__(self, *, concurrency: int = 2, env: dict[str, str] | None = None, log_path: Path | None = None):
+    def __init__(
+        self,
+        *,
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.log_path = log_path
         self.env = django_env(**(env or {}))
         self.concurrency = concurrency
+        self.extra_args = extra_args  # e.g. ("-Q", queue, "--include", module) for a benchmark
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
@@ -56,6 +64,7 @@ class WorkerProcess:
                 "--without-gossip",
                 "--without-mingle",
                 f"--hostname=test-{os.getpid()}-{time.monotonic_ns()}@%h",
+                *self.extra_args,
             ],
             cwd=ROOT,
             env=self.env,
@@ -158,6 +167,20 @@ def wait_until(predicate, *, timeout: float = 30, interval: float = 0.2, message
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def settled(count, *, quiet_seconds: float, timeout: float, message: str):
+    """Wait until `count()` has not changed for `quiet_seconds`; returns the settled value."""
+    last, since = count(), time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            return now
+    raise AssertionError(f"timed out after {timeout} s waiting for {message} to settle")
 
 
 class WebhookReceiver:

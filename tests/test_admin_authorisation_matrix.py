@@ -86,7 +86,7 @@ def test_admin_pages_and_links_answer_each_caller_as_they_should(
         rows.append(f"| {page} | " + " | ".join(cells) + " |")
 
     # Links from e-mails: check-in links and acknowledge links, good and bad.
-    ack = reverse("alert-acknowledge", args=[issue_acknowledge_link(alert=alert, user=clinician)])
+    ack = reverse("alert-acknowledge", args=[issue_acknowledge_link(alert=alert, user_id=clinician.pk)])
     links = {
         "check-in link, fresh": (checkin_link(procedure), 302),
         "check-in link, expired": (checkin_link(procedure, expired=True), 410),

@@ -3,7 +3,6 @@
 Celery's Django fixup would close it before and after every task, so that each page would first
 wait for a new PostgreSQL connection (settings.CELERY_DB_REUSE_MAX, kyphofollow/celery.py)."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -11,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from alerts.alerting import submit_report
-from tests.processes import wait_until
+from tests.processes import settled, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -25,13 +24,7 @@ def sessions_opened() -> int:
 
 
 def settled_sessions() -> int:
-    last, stable_since, deadline = sessions_opened(), time.monotonic(), time.monotonic() + 20
-    while time.monotonic() < deadline and time.monotonic() - stable_since < 3:
-        time.sleep(0.5)
-        now = sessions_opened()
-        if now != last:
-            last, stable_since = now, time.monotonic()
-    return last
+    return settled(sessions_opened, quiet_seconds=3, timeout=20, message="PostgreSQL's session count")
 
 
 def test_pages_sent_by_one_task_each_reuse_the_worker_database_connection(

@@ -10,7 +10,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from alerts.alerting import submit_report
-from alerts.models import AcknowledgeLink, Alert, AlertState, CheckIn, CheckInLink, SymptomReport, new_token
+from alerts.messages import issue_acknowledge_link
+from alerts.models import Alert, AlertState, CheckIn, CheckInLink, SymptomReport, new_token
 from patients.demo import DEMO_PASSWORD, seed_demo
 from patients.models import Checkpoint, CheckpointState, Patient
 from patients.services import sweep_checkpoint_states
@@ -299,13 +300,7 @@ def test_form_posts_pass_the_csrf_check_in_a_real_browser(form, browser, live_se
             submit = page.get_by_role("button", name="Send my answers")
         else:
             submit_report(procedure=make_procedure(), source="api", pain_now=7, red_flags=["RF-01"])
-            raw, digest = new_token()
-            AcknowledgeLink.objects.create(
-                alert=Alert.objects.get(code="RF-01"),
-                user=coordinator,
-                token_hash=digest,
-                expires_at=timezone.now() + timedelta(hours=1),
-            )
+            raw = issue_acknowledge_link(alert=Alert.objects.get(code="RF-01"), user_id=coordinator.pk)
             page.goto(reverse("alert-acknowledge", args=[raw]))
             submit = page.get_by_role("button", name="Acknowledge and stop escalation")
         assert post_status(page, submit) != 403, page.locator("body").inner_text()

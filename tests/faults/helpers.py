@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,20 +126,6 @@ def webhook_ids_received(receiver) -> Counter:
     sender gave up on by timeout is still counted)."""
     with receiver.lock:
         return Counter(request["headers"]["webhook-id"] for request in receiver.requests)
-
-
-def settled(count, *, quiet_seconds: float, timeout: float, message: str):
-    """Wait until `count()` has not changed for `quiet_seconds`; returns the settled value."""
-    last, since = count(), time.monotonic()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        now = count()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_seconds:
-            return now
-    raise AssertionError(f"timed out after {timeout} s waiting for {message} to settle")
 
 
 def run_together(functions, *, timeout: float = 120) -> list:

@@ -11,8 +11,8 @@ from alerts.alerting import submit_report
 from alerts.channels import WebhookChannel
 from alerts.models import Alert, AlertEvent, Delivery, DeliveryKind, DeliveryState, WebhookEndpoint
 from alerts.outbox import BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, MAX_ATTEMPTS, deliver, sweep_deliveries
-from tests.faults.helpers import delivery_ids_received, settled, webhook_ids_received
-from tests.processes import wait_until
+from tests.faults.helpers import delivery_ids_received, webhook_ids_received
+from tests.processes import settled, wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"kyphofollow-faults-secret-0123456789").decode()
 SMTP_451 = "451 4.3.0 Try again later"

@@ -15,8 +15,8 @@ from alerts.models import Alert, AlertEvent, CheckIn, Delivery, DeliveryKind, De
 from alerts.outbox import sweep_deliveries
 from alerts.services import sweep_checkins, sweep_digests, sweep_reminders
 from patients.models import Checkpoint, StaffRole
-from tests.faults.helpers import bulk_staff, delivery_ids_received, run_together, settled
-from tests.processes import ROOT, django_env, wait_until
+from tests.faults.helpers import bulk_staff, delivery_ids_received, run_together
+from tests.processes import ROOT, django_env, settled, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

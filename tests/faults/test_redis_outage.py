@@ -9,8 +9,8 @@ from alerts.models import Alert, Delivery, DeliveryState, SymptomReport
 from alerts.outbox import sweep_deliveries
 from patients.auth import create_api_client
 from patients.models import StaffRole
-from tests.faults.helpers import bulk_staff, delivery_ids_received, settled
-from tests.processes import wait_until
+from tests.faults.helpers import bulk_staff, delivery_ids_received
+from tests.processes import settled, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

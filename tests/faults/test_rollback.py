@@ -6,8 +6,8 @@ from django.db import transaction
 
 from alerts.alerting import submit_report
 from alerts.models import Alert, Delivery, SymptomReport
-from tests.faults.helpers import delivery_ids_received, settled
-from tests.processes import wait_until
+from tests.faults.helpers import delivery_ids_received
+from tests.processes import settled, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
