@@ -462,9 +462,7 @@ def sweep_checkpoint_webhooks(*, now: datetime, batch_size: int = 500) -> int:
                     id__gt=endpoint.checkpoint_events_after,
                     kind__in=CHECKPOINT_WEBHOOK_EVENTS,
                     checkpoint__procedure__patient__clinic_id=endpoint.clinic_id,
-                )
-                .order_by("id")
-                .select_related("checkpoint")[:batch_size]
+                ).order_by("id")[:batch_size]
             )
             if not events:
                 continue
@@ -476,7 +474,7 @@ def sweep_checkpoint_webhooks(*, now: datetime, batch_size: int = 500) -> int:
                     cause=f"{CHECKPOINT_WEBHOOK_EVENTS[e.kind]}:{e.pk}",
                     recipient=f"endpoint:{endpoint.pk}",
                     clinic_id=endpoint.clinic_id,
-                    checkpoint=e.checkpoint,
+                    checkpoint_id=e.checkpoint_id,
                     endpoint=endpoint,
                     next_attempt_at=now,
                     context={"event": CHECKPOINT_WEBHOOK_EVENTS[e.kind], "checkpoint_event": e.pk},

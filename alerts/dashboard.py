@@ -103,14 +103,7 @@ OUTCOME_FIELDS = {
     "CP-09": ("medication_started", "medication_drug", "medication_started_on", "medication_not_started_reason"),
     "CP-12": ("medication_started", "medication_drug", "medication_started_on", "medication_not_started_reason"),
 }
-OPTIONAL_OUTCOMES = (
-    "dxa_t_score",
-    "dxa_date",
-    "medication_started",
-    "medication_drug",
-    "medication_started_on",
-    "medication_not_started_reason",
-)
+OPTIONAL_OUTCOMES = tuple(dict.fromkeys(name for names in OUTCOME_FIELDS.values() for name in names))
 
 
 def _complete_form(checkpoint) -> CompleteCheckpointForm:

@@ -10,7 +10,7 @@ CP-12 `latest`, counted from the procedure), so the KPIs move with the protocol,
 """
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from patients.models import Checkpoint, CheckpointState, Clinic, Procedure
 from patients.protocol import DXA_RECENT_DAYS, get_protocol
+from patients.services import local_moment
 
 from .models import Alert, AlertEvent, Tier
 
@@ -270,10 +271,6 @@ def _window_rows(clinic: Clinic, start: date, end: date, now: datetime) -> list[
     )
 
 
-def _local_midnight(day: date, zone: str) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)).astimezone(UTC)
-
-
 def _alert_rows(clinic: Clinic, start: date, end: date) -> dict[str, dict]:
     """One grouped query over the alerts first seen in the period: counts, median and escalations."""
     acknowledged = Q(acknowledged_at__isnull=False)
@@ -281,8 +278,8 @@ def _alert_rows(clinic: Clinic, start: date, end: date) -> dict[str, dict]:
     rows = (
         Alert.objects.filter(
             clinic=clinic,
-            first_seen_at__gte=_local_midnight(start, clinic.time_zone),
-            first_seen_at__lt=_local_midnight(end + timedelta(days=1), clinic.time_zone),
+            first_seen_at__gte=local_moment(start, time(0), clinic.time_zone),
+            first_seen_at__lt=local_moment(end + timedelta(days=1), time(0), clinic.time_zone),
         )
         .values("tier")
         .annotate(

@@ -11,13 +11,16 @@ logger = logging.getLogger("kyphofollow.access")
 API_PREFIXES = ("/api/", "/fhir/")
 
 
-def _route(path: str) -> str:
+def _route(path: str, match=None) -> str:
     """The URL pattern, not the path: `/api/v1/patients/by-mrn/<mrn>/` never logs the MRN itself,
-    and check-in and acknowledge tokens never reach the log."""
-    try:
-        return "/" + resolve(path).route.lstrip("^").rstrip("$")
-    except Resolver404:
-        return "<unmatched>"
+    and check-in and acknowledge tokens never reach the log. `match` is Django's own resolution of
+    the request when it has one; only a path that never reached URL resolution is resolved here."""
+    if match is None:
+        try:
+            match = resolve(path)
+        except Resolver404:
+            return "<unmatched>"
+    return "/" + match.route.lstrip("^").rstrip("$")
 
 
 class AccessLogMiddleware:
@@ -38,7 +41,7 @@ class AccessLogMiddleware:
         logger.info(
             "%s %s %s %.1fms %s",
             request.method,
-            _route(request.path_info),
+            _route(request.path_info, getattr(request, "resolver_match", None)),
             response.status_code,
             (time.monotonic() - started) * 1000,
             who,
