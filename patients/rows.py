@@ -1,0 +1,46 @@
+"""The two ways a row changes state when several writers may race: a conditional UPDATE that moves
+rows from known states to a new one, and batches claimed with SELECT … FOR UPDATE SKIP LOCKED.
+
+Both apps use them for every state column (checkpoints, alerts, deliveries, check-ins, reviews), so
+"another writer got there first" is handled the same way everywhere: the loser changes nothing.
+"""
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+
+def transition(queryset: models.QuerySet, from_states: str | Iterable[str], to: str, **fields: Any) -> int:
+    """Move the rows of `queryset` that are still in one of `from_states` to `to` (setting `fields`
+    too) in one conditional UPDATE, and return how many moved. A row another writer has already
+    moved is left alone, so a caller that gets 0 lost the race and must not act on the row.
+
+    `updated_at` is stamped when the model has it and the caller did not set it.
+    """
+    states = [from_states] if isinstance(from_states, str) else list(from_states)
+    if "updated_at" not in fields and any(f.name == "updated_at" for f in queryset.model._meta.concrete_fields):
+        fields["updated_at"] = timezone.now()
+    return queryset.filter(state__in=states).update(state=to, **fields)
+
+
+def claimed_batches(queryset: models.QuerySet, size: int, *, of: tuple[str, ...] = ("self",)) -> Iterator[list]:
+    """Yield the rows of `queryset` in batches of at most `size`, each batch locked with SKIP LOCKED
+    in a transaction of its own, until none are left.
+
+    The loop body runs inside that transaction: its writes commit with the claim when the loop asks
+    for the next batch, and an exception in the body rolls the batch back (rows stay unclaimed for
+    the next sweep). A row locked by a concurrent sweeper is skipped, never processed twice. The body
+    must move every row it is given out of `queryset`'s filter (or the same rows come back next
+    time), and must not `break` (closing the generator early rolls back the current batch).
+
+    `of` names the tables to lock when `queryset` joins others (PostgreSQL cannot lock the nullable
+    side of an outer join); values_list() querysets work too.
+    """
+    while True:
+        with transaction.atomic():
+            batch = list(queryset.select_for_update(skip_locked=True, of=of)[:size])
+            if not batch:
+                return
+            yield batch
