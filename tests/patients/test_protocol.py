@@ -8,12 +8,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from patients import protocol as protocol_module
 from patients.protocol import (
+    DXA_RECENT_DAYS,
+    INTERVALS,
+    OUTCOME_FIELDS,
     PROTOCOL_DIR,
+    ROLES,
     TIERS,
     ProtocolError,
     ScheduleFacts,
     assess,
+    available_versions,
+    get_protocol,
     load_protocol_file,
     plan,
 )
@@ -59,6 +66,19 @@ def every_sourced_entry():
         yield f"risk factor {factor.id}", factor.source
     for series in PROTOCOL.intensification:
         yield f"intensification {series.id}", series.source
+    for entry in new_entries():
+        yield f"{type(entry).__name__} {entry.id}", entry.source
+
+
+def new_entries():
+    """The entries that took clinical content out of code: roles, outcomes, escalation, intervals,
+    check-in invitations and second-opinion information."""
+    yield from PROTOCOL.roles
+    yield from PROTOCOL.outcomes
+    yield from PROTOCOL.escalation
+    yield from PROTOCOL.intervals
+    yield PROTOCOL.checkin
+    yield PROTOCOL.second_opinion_information
 
 
 @pytest.mark.parametrize(("entry", "source"), list(every_sourced_entry()), ids=[e for e, _ in every_sourced_entry()])
@@ -67,6 +87,20 @@ def test_every_protocol_entry_names_a_spec_source_or_design(entry, source):
     named = set(re.findall(r"\b[SE]\d+\b", source))
     assert named <= SPEC_KEYS, f"{entry} cites keys the spec does not define: {named - SPEC_KEYS}"
     assert "[DESIGN]" in source or named, f"{entry}: source {source!r} is neither [DESIGN] nor a spec key"
+
+
+def test_every_new_entry_has_an_id_and_the_code_knows_the_spec_keys():
+    listed = list(new_entries())
+
+    assert len(listed) == len(ROLES) + 5 + 3 + len(INTERVALS) + 2
+    assert all(isinstance(entry.id, str) and entry.id.strip() for entry in listed), listed
+    assert protocol_module.SPEC_KEYS == SPEC_KEYS
+
+
+def test_every_shipped_version_loads():
+    assert available_versions()
+    for version in available_versions():
+        assert get_protocol(version).version == version
 
 
 # --- Validation ---------------------------------------------------------------------------------
@@ -147,6 +181,225 @@ def test_a_file_whose_version_differs_from_its_name_is_refused(tmp_path):
     text = SHIPPED.read_text(encoding="utf-8").replace('version = "2026.1"', 'version = "2026.2"', 1)
 
     with pytest.raises(ProtocolError, match=r"2026\.1\.toml.*2026\.2"):
+        load_protocol_file(write_variant(tmp_path, text))
+
+
+# --- Clinical content the code reads from the file -----------------------------------------------
+# Each expected value is the one the code holds today (file and constant named), so that reading the
+# accessor instead changes nothing.
+
+MEDICATION = ("medication_started", "medication_drug", "medication_started_on", "medication_not_started_reason")
+DXA = ("dxa_t_score", "dxa_date")
+
+
+def test_outcome_fields_are_those_of_the_worklist_today():
+    """alerts/dashboard.py OUTCOME_FIELDS and OPTIONAL_OUTCOMES."""
+    expected = {"CP-06": DXA, "CP-13": DXA, "CP-07": MEDICATION, "CP-09": MEDICATION, "CP-12": MEDICATION}
+
+    for rule in PROTOCOL.checkpoints:
+        assert PROTOCOL.outcome_fields(rule.id) == expected.get(rule.id, ()), rule.id
+    assert PROTOCOL.outcome_fields("INT-HIGH-PRO") == ()
+    assert PROTOCOL.outcome_field_names == DXA + MEDICATION == OUTCOME_FIELDS
+
+
+@pytest.mark.parametrize(
+    ("code", "values", "errors"),
+    [
+        (
+            "CP-07",
+            {"medication_started": None},
+            {"medication_started": ["CP-07 needs the medication started, or the reason why not."]},
+        ),
+        ("CP-07", {"medication_started": False}, {}),
+        ("CP-07", {"medication_started": True}, {}),
+        ("CP-06", {"dxa_t_score": None}, {"dxa_t_score": ["CP-06 needs the DXA result (T-score and date)."]}),
+        ("CP-13", {"dxa_t_score": None}, {"dxa_t_score": ["CP-13 needs the DXA result (T-score and date)."]}),
+        ("CP-13", {"dxa_t_score": -2.1}, {}),
+        ("CP-09", {"medication_started": None}, {}),
+        ("CP-12", {"medication_started": None}, {}),
+        ("CP-03", {"dxa_t_score": None, "medication_started": None}, {}),
+    ],
+)
+def test_outcome_errors_are_those_of_complete_checkpoint_today(code, values, errors):
+    """patients/services.py complete_checkpoint: CP-07 needs medication_started, CP-06 and CP-13 a T-score."""
+    assert PROTOCOL.outcome_errors(code, values) == errors
+
+
+def test_each_role_is_played_by_the_checkpoint_the_code_names_today():
+    """services._day14_pain CP-03; kpis CP-06, CP-07, CP-12; fhir CP-06 then CP-13, and CP-07;
+    services.sweep_checkpoint_states CP-07; alerting.submit_report CP-16."""
+    assert {role: PROTOCOL.checkpoint_for_role(role) for role in ROLES} == {
+        "day14_pain": "CP-03",
+        "dxa": "CP-06",
+        "medication": "CP-07",
+        "year_review": "CP-12",
+        "repeat_dxa": "CP-13",
+        "imaging_review": "CP-16",
+    }
+
+
+def test_default_escalation_policies_are_those_of_alerting_today():
+    """alerts/alerting.py DEFAULT_POLICIES."""
+    step = lambda minutes, notify: {"after_minutes": minutes, "notify": notify}  # noqa: E731
+    expected = {
+        "emergency": [step(0, "responsible_clinician"), step(10, "coordinators"), step(20, "on_call")],
+        "urgent": [step(0, "responsible_clinician"), step(120, "coordinators"), step(240, "on_call")],
+        "routine": [step(0, "responsible_clinician"), step(2880, "coordinators")],
+    }
+
+    for tier, steps in expected.items():
+        assert PROTOCOL.escalation_policy(tier) == steps
+
+
+def test_an_escalation_policy_handed_out_can_be_changed_without_changing_the_protocol():
+    policy = PROTOCOL.escalation_policy("urgent")
+    policy[0]["after_minutes"] = 99
+    policy.append({"after_minutes": 999, "notify": "on_call"})
+
+    assert PROTOCOL.escalation_policy("urgent")[0]["after_minutes"] == 0
+    assert len(PROTOCOL.escalation_policy("urgent")) == 3
+
+
+def test_link_lifetimes_and_intervals_are_those_of_the_code_today():
+    """messages.ACK_LINK_VALID 24 h; messages._checkin and demo_checkin_link 7 days; views
+    CHECKIN_SESSION_SECONDS 2 h; alerting ROUTINE_REVIEW_WITHIN 2 days and EXTRA_CHECKIN_AFTER 3 days;
+    protocol DXA_RECENT_DAYS 730; services.sweep_checkins "invitations_sent >= 2"."""
+    assert PROTOCOL.link_lifetime("acknowledge") == timedelta(hours=24)
+    assert PROTOCOL.link_lifetime("checkin") == timedelta(days=7) == timedelta(days=PROTOCOL.checkin.link_valid_days)
+    assert PROTOCOL.link_lifetime("checkin_form") == timedelta(seconds=2 * 3600)
+    assert PROTOCOL.review_due_after == timedelta(days=2)
+    assert PROTOCOL.extra_checkin_after == timedelta(days=3)
+    assert PROTOCOL.recent_dxa_days == 730 == DXA_RECENT_DAYS
+    assert PROTOCOL.checkin_invitations == 2
+    assert (PROTOCOL.checkin.resend_after_days, PROTOCOL.checkin.call_after_days) == (2, 2)
+
+
+def test_check_in_checkpoints_are_those_alerts_rules_reads():
+    assert PROTOCOL.checkin.checkpoints == frozenset(PROTOCOL.raw["checkin"]["checkpoints"])
+    assert "CP-01" in PROTOCOL.checkin.checkpoints
+    assert "INT-HIGH-PRO" in PROTOCOL.checkin.checkpoints
+
+
+def finding_codes(raw: dict) -> set[str]:
+    codes = {entry["id"] for entry in raw["red_flags"] + raw["second_opinion"]}
+    return codes | {raw["pain_not_improving"]["id"], raw["early_warning"]["id"]}
+
+
+def test_second_opinion_information_shows_for_the_findings_the_view_picks_today():
+    """alerts/views.py: a finding code starting "SO-", or PAIN_NOT_IMPROVING."""
+    codes = finding_codes(PROTOCOL.raw)
+
+    assert {"RF-01", "SO-2", "SO-4", "PAIN_NOT_IMPROVING", "PAIN_DAY14"} <= codes
+    for code in codes:
+        assert PROTOCOL.shows_second_opinion(code) == (code.startswith("SO-") or code == "PAIN_NOT_IMPROVING"), code
+
+
+def test_the_planner_reads_how_recent_a_dxa_must_be_from_the_file(tmp_path):
+    text = edit_entry(SHIPPED.read_text(encoding="utf-8"), "recent_dxa", "days = 730", "days = 365")
+    shorter = load_protocol_file(write_variant(tmp_path, text))
+    day = date(2026, 3, 2)
+    facts = ScheduleFacts(procedure_date=day, last_dxa_on=day - timedelta(days=400))
+
+    assert "CP-06" not in {item.code for item in plan(facts, "standard", PROTOCOL)}
+    assert "CP-06" in {item.code for item in plan(facts, "standard", shorter)}
+
+
+def drop_entry(text: str, entry_id: str) -> str:
+    """Remove the array table whose id is `entry_id`, header to the next table."""
+    start = text.rindex("[[", 0, text.index(f'id = "{entry_id}"'))
+    end = text.find("\n[", text.index(f'id = "{entry_id}"'))
+    return text[:start] + text[end + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "old", "new", "words"),
+    [
+        ("ESC-URGENT", 'source = "[DESIGN]"', "", ["source"]),
+        ("OUTCOME-CP-07", 'source = "E8; E19; fields [DESIGN]"', 'source = "E8; E22"', ["E22"]),
+        ("acknowledge_link", 'source = "[DESIGN]"', 'source = "common sense"', ["common sense"]),
+        ("medication", 'checkpoint = "CP-07"', 'checkpoint = "CP-99"', ["checkpoint", "CP-99"]),
+        ("imaging_review", 'checkpoint = "CP-16"', 'checkpoint = "CP-04"', ["CP-04", "triggered_only"]),
+        ("year_review", 'id = "year_review"', 'id = "yearly"', ["role", "yearly"]),
+        ("OUTCOME-CP-09", 'checkpoint = "CP-09"', 'checkpoint = "CP-99"', ["CP-99"]),
+        (
+            "OUTCOME-CP-06",
+            'fields = ["dxa_t_score", "dxa_date"]',
+            'fields = ["dxa_t_score", "shoe_size"]',
+            ["shoe_size"],
+        ),
+        ("OUTCOME-CP-06", 'required = "dxa_t_score"', 'required = "medication_started"', ["required"]),
+        ("OUTCOME-CP-13", 'checkpoint = "CP-13"', 'checkpoint = "CP-06"', ["CP-06", "two outcomes"]),
+        ("ESC-ROUTINE", 'tier = "routine"', 'tier = "critical"', ["tier", "critical"]),
+        ("ESC-EMERGENCY", 'notify = "on_call"', 'notify = "janitor"', ["notify", "janitor"]),
+        ("ESC-EMERGENCY", "after_minutes = 20", "after_minutes = 5", ["after_minutes", "5"]),
+        ("ESC-URGENT", "after_minutes = 0,", "after_minutes = 15,", ["after_minutes", "15"]),
+        ("review_due", "days = 2", "days = 0", ["days", "0"]),
+        ("extra_checkin", "days = 3", 'days = "three"', ["days", "wrong type"]),
+        ("checkin_form", "hours = 2", "hours = 2\ndays = 1", ["days", "hours"]),
+        ("CHECKIN", "invitations = 2", "invitations = -1", ["invitations"]),
+        ("CHECKIN", '"CP-11", ', '"CP-11", "CP-99", ', ["CP-99"]),
+        ("CHECKIN", "invitations = 2\n", "", ["invitations"]),
+        ("SO-INFO", '"SO-4", ', '"SO-4", "SO-9", ', ["finding", "SO-9"]),
+    ],
+    ids=[
+        "escalation-missing-source",
+        "outcome-source-not-a-spec-key",
+        "interval-source-neither-key-nor-design",
+        "role-unknown-checkpoint",
+        "imaging-role-not-triggered",
+        "unknown-role",
+        "outcome-unknown-checkpoint",
+        "outcome-unknown-field",
+        "outcome-required-not-its-field",
+        "two-outcomes-for-one-checkpoint",
+        "escalation-unknown-tier",
+        "escalation-unknown-target",
+        "escalation-minutes-decrease",
+        "escalation-first-step-late",
+        "interval-zero",
+        "interval-not-a-number",
+        "interval-two-units",
+        "invitations-negative",
+        "checkin-unknown-checkpoint",
+        "invitations-missing",
+        "second-opinion-unknown-finding",
+    ],
+)
+def test_a_bad_new_entry_is_refused_with_an_error_naming_the_file_and_the_entry(tmp_path, entry_id, old, new, words):
+    text = edit_entry(SHIPPED.read_text(encoding="utf-8"), entry_id, old, new)
+    named_id = {"year_review": "yearly"}.get(entry_id, entry_id)
+
+    with pytest.raises(ProtocolError) as excinfo:
+        load_protocol_file(write_variant(tmp_path, text))
+
+    message = str(excinfo.value)
+    assert "2026.1.toml" in message
+    assert named_id in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize(
+    ("entry_id", "words"),
+    [("repeat_dxa", ["roles", "repeat_dxa"]), ("ESC-URGENT", ["escalation", "urgent"]), ("recent_dxa", ["recent_dxa"])],
+)
+def test_a_file_without_an_entry_the_code_asks_for_is_refused_naming_it(tmp_path, entry_id, words):
+    text = drop_entry(SHIPPED.read_text(encoding="utf-8"), entry_id)
+
+    with pytest.raises(ProtocolError) as excinfo:
+        load_protocol_file(write_variant(tmp_path, text))
+
+    message = str(excinfo.value)
+    assert "2026.1.toml" in message
+    for word in words:
+        assert word in message
+
+
+def test_a_file_without_second_opinion_information_is_refused_naming_the_section(tmp_path):
+    text = SHIPPED.read_text(encoding="utf-8")
+    text = text[: text.index("[second_opinion_information]")]
+
+    with pytest.raises(ProtocolError, match=r"2026\.1\.toml: missing 'second_opinion_information'"):
         load_protocol_file(write_variant(tmp_path, text))
 
 

@@ -1,0 +1,92 @@
+"""Parsers of the risk and schedule sections: risk factors, tier thresholds, checkpoints and the
+intensification series of each tier."""
+
+from .entries import CheckpointRule, Condition, Intensification, RiskFactor, TierRules
+from .validation import check_choice, check_window, require, source
+from .vocabulary import ANCHORS, AUDIENCES, CONDITIONS, FACTS, OPERATORS, PATIENT_FACING, TIERS, ProtocolError
+
+
+def _reminders(entry: dict, where: str, audience: str) -> dict:
+    if audience not in PATIENT_FACING:
+        return {}
+    every = require(entry, "reminder_every_days", where, int)
+    most = require(entry, "reminder_max", where, int)
+    if every < 1 or most < 1:
+        raise ProtocolError(f"{where}: reminder_every_days and reminder_max must be at least 1")
+    return {"reminder_every_days": every, "reminder_max": most}
+
+
+def _window(entry: dict, where: str) -> dict:
+    earliest = require(entry, "earliest", where, int)
+    target = require(entry, "target", where, int)
+    latest = require(entry, "latest", where, int)
+    check_window(earliest, target, latest, where)
+    return {"earliest": earliest, "target": target, "latest": latest}
+
+
+def parse_tiers(risk: dict, name: str) -> TierRules:
+    where = f"{name} [risk.tiers]"
+    tier_data = require(risk, "tiers", f"{name} [risk]", dict)
+    return TierRules(**{key: require(tier_data, key, where, (int, str)) for key in TierRules.__dataclass_fields__})
+
+
+def parse_factor(entry: dict, where: str) -> RiskFactor:
+    conditions = []
+    for index, cond in enumerate(require(entry, "when", where, list)):
+        cond_where = f"{where} when[{index}]"
+        fact = check_choice(require(cond, "fact", cond_where, str), FACTS, cond_where, "fact")
+        op = check_choice(require(cond, "op", cond_where, str), tuple(OPERATORS), cond_where, "op")
+        if "value" not in cond:
+            raise ProtocolError(f"{cond_where}: missing 'value'")
+        conditions.append(Condition(fact=fact, op=op, value=cond["value"]))
+    if not conditions:
+        raise ProtocolError(f"{where}: 'when' needs at least one condition")
+    return RiskFactor(
+        id=require(entry, "id", where, str),
+        kind=check_choice(require(entry, "kind", where, str), ("pain", "fracture"), where, "kind"),
+        label=require(entry, "label", where, str),
+        points=require(entry, "points", where, int),
+        when=tuple(conditions),
+        source=source(entry, where),
+    )
+
+
+def parse_checkpoint(entry: dict, where: str) -> CheckpointRule:
+    audience = check_choice(require(entry, "audience", where, str), AUDIENCES, where, "audience")
+    common = {
+        "id": require(entry, "id", where, str),
+        "title": require(entry, "title", where, str),
+        "audience": audience,
+        "source": source(entry, where),
+        "calendar": bool(entry.get("calendar", False)),
+    }
+    if "condition" in entry:
+        common["condition"] = check_choice(require(entry, "condition", where, str), CONDITIONS, where, "condition")
+    if entry.get("triggered_only"):
+        return CheckpointRule(**common, **_window(entry, where), triggered_only=True)
+    if "at" in entry:
+        return CheckpointRule(**common, at=tuple(require(entry, "at", where, list)))
+    anchor = check_choice(require(entry, "anchor", where, str), ANCHORS, where, "anchor")
+    return CheckpointRule(**common, anchor=anchor, **_window(entry, where), **_reminders(entry, where, audience))
+
+
+def parse_intensification(entry: dict, where: str) -> Intensification:
+    audience = check_choice(require(entry, "audience", where, str), AUDIENCES, where, "audience")
+    days = require(entry, "days", where, list)
+    if not days or any(not isinstance(day, int) or day < 1 for day in days) or days != sorted(set(days)):
+        raise ProtocolError(f"{where}: 'days' must be a non-empty, increasing list of days >= 1")
+    earliest = require(entry, "earliest", where, int)
+    latest = require(entry, "latest", where, int)
+    check_window(earliest, 0, latest, where)
+    return Intensification(
+        id=require(entry, "id", where, str),
+        tier=check_choice(require(entry, "tier", where, str), TIERS, where, "tier"),
+        title=require(entry, "title", where, str),
+        anchor=check_choice(require(entry, "anchor", where, str), ANCHORS, where, "anchor"),
+        days=tuple(days),
+        earliest=earliest,
+        latest=latest,
+        audience=audience,
+        source=source(entry, where),
+        **_reminders(entry, where, audience),
+    )
