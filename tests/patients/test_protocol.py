@@ -304,6 +304,13 @@ def test_the_planner_reads_how_recent_a_dxa_must_be_from_the_file(tmp_path):
     assert "CP-06" in {item.code for item in plan(facts, "standard", shorter)}
 
 
+def refusal(tmp_path: Path, text: str) -> str:
+    """The error message of loading `text` as protocol 2026.1 (which must fail)."""
+    with pytest.raises(ProtocolError) as excinfo:
+        load_protocol_file(write_variant(tmp_path, text))
+    return str(excinfo.value)
+
+
 def drop_entry(text: str, entry_id: str) -> str:
     """Remove the array table whose id is `entry_id`, header to the next table."""
     start = text.rindex("[[", 0, text.index(f'id = "{entry_id}"'))
@@ -367,16 +374,12 @@ def drop_entry(text: str, entry_id: str) -> str:
 )
 def test_a_bad_new_entry_is_refused_with_an_error_naming_the_file_and_the_entry(tmp_path, entry_id, old, new, words):
     text = edit_entry(SHIPPED.read_text(encoding="utf-8"), entry_id, old, new)
-    named_id = {"year_review": "yearly"}.get(entry_id, entry_id)
 
-    with pytest.raises(ProtocolError) as excinfo:
-        load_protocol_file(write_variant(tmp_path, text))
+    message = refusal(tmp_path, text)
 
-    message = str(excinfo.value)
-    assert "2026.1.toml" in message
-    assert named_id in message
-    for word in words:
-        assert word in message
+    assert message.startswith("2026.1.toml ")
+    assert {"year_review": "yearly"}.get(entry_id, entry_id) in message
+    assert all(word in message for word in words), message
 
 
 @pytest.mark.parametrize(
@@ -384,15 +387,10 @@ def test_a_bad_new_entry_is_refused_with_an_error_naming_the_file_and_the_entry(
     [("repeat_dxa", ["roles", "repeat_dxa"]), ("ESC-URGENT", ["escalation", "urgent"]), ("recent_dxa", ["recent_dxa"])],
 )
 def test_a_file_without_an_entry_the_code_asks_for_is_refused_naming_it(tmp_path, entry_id, words):
-    text = drop_entry(SHIPPED.read_text(encoding="utf-8"), entry_id)
+    message = refusal(tmp_path, drop_entry(SHIPPED.read_text(encoding="utf-8"), entry_id))
 
-    with pytest.raises(ProtocolError) as excinfo:
-        load_protocol_file(write_variant(tmp_path, text))
-
-    message = str(excinfo.value)
-    assert "2026.1.toml" in message
-    for word in words:
-        assert word in message
+    assert message.startswith("2026.1.toml ")
+    assert all(word in message for word in words), message
 
 
 def test_a_file_without_second_opinion_information_is_refused_naming_the_section(tmp_path):
