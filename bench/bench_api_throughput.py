@@ -76,7 +76,7 @@ def make_fixtures() -> tuple[str, list[tuple[int, int, int]]]:
 
     from django.contrib.auth import get_user_model
 
-    from patients.auth import create_api_client
+    from interop.auth import create_api_client
     from patients.models import Clinic, ClinicMembership, StaffRole
     from patients.services import record_procedure, register_patient
 

@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "patients",
     "alerts",
+    "interop",
 ]
 
 MIDDLEWARE = [
@@ -268,10 +269,10 @@ HEALTH_WORKER_MAX_AGE_SECONDS = _int("HEALTH_WORKER_MAX_AGE_SECONDS", 120, minim
 # --- REST framework -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "patients.auth.BearerTokenAuthentication",
+        "interop.auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["patients.auth.ClinicScopedAccess"],
+    "DEFAULT_PERMISSION_CLASSES": ["interop.auth.ClinicScopedAccess"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
@@ -283,12 +284,12 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "patients.auth.StableCursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "interop.pagination.StableCursorPagination",
     "PAGE_SIZE": 50,
     "ORDERING_PARAM": "ordering",
-    "DEFAULT_THROTTLE_CLASSES": ["patients.auth.ClientRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["interop.throttling.ClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"client": env.str("API_THROTTLE_RATE", default="1200/min")},
-    "EXCEPTION_HANDLER": "patients.auth.api_exception_handler",
+    "EXCEPTION_HANDLER": "interop.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
     # OPTIONS describes nothing (405): the schema at /api/schema/ is the description.
     "DEFAULT_METADATA_CLASS": None,
@@ -317,7 +318,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "kyphofollow.openapi.add_links",
+        "interop.openapi.add_links",
     ],
 }
 CACHES = {

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from alerts.alerting import submit_report
 from alerts.models import Alert, AlertEvent
-from patients.auth import create_api_client
+from interop.auth import create_api_client
 from patients.models import Checkpoint, CheckpointEvent, Patient, StaffRole
 from tests.conftest import make_staff
 

@@ -18,7 +18,7 @@ from alerts.alerting import sweep_escalations
 from alerts.models import Delivery, DeliveryState, WebhookEndpoint
 from alerts.outbox import deliver
 from alerts.services import sweep_checkins, sweep_digests, sweep_reminders
-from patients.auth import create_api_client
+from interop.auth import create_api_client
 from patients.models import Checkpoint
 
 GIVEN, FAMILY, MRN, BORN = "Zyxwvsentinel", "Qqqsentinelfam", "MRNSENT0001", "1944-02-29"

@@ -21,7 +21,7 @@ from django.db import connection
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent, SymptomReport
-from patients.auth import create_api_client
+from interop.auth import create_api_client
 from patients.models import Procedure
 
 pytestmark = [pytest.mark.restarts_postgres, pytest.mark.django_db(transaction=True)]

@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from alerts.models import Alert, Delivery, DeliveryState, SymptomReport
 from alerts.outbox import sweep_deliveries
-from patients.auth import create_api_client
+from interop.auth import create_api_client
 from patients.models import StaffRole
 from tests.faults.helpers import bulk_staff, delivery_ids_received
 from tests.processes import settled, wait_until

@@ -1,4 +1,4 @@
-"""The FHIR R4 facade (alerts/fhir.py): every resource it returns parses back with fhir.resources R4B, and
+"""The FHIR R4 facade (interop/fhir/): every resource it returns parses back with fhir.resources R4B, and
 every write goes through the same services as the JSON API."""
 
 import json
@@ -21,7 +21,10 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from fhir.resources.R4B.task import Task
 from rest_framework.test import APIClient
 
-from alerts.fhir import (
+from alerts.models import Alert, SymptomReport
+from alerts.rules import get_rules
+from interop.auth import create_api_client
+from interop.fhir.codes import (
     EXT_EMAIL_CONSENT,
     EXT_FRACTURE_DIAGNOSED,
     SYSTEM_ANSWER,
@@ -29,11 +32,9 @@ from alerts.fhir import (
     SYSTEM_RULE,
     SYSTEM_VERTEBRA,
     TASK_STATUS,
-    findings_of,
 )
-from alerts.models import Alert, SymptomReport
-from alerts.rules import get_rules
-from patients.auth import ClientRateThrottle, create_api_client
+from interop.fhir.questionnaire import findings_of
+from interop.throttling import ClientRateThrottle
 from patients.models import Checkpoint, CheckpointState, Patient, PatientStatus
 from tests.conftest import birth_date_for_age
 

@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from patients.auth import create_api_client
+from interop.auth import create_api_client
 from patients.models import Clinic
 
 

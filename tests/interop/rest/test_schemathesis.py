@@ -20,8 +20,8 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance, status_code_conformance
 
 from alerts import alerting
+from interop.throttling import ClientRateThrottle
 from kyphofollow.wsgi import application
-from patients.auth import ClientRateThrottle
 
 pytestmark = pytest.mark.usefixtures("fresh_throttle")
 
@@ -208,7 +208,7 @@ def test_the_schema_documents_the_idempotency_key_header(northside_schema):
         assert ("header", "Idempotency-Key") in {(p["in"], p["name"]) for p in parameters}, path
 
 
-# --- Stateful: call sequences that follow the schema's links (kyphofollow/openapi.py) -----------------
+# --- Stateful: call sequences that follow the schema's links (interop/openapi.py) ---------------------
 
 
 def ids_in(body) -> set[int]:

@@ -5,7 +5,8 @@ from django.apps import apps
 from django.core.cache.backends.locmem import LocMemCache
 from rest_framework.test import APIClient
 
-from patients.auth import ClientRateThrottle, create_api_client
+from interop.auth import create_api_client
+from interop.throttling import ClientRateThrottle
 
 BASE = "/api/v1"
 

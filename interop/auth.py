@@ -1,4 +1,4 @@
-"""Who may call the API, on which clinics' data, and the idempotency of retried writes.
+"""Who may call the REST and FHIR APIs, and on which clinics' data.
 
 Machine clients (one per EHR integration) send `Authorization: Bearer <token>`; staff may use their
 admin session in the browsable API. Every queryset is narrowed to the caller's clinics, so another
@@ -8,22 +8,17 @@ clinic's object is a 404, in lists too. Permission is deny by default.
 import hashlib
 import secrets
 from dataclasses import dataclass
-from functools import wraps
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
-from rest_framework.pagination import CursorPagination
-from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 
 from kyphofollow import audit
-
-from .models import ApiClient, Clinic, IdempotencyRecord, StaffRole
+from patients.models import ApiClient, Clinic, StaffRole
 
 TOKEN_PREFIX = "kf_"  # noqa: S105 - a label that makes leaked tokens easy to spot, not a secret
 WRITE_ROLES = {StaffRole.COORDINATOR, StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN}
@@ -118,6 +113,10 @@ def caller_clinic_ids(request, *, for_write: bool | None = None) -> list[int]:
     return ids
 
 
+def caller_clinics(request) -> QuerySet:
+    return Clinic.objects.filter(id__in=caller_clinic_ids(request))
+
+
 def caller_can_write(request) -> bool:
     if isinstance(request.auth, ApiClient):
         return request.auth.has_scope("write")
@@ -130,6 +129,13 @@ def principal_key(request) -> str:
     if isinstance(request.auth, ApiClient):
         return f"client:{request.auth.pk}"
     return f"user:{request.user.pk}"
+
+
+def request_actor(request):
+    """(staff user or None, how) for the audit trail of an alert action."""
+    if isinstance(request.auth, ApiClient):
+        return None, f"api client #{request.auth.pk}"
+    return request.user, "api"
 
 
 class ClinicScopedAccess(permissions.BasePermission):
@@ -178,105 +184,3 @@ class ClinicScopedMixin:
             return self.get_queryset().model.objects.filter(**lookup, **readable).exists()
         except (TypeError, ValueError, DjangoValidationError):
             return False  # not even a well-formed id
-
-
-def idempotent(view_method):
-    """Make a POST safe to retry with an `Idempotency-Key` header: the first response is stored in the
-    same transaction as the write, and a retry (even one racing the first) gets it back unchanged."""
-
-    @wraps(view_method)
-    def wrapper(self, request, *args, **kwargs):
-        key = request.headers.get("Idempotency-Key")
-        if key is None:
-            return view_method(self, request, *args, **kwargs)
-        if not 1 <= len(key) <= 255:
-            raise exceptions.ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
-        principal = principal_key(request)
-        fingerprint = hashlib.sha256(request.body).hexdigest()
-        with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    # A concurrent request with the same key waits here until the first commits.
-                    record = IdempotencyRecord.objects.create(
-                        principal=principal,
-                        key=key,
-                        method=request.method,
-                        path=request.path[:300],
-                        request_hash=fingerprint,
-                    )
-            except IntegrityError:
-                record = None
-            if record is None:
-                return _replay(principal, key, fingerprint)
-            response = view_method(self, request, *args, **kwargs)
-            record.status_code, record.response = response.status_code, response.data
-            record.save(update_fields=["status_code", "response"])
-            return response
-
-    return wrapper
-
-
-def _replay(principal: str, key: str, fingerprint: str) -> Response:
-    record = IdempotencyRecord.objects.get(principal=principal, key=key)
-    if record.request_hash != fingerprint:
-        return Response({"detail": "This Idempotency-Key was used with a different request body."}, status=422)
-    return Response(record.response, status=record.status_code, headers={"Idempotent-Replayed": "true"})
-
-
-def api_exception_handler(exc, context):
-    """DRF's handler, plus: a model or service ValidationError is a 400 with field messages, and an
-    unreachable database is a 503 with a clear body (the request wrote nothing)."""
-    from django.core.exceptions import ValidationError as DjangoValidationError
-    from django.db import DataError, InterfaceError, OperationalError
-    from rest_framework.views import exception_handler
-
-    if isinstance(exc, DataError):
-        return Response(
-            {"detail": "The request holds a value the database cannot store (e.g. a NUL character)."}, status=400
-        )
-    if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        return Response(detail, status=400)
-    if isinstance(exc, OperationalError | InterfaceError):
-        return Response(
-            {
-                "detail": "The service is temporarily unavailable (database unreachable). "
-                "Nothing was saved; retry later."
-            },
-            status=503,
-            headers={"Retry-After": "30"},
-        )
-    return exception_handler(exc, context)
-
-
-class ClientRateThrottle(SimpleRateThrottle):
-    """Per-client (or per-user) request rate, from `API_THROTTLE_RATE`; anonymous callers by address.
-    Not a security boundary (RELIABILITY.md §3): rate-limit at the proxy too."""
-
-    scope = "client"
-
-    def get_cache_key(self, request, view):
-        if request.user and request.user.is_authenticated:
-            return self.cache_format % {"scope": self.scope, "ident": principal_key(request)}
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-
-class StableCursorPagination(CursorPagination):
-    """Cursor pages (no COUNT over big tables), in id order unless `?ordering=` says otherwise; the
-    id is always the last key, so rows sharing a value are never repeated or skipped across pages."""
-
-    ordering = "id"
-    page_size_query_param = "page_size"
-    max_page_size = 500
-
-    def get_page_size(self, request):
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
-            raise exceptions.ValidationError({"page_size": [f"Give a whole number from 1 to {self.max_page_size}."]})
-        return super().get_page_size(request)
-
-    def get_ordering(self, request, queryset, view):
-        ordering = tuple(super().get_ordering(request, queryset, view))
-        if ordering and ordering[-1].lstrip("-") == "id":
-            return ordering
-        return (*ordering, "-id" if ordering and ordering[0].startswith("-") else "id")

@@ -1,10 +1,53 @@
-"""OpenAPI links: how an EHR (and schemathesis' stateful tests) go from one answer to the next call.
+"""What the OpenAPI document says beyond what drf-spectacular infers from the REST views.
 
-drf-spectacular has no per-view way to declare response links, so this postprocessing hook adds
-them to the finished schema: from a created or fetched patient to its record, risk profile,
-procedures, check-ins and alerts; from a procedure to its checkpoints; from a report to its alerts;
-from any resource to the actions on it; and from the first row of every list to that row.
+- The bearer-token security scheme (registered when the app is ready).
+- The error responses every operation shares, and the `Idempotency-Key` header of retry-safe POSTs.
+- OpenAPI links: how an EHR (and schemathesis' stateful tests) go from one answer to the next call.
+  drf-spectacular has no per-view way to declare response links, so the `add_links` postprocessing hook
+  adds them to the finished schema: from a created or fetched patient to its record, risk profile,
+  procedures, check-ins and alerts; from a procedure to its checkpoints; from a report to its alerts;
+  from any resource to the actions on it; and from the first row of every list to that row.
 """
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "interop.auth.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A client token from `manage.py create_api_client`; scopes `read` and/or `write`.",
+        }
+
+
+ERRORS = {
+    400: OpenApiResponse(description='Invalid input: field-level messages, e.g. {"birth_date": ["…"]}.'),
+    401: OpenApiResponse(description="No token, or an invalid or revoked one."),
+    403: OpenApiResponse(description="The token lacks the scope (read or write) this needs."),
+    404: OpenApiResponse(description="No such object among the caller's clinics."),
+    413: OpenApiResponse(description="Request body over 1 MiB."),
+    415: OpenApiResponse(description="Body is not application/json."),
+    429: OpenApiResponse(description="Rate limited; see Retry-After."),
+    503: OpenApiResponse(description="Database unavailable; nothing was saved. Retry later."),
+}
+IDEMPOTENT = {
+    "parameters": [
+        OpenApiParameter(
+            "Idempotency-Key",
+            str,
+            OpenApiParameter.HEADER,
+            required=False,
+            description="Retry-safe key (1–255 characters): a retry with the same key and body returns the first "
+            "response and creates nothing more.",
+        )
+    ],
+}
+IDEMPOTENT_ERRORS = {**ERRORS, 422: OpenApiResponse(description="Idempotency-Key reused with a different body.")}
 
 ID = "$response.body#/id"
 FIRST_ROW = "$response.body#/results/0/id"

@@ -1,10 +1,9 @@
-"""API shapes for symptom reports and alerts."""
+"""Symptom reports in the REST API, with the findings the rules gave."""
 
 from rest_framework import serializers
 
+from alerts.models import PainkillerUse, SymptomReport
 from patients.models import Patient, Procedure
-
-from .models import Alert, PainkillerUse, SymptomReport
 
 
 class FindingSerializer(serializers.Serializer):
@@ -80,39 +79,3 @@ class SymptomReportSerializer(serializers.ModelSerializer):
             if attrs["procedure"] is None:
                 raise serializers.ValidationError({"patient": ["The patient has no procedure recorded."]})
         return attrs
-
-
-class AlertSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Alert
-        fields = [
-            "id",
-            "patient",
-            "procedure",
-            "code",
-            "tier",
-            "state",
-            "count",
-            "action",
-            "rule_source",
-            "protocol_version",
-            "first_seen_at",
-            "last_seen_at",
-            "level",
-            "next_escalation_at",
-            "acknowledged_at",
-            "acknowledged_via",
-            "acknowledge_note",
-            "resolved_at",
-            "resolve_note",
-            "updated_at",
-        ]
-        read_only_fields = fields
-
-
-class AcknowledgeSerializer(serializers.Serializer):
-    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
-
-
-class ResolveSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=2000)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from alerts import alerting
-from patients.auth import hash_token
+from interop.auth import hash_token
 from patients.models import ApiClient, ClinicMembership, StaffRole
 
 from .conftest import BASE, changed_tables, snapshot
@@ -361,7 +361,7 @@ def test_the_authorisation_matrix_is_written_and_complete():
     lines = [
         "# API authorisation matrix",
         "",
-        "Written by `tests/api/test_api_isolation.py`. Each cell: status received (expected); ✗ marks a",
+        "Written by `tests/interop/rest/test_api_isolation.py`. Each cell: status received (expected); ✗ marks a",
         "cell that broke the rule (wrong status, a write by a refused caller, or another clinic's rows shown).",
         "",
         "| endpoint | " + " | ".join(CALLERS) + " |",

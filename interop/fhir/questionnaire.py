@@ -1,0 +1,373 @@
+"""FHIR Questionnaire (the check-in, from the rules in force) and QuestionnaireResponse (a symptom report:
+read, searched by patient, and created through `submit_report`, the same evaluation as the check-in form)."""
+
+from typing import Any
+
+from fhir.resources.R4B.questionnaire import Questionnaire
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
+from rest_framework.response import Response
+
+from alerts import alerting
+from alerts.forms import CheckInForm
+from alerts.models import PainkillerUse, SymptomReport
+from alerts.rules import SO_ANSWERS, Rules, get_rules
+from patients.models import Clinic, Patient, Procedure
+
+from ..idempotency import idempotent
+from .base import (
+    FHIRError,
+    FHIRView,
+    drop_empty,
+    instant_of,
+    int_id,
+    meta,
+    parse_resource,
+    ref,
+    reference_id,
+    validated,
+)
+from .codes import (
+    EXT_FINDING,
+    EXT_MAX_VALUE,
+    EXT_MIN_VALUE,
+    PAIN_LOINC,
+    QUESTIONNAIRE_ID,
+    QUESTIONNAIRE_URL,
+    SYSTEM_ANSWER,
+    SYSTEM_PAINKILLERS,
+    SYSTEM_RULE,
+)
+
+REPORT_BOOLEANS = (
+    "fell_since_last",
+    "missed_medication_doses",
+    "medication_side_effects",
+    "wearing_brace",
+    "doing_physio",
+)
+
+ANSWER_DISPLAY = {"yes": "Yes", "no": "No", "unsure": "Not sure"}
+
+
+def _label(name: str) -> str:
+    return str(CheckInForm.base_fields[name].label)
+
+
+def _pain_item(name: str, *, required: bool, coded: bool) -> dict:
+    item = {
+        "extension": [{"url": EXT_MIN_VALUE, "valueInteger": 0}, {"url": EXT_MAX_VALUE, "valueInteger": 10}],
+        "linkId": name,
+        "text": _label(name),
+        "type": "integer",
+        "required": required,
+    }
+    if coded:
+        item["code"] = [PAIN_LOINC]
+    return item
+
+
+def _answer_coding(answer: str) -> dict:
+    return {"valueCoding": {"system": SYSTEM_ANSWER, "code": answer, "display": ANSWER_DISPLAY[answer]}}
+
+
+def _questionnaire_items(rules: Rules) -> list[dict]:
+    """Pain, the red-flag and second-opinion questions of `rules`, painkillers, the yes/no questions and
+    other symptoms, in the order of the check-in form."""
+    items = [
+        _pain_item("pain_now", required=True, coded=True),
+        _pain_item("pain_average_24h", required=False, coded=False),
+    ]
+    for flag in rules.red_flags:
+        items.append(
+            {
+                "linkId": flag.id,
+                "code": [{"system": SYSTEM_RULE, "code": flag.id}],
+                "text": flag.question,
+                "type": "boolean",
+                "required": True,
+            }
+        )
+    for opinion in rules.second_opinion:
+        items.append(
+            {
+                "linkId": opinion.id,
+                "code": [{"system": SYSTEM_RULE, "code": opinion.id}],
+                "text": opinion.question,
+                "type": "choice",
+                "answerOption": [_answer_coding(answer) for answer in SO_ANSWERS],
+            }
+        )
+    items.append(
+        {
+            "linkId": "painkillers",
+            "text": _label("painkillers"),
+            "type": "choice",
+            "answerOption": [
+                {"valueCoding": {"system": SYSTEM_PAINKILLERS, "code": value, "display": str(label)}}
+                for value, label in PainkillerUse.choices
+            ],
+        }
+    )
+    for name in REPORT_BOOLEANS:
+        items.append({"linkId": name, "text": _label(name), "type": "boolean"})
+    items.append({"linkId": "other_symptoms", "text": _label("other_symptoms"), "type": "text"})
+    return items
+
+
+def questionnaire_resource(rules: Rules) -> dict:
+    """The check-in of spec §4 as one flat Questionnaire, from the rules of protocol `rules.version`."""
+    data = {
+        "resourceType": "Questionnaire",
+        "id": QUESTIONNAIRE_ID,
+        "url": QUESTIONNAIRE_URL,
+        "version": rules.version,
+        "name": "KyphofollowCheckin",
+        "title": "Symptom check-in after kyphoplasty or vertebroplasty",
+        "status": "active",
+        "subjectType": ["Patient"],
+        "publisher": "kyphofollow",
+        "description": "Pain (NRS 0–10), red-flag questions RF-01…RF-10 and second-opinion questions (spec §1, §4). "
+        "Answers are evaluated by the same rules as the patient's check-in form.",
+        "item": _questionnaire_items(rules),
+    }
+    return validated(Questionnaire, data)
+
+
+class QuestionnaireInstanceView(FHIRView):
+    def get(self, request, pk):
+        if pk != QUESTIONNAIRE_ID:
+            raise FHIRError(f"Questionnaire/{pk} is not known; the check-in is {QUESTIONNAIRE_ID}.", status_code=404)
+        clinics = Clinic.objects.filter(id__in=self.clinic_ids())
+        slug = request.query_params.get("clinic")
+        clinic = clinics.filter(slug=slug).first() if slug else clinics.first()
+        if clinic is None:
+            raise FHIRError("No such clinic for this caller.", status_code=404)
+        return Response(questionnaire_resource(get_rules(clinic.protocol_version)))
+
+
+def _answered_items(report: SymptomReport) -> list[dict]:
+    """The report's answers as QuestionnaireResponse items: every red flag (yes or no), and the other
+    questions where the patient answered them."""
+    rules = get_rules(report.protocol_version)
+    items = [{"linkId": "pain_now", "answer": [{"valueInteger": report.pain_now}]}]
+    if report.pain_average_24h is not None:
+        items.append({"linkId": "pain_average_24h", "answer": [{"valueInteger": report.pain_average_24h}]})
+    for flag in rules.red_flags:
+        items.append(
+            {"linkId": flag.id, "text": flag.question, "answer": [{"valueBoolean": flag.id in report.red_flags}]}
+        )
+    for opinion in rules.second_opinion:
+        answer = report.second_opinion.get(opinion.id)
+        if answer:
+            items.append({"linkId": opinion.id, "text": opinion.question, "answer": [_answer_coding(answer)]})
+    if report.painkillers:
+        painkillers = {
+            "system": SYSTEM_PAINKILLERS,
+            "code": report.painkillers,
+            "display": str(report.get_painkillers_display()),
+        }
+        items.append({"linkId": "painkillers", "answer": [{"valueCoding": painkillers}]})
+    for name in REPORT_BOOLEANS:
+        value = getattr(report, name)
+        if value is not None:
+            items.append({"linkId": name, "answer": [{"valueBoolean": value}]})
+    if report.other_symptoms:
+        items.append({"linkId": "other_symptoms", "answer": [{"valueString": report.other_symptoms}]})
+    return items
+
+
+def _finding_extension(finding: dict) -> dict:
+    return {
+        "url": EXT_FINDING,
+        "extension": [
+            {"url": "code", "valueCoding": {"system": SYSTEM_RULE, "code": finding["code"]}},
+            {"url": "tier", "valueCode": finding["tier"]},
+            {"url": "kind", "valueCode": finding["kind"]},
+            {"url": "action", "valueString": finding["action"]},
+            {"url": "source", "valueString": finding["source"]},
+        ],
+    }
+
+
+def report_resource(report: SymptomReport) -> dict:
+    data = {
+        "resourceType": "QuestionnaireResponse",
+        "id": str(report.pk),
+        "meta": meta(report),
+        "extension": [_finding_extension(finding) for finding in report.findings],
+        "questionnaire": f"{QUESTIONNAIRE_URL}|{report.protocol_version}",
+        "status": "completed",
+        "subject": ref("Patient", report.patient_id),
+        "partOf": [ref("Procedure", report.procedure_id)],
+        "authored": report.reported_at.isoformat(),
+        "item": _answered_items(report),
+    }
+    return validated(QuestionnaireResponse, drop_empty(data))
+
+
+def findings_of(resource: dict) -> list[dict]:
+    """The findings extension of a QuestionnaireResponse as plain dicts (code, tier, kind, action, source)."""
+    found = []
+    for ext in resource.get("extension", []):
+        if ext.get("url") != EXT_FINDING:
+            continue
+        parts = {part["url"]: part for part in ext.get("extension", [])}
+        found.append(
+            {
+                "code": parts["code"]["valueCoding"]["code"],
+                "tier": parts["tier"]["valueCode"],
+                "kind": parts["kind"]["valueCode"],
+                "action": parts["action"]["valueString"],
+                "source": parts["source"]["valueString"],
+            }
+        )
+    return found
+
+
+def _flat_items(items: list[dict], prefix: str = "QuestionnaireResponse.item") -> list[tuple[str, dict]]:
+    flat = []
+    for index, item in enumerate(items):
+        path = f"{prefix}[{index}]"
+        flat.append((path, item))
+        flat.extend(_flat_items(item.get("item", []), f"{path}.item"))
+        for a_index, answer in enumerate(item.get("answer", [])):
+            flat.extend(_flat_items(answer.get("item", []), f"{path}.answer[{a_index}].item"))
+    return flat
+
+
+def _choice(answer: dict, allowed: tuple[str, ...] | list[str], path: str) -> str:
+    if "valueCoding" in answer:
+        value = answer["valueCoding"].get("code")
+    elif "valueString" in answer:
+        value = answer["valueString"]
+    elif "valueBoolean" in answer and set(allowed) >= {"yes", "no"}:
+        value = "yes" if answer["valueBoolean"] else "no"
+    else:
+        value = None
+    if value not in allowed:
+        raise FHIRError(f"Answer with valueCoding code one of: {', '.join(allowed)}.", path=path)
+    return value
+
+
+def report_arguments(data: dict, rules: Rules) -> dict:
+    """submit_report's keyword arguments from a validated QuestionnaireResponse. An unknown linkId is refused,
+    never skipped: a mistyped red-flag id must not go unread."""
+    red_flags = {flag.id for flag in rules.red_flags}
+    opinions = {opinion.id for opinion in rules.second_opinion}
+    known = {"pain_now", "pain_average_24h", "painkillers", "other_symptoms", *REPORT_BOOLEANS, *red_flags, *opinions}
+    arguments: dict[str, Any] = {"red_flags": [], "second_opinion": {}}
+    seen: set[str] = set()
+    for path, item in _flat_items(data.get("item", [])):
+        link = item.get("linkId")
+        answers = item.get("answer", [])
+        if not answers and item.get("item"):
+            continue  # a group
+        if link not in known:
+            raise FHIRError(
+                f"Unknown linkId {link!r}; the check-in ({QUESTIONNAIRE_URL}|{rules.version}) has "
+                f"{', '.join(sorted(known))}.",
+                path=f"{path}.linkId",
+            )
+        if link in seen:
+            raise FHIRError(f"linkId {link!r} is answered twice.", path=f"{path}.linkId")
+        seen.add(link)
+        if not answers:
+            continue
+        if len(answers) > 1:
+            raise FHIRError(f"{link} takes one answer.", path=f"{path}.answer")
+        _take_answer(arguments, link, answers[0], f"{path}.answer[0]", red_flags=red_flags, opinions=opinions)
+    arguments.setdefault("pain_now", None)
+    return arguments
+
+
+def _take_answer(arguments: dict, link: str, answer: dict, path: str, *, red_flags: set, opinions: set) -> None:
+    """Put the answer to the known question `link` into submit_report's `arguments`, checking its type."""
+    if link in {"pain_now", "pain_average_24h"}:
+        if not isinstance(answer.get("valueInteger"), int):
+            raise FHIRError(f"{link} needs valueInteger 0–10.", path=path)
+        arguments[link] = answer["valueInteger"]
+    elif link in red_flags or link in REPORT_BOOLEANS:
+        if not isinstance(answer.get("valueBoolean"), bool):
+            raise FHIRError(f"{link} needs valueBoolean.", path=path)
+        if link in red_flags:
+            if answer["valueBoolean"]:
+                arguments["red_flags"].append(link)
+        else:
+            arguments[link] = answer["valueBoolean"]
+    elif link in opinions:
+        arguments["second_opinion"][link] = _choice(answer, SO_ANSWERS, path)
+    elif link == "painkillers":
+        arguments["painkillers"] = _choice(answer, PainkillerUse.values, path)
+    else:
+        if not isinstance(answer.get("valueString"), str):
+            raise FHIRError(f"{link} needs valueString.", path=path)
+        arguments["other_symptoms"] = answer["valueString"]
+
+
+REPORT_PATHS = {
+    "pain_now": "QuestionnaireResponse.item.where(linkId='pain_now')",
+    "pain_average_24h": "QuestionnaireResponse.item.where(linkId='pain_average_24h')",
+    "red_flags": "QuestionnaireResponse.item",
+    "second_opinion": "QuestionnaireResponse.item",
+    "reported_at": "QuestionnaireResponse.authored",
+    "patient": "QuestionnaireResponse.subject",
+    "procedure": "QuestionnaireResponse.partOf",
+    "other_symptoms": "QuestionnaireResponse.item.where(linkId='other_symptoms')",
+}
+
+
+class QuestionnaireResponseTypeView(FHIRView):
+    field_paths = REPORT_PATHS
+
+    def get(self, request):
+        patient_id = self.search_patient_id()
+        rows = SymptomReport.objects.filter(patient__clinic_id__in=self.clinic_ids(), patient_id=patient_id).order_by(
+            "reported_at", "id"
+        )
+        return self.bundle([report_resource(report) for report in rows])
+
+    @idempotent
+    def post(self, request):
+        data = parse_resource(request, QuestionnaireResponse, "QuestionnaireResponse")
+        patient = self.body_patient(data.get("subject"), "QuestionnaireResponse.subject")
+        if data.get("status") not in {"completed", "amended"}:
+            raise FHIRError(
+                "Only a completed response is evaluated (status 'completed').", path="QuestionnaireResponse.status"
+            )
+        canonical = data.get("questionnaire")
+        if canonical and canonical.split("|", 1)[0] != QUESTIONNAIRE_URL:
+            raise FHIRError(f"questionnaire must be {QUESTIONNAIRE_URL}.", path="QuestionnaireResponse.questionnaire")
+        procedure = self._procedure(data, patient)
+        rules = get_rules(procedure.protocol_version or patient.clinic.protocol_version)
+        arguments = report_arguments(data, rules)
+        report = alerting.submit_report(
+            procedure=procedure,
+            source="fhir",
+            entered_by=self.actor(),
+            reported_at=instant_of(data.get("authored"), "QuestionnaireResponse.authored"),
+            **arguments,
+        )
+        return self.created(report_resource(report), f"QuestionnaireResponse/{report.pk}")
+
+    def _procedure(self, data: dict, patient: Patient) -> Procedure:
+        parts = [part for part in data.get("partOf", []) if "Procedure/" in (part.get("reference") or "")]
+        if parts:
+            pk = reference_id(parts[0], "Procedure", "QuestionnaireResponse.partOf")
+            procedure = patient.procedures.filter(pk=pk).first()
+            if procedure is None:
+                raise FHIRError(
+                    f"Procedure/{pk} is not a procedure of this patient.", path="QuestionnaireResponse.partOf"
+                )
+            return procedure
+        procedure = patient.procedures.order_by("-performed_on", "-id").first()
+        if procedure is None:
+            raise FHIRError("The patient has no procedure recorded.", path="QuestionnaireResponse.subject")
+        return procedure
+
+
+class QuestionnaireResponseInstanceView(FHIRView):
+    def get(self, request, pk):
+        report = SymptomReport.objects.filter(patient__clinic_id__in=self.clinic_ids(), pk=int_id(pk)).first()
+        if report is None:
+            raise FHIRError(f"QuestionnaireResponse/{pk} is not known.", status_code=404)
+        return Response(report_resource(report))

@@ -1,0 +1,51 @@
+"""Alerts over REST: list, read, acknowledge (stops escalation) and resolve."""
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from alerts import alerting
+from alerts.models import Alert
+
+from ..auth import ClinicScopedMixin, request_actor
+from ..openapi import ERRORS
+from .filters import AlertFilter
+from .serializers.alerts import AcknowledgeSerializer, AlertSerializer, ResolveSerializer
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List alerts", responses={200: AlertSerializer(many=True), **ERRORS}),
+    retrieve=extend_schema(summary="Read an alert", responses={200: AlertSerializer, **ERRORS}),
+)
+class AlertViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = AlertSerializer
+    filterset_class = AlertFilter
+    ordering_fields = ["id", "first_seen_at", "last_seen_at", "updated_at"]
+
+    def get_queryset(self):
+        return self.scope(Alert.objects.all())
+
+    @extend_schema(
+        summary="Acknowledge an alert (stops escalation)",
+        request=AcknowledgeSerializer,
+        responses={200: AlertSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        alert = self.get_object()
+        serializer = AcknowledgeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, via = request_actor(request)
+        alert = alerting.acknowledge_alert(alert=alert, by=user, via=via, **serializer.validated_data)
+        return Response(AlertSerializer(alert).data)
+
+    @extend_schema(summary="Resolve an alert", request=ResolveSerializer, responses={200: AlertSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        alert = self.get_object()
+        serializer = ResolveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, _ = request_actor(request)
+        alert = alerting.resolve_alert(alert=alert, by=user, **serializer.validated_data)
+        return Response(AlertSerializer(alert).data)

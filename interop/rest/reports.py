@@ -1,0 +1,56 @@
+"""Symptom reports over REST: list, read, and send one (evaluated by the same rules as the check-in form)."""
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.response import Response
+
+from alerts import alerting
+from alerts.models import SymptomReport
+from patients.models import ApiClient, Patient
+
+from ..auth import ClinicScopedMixin, caller_clinic_ids, request_actor
+from ..idempotency import idempotent
+from ..openapi import ERRORS, IDEMPOTENT, IDEMPOTENT_ERRORS
+from .filters import ReportFilter
+from .serializers.reports import SymptomReportSerializer
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List symptom reports", responses={200: SymptomReportSerializer(many=True), **ERRORS}),
+    retrieve=extend_schema(summary="Read a symptom report", responses={200: SymptomReportSerializer, **ERRORS}),
+)
+class SymptomReportViewSet(
+    ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    serializer_class = SymptomReportSerializer
+    filterset_class = ReportFilter
+    clinic_lookup = "patient__clinic_id"
+    ordering_fields = ["id", "reported_at", "updated_at"]
+
+    def get_queryset(self):
+        return self.scope(SymptomReport.objects.all())
+
+    def get_serializer(self, *args, **kwargs):
+        auth = self.request.auth
+        # A client's clinics as a subquery: one query fewer on the hot path of an EHR posting reports.
+        clinics = auth.clinics.values("id") if isinstance(auth, ApiClient) else caller_clinic_ids(self.request)
+        kwargs.setdefault("patients", Patient.objects.filter(clinic_id__in=clinics))
+        return super().get_serializer(*args, **kwargs)
+
+    @extend_schema(
+        summary="Send a symptom report",
+        description="Runs the same rules as the patient's check-in form; the response carries the findings.",
+        request=SymptomReportSerializer,
+        responses={201: SymptomReportSerializer, **IDEMPOTENT_ERRORS},
+        **IDEMPOTENT,
+    )
+    @idempotent
+    def create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        data.pop("patient")
+        user, _ = request_actor(request)
+        report = alerting.submit_report(source="api", entered_by=user, **data)
+        serializer.instance = report
+        return Response(serializer.data, status=status.HTTP_201_CREATED)
