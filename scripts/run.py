@@ -80,6 +80,9 @@ def database(settings) -> Iterator[str]:
 
 def banner(settings, *, port: int, database_line: str) -> None:
     python = os.path.relpath(sys.executable, ROOT) if Path(sys.executable).is_relative_to(ROOT) else sys.executable
+    if os.environ["SITE_URL"] != settings.SITE_URL:
+        # Another terminal reads settings without this process's environment: name the server there.
+        python = f"SITE_URL={os.environ['SITE_URL']} {python}"
     if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
         mail = f"one file per message in {settings.EMAIL_FILE_PATH}/"
     else:
@@ -115,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--port", type=int, default=8000, help="port the web server listens on (default 8000)")
     port = parser.parse_args(argv).port
-    # Links in e-mails sent by the worker point at this server unless SITE_URL says otherwise.
-    os.environ.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _on_signal)
     try:
-        return serve(load_settings(), port=port)
+        settings = load_settings()  # reads .env too, so a SITE_URL there wins over the default below
+        # Links in e-mails sent by the worker point at this server unless SITE_URL says otherwise.
+        os.environ.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
+        return serve(settings, port=port)
     except KeyboardInterrupt:
         return 130
     except (ImproperlyConfigured, embedded_pg.EmbeddedPostgresError) as error:
