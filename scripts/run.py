@@ -59,13 +59,17 @@ def load_settings():
     return settings
 
 
+def uses_embedded_postgres(settings) -> bool:
+    """Whether the database settings point at the embedded cluster (DATABASE_URL unset)."""
+    return settings.DATABASES["default"]["HOST"] == str(settings.EMBEDDED_POSTGRES_DIR)
+
+
 @contextmanager
 def database(settings) -> Iterator[str]:
     """The embedded PostgreSQL for as long as the block runs, when the settings point at it; yields
     a line saying where the data is."""
-    config = settings.DATABASES["default"]
-    pgdata = settings.EMBEDDED_POSTGRES_DIR
-    if config["HOST"] != str(pgdata):
+    config, pgdata = settings.DATABASES["default"], settings.EMBEDDED_POSTGRES_DIR
+    if not uses_embedded_postgres(settings):
         yield f"PostgreSQL at {config['HOST'] or 'localhost'} (DATABASE_URL), database {config['NAME']}"
         return
     if embedded_pg.initialise(pgdata):
@@ -87,9 +91,10 @@ def banner(settings, *, port: int, database_line: str) -> None:
         mail = f"one file per message in {settings.EMAIL_FILE_PATH}/"
     else:
         mail = "sent through EMAIL_URL"
+    stops = "all three, then PostgreSQL" if uses_embedded_postgres(settings) else "all three"
     print(
         "\n"
-        "  kyphofollow is starting: web, Celery worker and Celery beat (Ctrl-C stops all three, then PostgreSQL).\n"
+        f"  kyphofollow is starting: web, Celery worker and Celery beat (Ctrl-C stops {stops}).\n"
         f"  Admin:    http://127.0.0.1:{port}/admin/   login: coordinator / kyphofollow-demo\n"
         f"  Health:   http://127.0.0.1:{port}/health/\n"
         f"  E-mail:   {mail}\n"
