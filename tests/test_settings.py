@@ -31,7 +31,8 @@ def run_manage(*args: str, **env_overrides: str) -> subprocess.CompletedProcess:
     ("variable", "value", "message"),
     [
         ("DEBUG", "maybe", "DEBUG must be one of"),
-        ("DATABASE_URL", "mysql-ish:/nowhere", "DATABASE_URL must be a sqlite:/// or postgres:// URL"),
+        ("DATABASE_URL", "mysql-ish:/nowhere", "DATABASE_URL must be a postgres:// URL"),
+        ("DATABASE_URL", "sqlite:///var/kyphofollow.sqlite3", "DATABASE_URL must be a postgres:// URL"),
         ("DATABASE_URL", "postgres://db.internal:5432/", "DATABASE_URL must name a database"),
         ("REDIS_URL", "amqp://guest@localhost//", "REDIS_URL must be a redis:// URL"),
         ("TIME_ZONE", "Moon/Base", "TIME_ZONE must be an IANA time zone"),
@@ -64,19 +65,21 @@ def test_production_settings_pass_check_deploy_without_warnings():
     assert "no issues" in result.stdout
 
 
-def test_defaults_need_no_server(tmp_path):
+def test_defaults_need_no_server_but_the_embedded_postgresql_make_run_starts_in_var_dir(tmp_path):
     result = run_manage(
         "shell",
         "--no-imports",
         "-c",
-        "from django.conf import settings as s; "
-        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.EMAIL_BACKEND)",
+        "from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(d['ENGINE'], d['HOST'], d['NAME'], s.CELERY_BROKER_URL, s.EMAIL_BACKEND)",
         VAR_DIR=str(tmp_path),
     )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "django.db.backends.sqlite3",
+        "django.db.backends.postgresql",
+        str(tmp_path / "pgdata"),
+        "kyphofollow",
         "filesystem://",
         "django.core.mail.backends.filebased.EmailBackend",
     ]
