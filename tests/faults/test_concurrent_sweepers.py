@@ -10,10 +10,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from alerts.alerting import submit_report, sweep_escalations
+from alerts.checkins import sweep_checkins
+from alerts.digests import sweep_digests
+from alerts.escalation import sweep_escalations
 from alerts.models import Alert, AlertEvent, CheckIn, Delivery, DeliveryKind, DeliveryState, DigestRun
 from alerts.outbox import sweep_deliveries
-from alerts.services import sweep_checkins, sweep_digests, sweep_reminders
+from alerts.reminders import sweep_reminders
+from alerts.reports import submit_report
 from patients.models import Checkpoint, StaffRole
 from tests.faults.helpers import bulk_staff, delivery_ids_received, run_together
 from tests.processes import ROOT, django_env, settled, wait_until
