@@ -27,21 +27,27 @@ def write_alert_webhooks(alert: Alert, event: str, cause: AlertEvent, *, now: da
     enqueued on commit."""
     endpoints = WebhookEndpoint.objects.filter(clinic=alert.clinic, active=True)
     deliveries = Delivery.objects.bulk_create(
-        Delivery(
-            kind=DeliveryKind.WEBHOOK,
-            channel="webhook",
-            cause=f"{event}:{cause.pk}",
-            recipient=f"endpoint:{endpoint.pk}",
-            clinic=alert.clinic,
-            alert=alert,
-            endpoint=endpoint,
-            next_attempt_at=now,
-            context={"event": event, "alert_event": cause.pk},
-        )
+        _delivery(endpoint, event, reports="alert_event", row_id=cause.pk, now=now, alert=alert)
         for endpoint in endpoints
         if not endpoint.events or event in endpoint.events
     )
     enqueue_deliveries([delivery.pk for delivery in deliveries])
+
+
+def _delivery(endpoint: WebhookEndpoint, event: str, *, reports: str, row_id: int, now: datetime, **about) -> Delivery:
+    """The delivery of `event` to `endpoint`, reporting row `row_id` (`reports` names its kind:
+    "alert_event" or "checkpoint_event"); the cause, unique per endpoint, is the event and the row."""
+    return Delivery(
+        kind=DeliveryKind.WEBHOOK,
+        channel="webhook",
+        cause=f"{event}:{row_id}",
+        recipient=f"endpoint:{endpoint.pk}",
+        clinic_id=endpoint.clinic_id,
+        endpoint=endpoint,
+        next_attempt_at=now,
+        context={"event": event, reports: row_id},
+        **about,
+    )
 
 
 def sweep_checkpoint_webhooks(*, now: datetime, batch_size: int = 500) -> int:
@@ -73,16 +79,13 @@ def _relay_checkpoint_events(endpoint: WebhookEndpoint, *, now: datetime, batch_
         return 0
     wanted = [e for e in events if not endpoint.events or CHECKPOINT_WEBHOOK_EVENTS[e.kind] in endpoint.events]
     deliveries = Delivery.objects.bulk_create(
-        Delivery(
-            kind=DeliveryKind.WEBHOOK,
-            channel="webhook",
-            cause=f"{CHECKPOINT_WEBHOOK_EVENTS[e.kind]}:{e.pk}",
-            recipient=f"endpoint:{endpoint.pk}",
-            clinic_id=endpoint.clinic_id,
+        _delivery(
+            endpoint,
+            CHECKPOINT_WEBHOOK_EVENTS[e.kind],
+            reports="checkpoint_event",
+            row_id=e.pk,
+            now=now,
             checkpoint_id=e.checkpoint_id,
-            endpoint=endpoint,
-            next_attempt_at=now,
-            context={"event": CHECKPOINT_WEBHOOK_EVENTS[e.kind], "checkpoint_event": e.pk},
         )
         for e in wanted
     )
