@@ -1,7 +1,10 @@
-"""The beat schedule: one entry per sweep, each naming a task the worker knows."""
+"""The beat schedule: one entry per sweep, each naming a task the worker knows; and the task that
+services enqueue by name exists under that name."""
 
 from celery import current_app
 from django.conf import settings
+
+from alerts.outbox import DELIVER_TASK
 
 
 def registered_tasks() -> set[str]:
@@ -24,3 +27,7 @@ def test_every_sweep_task_has_a_beat_entry_of_its_own():
     assert sorted(set(scheduled)) == sorted(scheduled)  # no task twice
     assert sweeps <= set(scheduled)
     assert len(sweeps) >= 7  # checkpoints, escalations, checkpoint webhooks, reminders, check-ins, digests, outbox
+
+
+def test_the_delivery_task_that_services_enqueue_by_name_is_registered_under_that_name():
+    assert DELIVER_TASK in registered_tasks()
