@@ -8,7 +8,7 @@ from django.utils import timezone
 from patients.admin import ClinicScopedAdmin, ServiceActionsAdmin
 from patients.models import Procedure
 
-from . import alerting
+from . import reports
 from .forms import AcknowledgeAlertForm, CompleteReviewForm, LogCallForm, PhoneReportForm, ResolveAlertForm
 from .models import (
     Alert,
@@ -104,7 +104,7 @@ class SymptomReportAdmin(ReadOnlyAdmin):
             valid = request.method == "POST" and form.is_valid()
         if valid:
             try:
-                report = alerting.submit_report(
+                report = reports.submit_report(
                     procedure=form.cleaned_data["procedure"],
                     source="phone",
                     entered_by=request.user,

@@ -167,30 +167,6 @@ def patient_overview(request, pk: int):
     checkins = list(CheckIn.objects.filter(patient=patient).order_by("created_at"))
     assessments = list(RiskAssessment.objects.filter(procedure__patient=patient, is_current=True))
     latest = procedures[-1] if procedures else None
-    chart = ""
-    if latest:
-        rules = get_rules(latest.protocol_version or patient.clinic.protocol_version).pain_not_improving
-        baseline = latest.baseline_pain
-        target = None
-        if baseline is not None:
-            target = max(
-                0,
-                min(
-                    baseline - rules["min_improvement_points"],
-                    math.floor(baseline * (1 - rules["min_improvement_fraction"])),
-                ),
-            )
-        points = [PainPoint(r.day, r.pain_now, r.get_source_display()) for r in reports if r.procedure_id == latest.pk]
-        points += [
-            PainPoint((c.completed_at.date() - latest.performed_on).days, c.pain_score, c.code)
-            for c in checkpoints
-            # A checkpoint answered by a check-in is already plotted as that report.
-            if c.procedure_id == latest.pk
-            and c.pain_score is not None
-            and c.completed_at
-            and not c.outcome_notes.startswith("check-in report")
-        ]
-        chart = pain_chart(points, baseline=baseline, moderate=rules["pain_at_least"], improvement=target)
     timeline = sorted(
         [(p.performed_on, "procedure", p) for p in procedures]
         + [(c.completed_at.date() if c.completed_at else c.target_date, "checkpoint", c) for c in checkpoints]
@@ -206,7 +182,34 @@ def patient_overview(request, pk: int):
         "procedures": procedures,
         "assessments": assessments,
         "timeline": timeline,
-        "chart": chart,
+        "chart": _pain_chart(patient, latest, reports, checkpoints) if latest else "",
         "opts": Patient._meta,
     }
     return TemplateResponse(request, "admin/dashboard/patient.html", context)
+
+
+def _pain_chart(patient: Patient, procedure, reports: list, checkpoints: list) -> str:
+    """The pain chart of `procedure`: its reports and the pain scores recorded at its checkpoints,
+    against the baseline and the improvement the protocol expects."""
+    rules = get_rules(procedure.protocol_version or patient.clinic.protocol_version).pain_not_improving
+    baseline = procedure.baseline_pain
+    target = None
+    if baseline is not None:
+        target = max(
+            0,
+            min(
+                baseline - rules["min_improvement_points"],
+                math.floor(baseline * (1 - rules["min_improvement_fraction"])),
+            ),
+        )
+    points = [PainPoint(r.day, r.pain_now, r.get_source_display()) for r in reports if r.procedure_id == procedure.pk]
+    points += [
+        PainPoint((c.completed_at.date() - procedure.performed_on).days, c.pain_score, c.code)
+        for c in checkpoints
+        # A checkpoint answered by a check-in is already plotted as that report.
+        if c.procedure_id == procedure.pk
+        and c.pain_score is not None
+        and c.completed_at
+        and not c.outcome_notes.startswith("check-in report")
+    ]
+    return pain_chart(points, baseline=baseline, moderate=rules["pain_at_least"], improvement=target)

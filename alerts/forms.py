@@ -1,5 +1,5 @@
 """The symptom check-in form (spec §4). One form serves the patient's link and the coordinator's
-phone entry; both hand their answers to `alerts.alerting.submit_report`."""
+phone entry; both hand their answers to `alerts.reports.submit_report`."""
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 from patients.forms import ServiceActionForm
 from patients.models import Procedure
 
-from . import alerting, outbox, services
+from . import checkins, escalation, outbox, reviews
 from .models import PainkillerUse
 from .rules import Rules
 
@@ -106,7 +106,7 @@ class PhoneReportForm(CheckInForm):
 
 
 class AcknowledgeAlertForm(ServiceActionForm):
-    service = alerting.acknowledge_alert
+    service = escalation.acknowledge_alert
     target = "alert"
     via = "admin"
 
@@ -118,21 +118,21 @@ class AcknowledgeAlertForm(ServiceActionForm):
 
 
 class ResolveAlertForm(ServiceActionForm):
-    service = alerting.resolve_alert
+    service = escalation.resolve_alert
     target = "alert"
 
     note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was done")
 
 
 class CompleteReviewForm(ServiceActionForm):
-    service = alerting.complete_review_task
+    service = reviews.complete_review_task
     target = "task"
 
     note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="Review outcome")
 
 
 class LogCallForm(ServiceActionForm):
-    service = services.log_checkin_call
+    service = checkins.log_checkin_call
     target = "checkin"
 
     note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was discussed")

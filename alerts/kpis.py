@@ -157,18 +157,7 @@ def compute(*, clinic: Clinic, start: date, end: date, now: datetime | None = No
         deadlines=deadlines,
         fls=_fls_ratios(counts, deadlines),
         dxa_by_recent_scan=counts["dxa_recent"],
-        medication_reason_not_started=Ratio(
-            key="medication_reason_not_started",
-            label="Documented reason medication not started",
-            numerator=counts["med_reason"],
-            denominator=counts["med_due"],
-            in_progress=counts["procedures"] - counts["med_due"],
-            definition=(
-                f"CP-07 completed with medication not started and the documented reason, among procedures whose "
-                f"F+{deadlines.medication_from_fracture} days has passed. Not counted as met."
-            ),
-            source="E8",
-        ),
+        medication_reason_not_started=_medication_reason_ratio(counts, deadlines),
         window_overall=_window_ratio("", windows),
         window_by_code=[_window_ratio(row["code"], [row]) for row in windows],
         ack_times=_ack_times(tiers),
@@ -177,22 +166,41 @@ def compute(*, clinic: Clinic, start: date, end: date, now: datetime | None = No
             "the period's first and last day, clinic time) and acknowledged; alerts never acknowledged are counted "
             "as raised but not in the median. Tier is the alert's current tier."
         ),
-        escalations=[
-            Ratio(
-                key="escalated",
-                label=f"{label} alerts escalated",
-                group=tier,
-                numerator=tiers[tier]["escalated"],
-                denominator=tiers[tier]["raised"],
-                definition=(
-                    "Alerts raised in the period that escalated at least once (an “escalated” event: a step past "
-                    "the first notification) / alerts raised in the period."
-                ),
-                source="[DESIGN]",
-            )
-            for tier, label in Tier.choices
-        ],
+        escalations=_escalation_ratios(tiers),
     )
+
+
+def _medication_reason_ratio(counts: dict, deadlines: Deadlines) -> Ratio:
+    return Ratio(
+        key="medication_reason_not_started",
+        label="Documented reason medication not started",
+        numerator=counts["med_reason"],
+        denominator=counts["med_due"],
+        in_progress=counts["procedures"] - counts["med_due"],
+        definition=(
+            f"CP-07 completed with medication not started and the documented reason, among procedures whose "
+            f"F+{deadlines.medication_from_fracture} days has passed. Not counted as met."
+        ),
+        source="E8",
+    )
+
+
+def _escalation_ratios(tiers: dict) -> list[Ratio]:
+    return [
+        Ratio(
+            key="escalated",
+            label=f"{label} alerts escalated",
+            group=tier,
+            numerator=tiers[tier]["escalated"],
+            denominator=tiers[tier]["raised"],
+            definition=(
+                "Alerts raised in the period that escalated at least once (an “escalated” event: a step past "
+                "the first notification) / alerts raised in the period."
+            ),
+            source="[DESIGN]",
+        )
+        for tier, label in Tier.choices
+    ]
 
 
 # --- Queries ------------------------------------------------------------------------------------

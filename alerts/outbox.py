@@ -10,10 +10,13 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from celery import current_app
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
 from patients.models import Clinic, PatientStatus
+from patients.rows import claimed_batches, transition
 
 from . import messages
 from .channels import CHANNELS, DeliveryError
@@ -26,18 +29,18 @@ BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 600  # below the broker's visibility timeout (RELIABILITY.md §1)
 SENDING_LEASE = timedelta(minutes=5)  # a send claimed longer ago than this was lost with its worker
 ENQUEUE_BATCH = 100  # delivery ids per task
+# Sent by name, so that this module need not import the tasks module that imports it (alerts/tasks.py).
+DELIVER_TASK = "alerts.tasks.deliver_task"
 
 
 def enqueue_deliveries(ids: list[int]) -> None:
     """Hand delivery ids to the worker once the current transaction commits. This is only the fast
     path: if the broker is unreachable the failure is logged and the committed write still stands,
     and the delivery sweep hands the rows out when the broker is back."""
-    from .tasks import deliver_task
-
     for start in range(0, len(ids), ENQUEUE_BATCH):
 
         def hand_out(batch=ids[start : start + ENQUEUE_BATCH]) -> None:
-            deliver_task.delay(batch)
+            current_app.send_task(DELIVER_TASK, args=[batch], ignore_result=True)
 
         transaction.on_commit(hand_out, robust=True)
 
@@ -89,8 +92,7 @@ PAGE_SQL = """
 
 
 def _fetch_page(delivery_id: int) -> Delivery:
-    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
-    alert = next(iter(Alert.objects.raw(PAGE_SQL + lock, [delivery_id])), None)
+    alert = next(iter(Alert.objects.raw(PAGE_SQL + " FOR UPDATE OF a", [delivery_id])), None)
     if alert is None:
         raise Delivery.DoesNotExist(f"page delivery #{delivery_id} has no alert")
     return Delivery(
@@ -164,7 +166,7 @@ def deliver(*, delivery_id: int) -> Outcome:
     kind = _claim(delivery_id, now=now)
     if kind is None:
         return Outcome("skipped")
-    mine = Delivery.objects.filter(id=delivery_id, state=DeliveryState.SENDING, claimed_at=now)
+    mine = Delivery.objects.filter(id=delivery_id, claimed_at=now)  # still sending under this claim
     delivery = None
     try:
         # Sent and recorded in one transaction; a DeliveryError rolls it back (with any link made
@@ -172,24 +174,25 @@ def deliver(*, delivery_id: int) -> Outcome:
         with transaction.atomic():
             delivery = _fetch(delivery_id, kind)
             if not _still_wanted(delivery):
-                mine.update(state=DeliveryState.CANCELLED, last_error="no longer wanted", updated_at=timezone.now())
+                transition(mine, DeliveryState.SENDING, DeliveryState.CANCELLED, last_error="no longer wanted")
                 return Outcome(DeliveryState.CANCELLED)
             CHANNELS[delivery.channel].send(messages.build(delivery))
-            mine.update(state=DeliveryState.SENT, sent_at=timezone.now(), last_error="", updated_at=timezone.now())
+            transition(mine, DeliveryState.SENDING, DeliveryState.SENT, sent_at=timezone.now(), last_error="")
             return Outcome(DeliveryState.SENT)
     except DeliveryError as exc:
         error = str(exc)[:300]
         if exc.permanent or delivery.attempts >= MAX_ATTEMPTS:
-            mine.update(state=DeliveryState.FAILED, last_error=error, updated_at=timezone.now())
+            transition(mine, DeliveryState.SENDING, DeliveryState.FAILED, last_error=error)
             _failed_for_good(delivery, error)
             return Outcome(DeliveryState.FAILED)
         wait = backoff_seconds(delivery.attempts)
-        mine.update(
-            state=DeliveryState.PENDING,
+        transition(
+            mine,
+            DeliveryState.SENDING,
+            DeliveryState.PENDING,
             last_error=error,
             claimed_at=None,
             next_attempt_at=timezone.now() + timedelta(seconds=wait),
-            updated_at=timezone.now(),
         )
         logger.info("delivery %s attempt %s failed, retry in %s s: %s", delivery.pk, delivery.attempts, wait, error)
         return Outcome(DeliveryState.PENDING, retry_in=wait)
@@ -202,33 +205,35 @@ def sweep_deliveries(*, now: datetime, batch_size: int = 1000) -> int:
     enqueued, and their `next_attempt_at` is pushed one lease ahead so that the next sweep does not
     enqueue them again while they wait in the queue. Returns the number enqueued.
     """
-    Delivery.objects.stuck(claimed_before=now - SENDING_LEASE).update(
-        state=DeliveryState.PENDING, claimed_at=None, next_attempt_at=now, updated_at=now
+    transition(
+        Delivery.objects.stuck(claimed_before=now - SENDING_LEASE),
+        DeliveryState.SENDING,
+        DeliveryState.PENDING,
+        claimed_at=None,
+        next_attempt_at=now,
+        updated_at=now,
     )
     enqueued = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                Delivery.objects.ready(at=now)
-                .select_for_update(skip_locked=True)
-                .order_by("next_attempt_at")
-                .values_list("id", flat=True)[:batch_size]
-            )
-            if not ids:
-                return enqueued
-            Delivery.objects.filter(id__in=ids).update(next_attempt_at=now + SENDING_LEASE, updated_at=now)
-            enqueue_deliveries(ids)
-            enqueued += len(ids)
+    ready = Delivery.objects.ready(at=now).order_by("next_attempt_at").values_list("id", flat=True)
+    for ids in claimed_batches(ready, batch_size):
+        Delivery.objects.filter(id__in=ids).update(next_attempt_at=now + SENDING_LEASE, updated_at=now)
+        enqueue_deliveries(ids)
+        enqueued += len(ids)
+    return enqueued
 
 
 def retry_delivery(*, delivery: Delivery, by=None) -> Delivery:
     """A coordinator's retry of a failed delivery: pending again, attempts from zero, sent now."""
-    from django.core.exceptions import ValidationError
-
     now = timezone.now()
     with transaction.atomic():
-        changed = Delivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED).update(
-            state=DeliveryState.PENDING, attempts=0, next_attempt_at=now, claimed_at=None, updated_at=now
+        changed = transition(
+            Delivery.objects.filter(pk=delivery.pk),
+            DeliveryState.FAILED,
+            DeliveryState.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            claimed_at=None,
+            updated_at=now,
         )
         if not changed:
             raise ValidationError({"state": ["Only a failed delivery can be retried."]})
@@ -239,12 +244,13 @@ def retry_delivery(*, delivery: Delivery, by=None) -> Delivery:
 
 def dismiss_delivery(*, delivery: Delivery, note: str, by=None) -> Delivery:
     """A coordinator dealt with a failed delivery another way (e.g. phoned the patient)."""
-    from django.core.exceptions import ValidationError
-
     if not note.strip():
         raise ValidationError({"note": ["Say how it was dealt with."]})
-    changed = Delivery.objects.filter(pk=delivery.pk, state=DeliveryState.FAILED).update(
-        state=DeliveryState.CANCELLED, last_error=f"dismissed: {note}"[:300], updated_at=timezone.now()
+    changed = transition(
+        Delivery.objects.filter(pk=delivery.pk),
+        DeliveryState.FAILED,
+        DeliveryState.CANCELLED,
+        last_error=f"dismissed: {note}"[:300],
     )
     if not changed:
         raise ValidationError({"state": ["Only a failed delivery can be dismissed."]})

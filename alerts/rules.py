@@ -2,7 +2,7 @@
 
 `evaluate(report, history, rules)` is the only code path that turns answers into findings: the
 check-in form, the coordinator's admin entry, the REST API and FHIR all call it through
-`alerts.services.submit_report`. No ORM here.
+`alerts.reports.submit_report`. No ORM here.
 """
 
 from dataclasses import dataclass, field
@@ -107,9 +107,53 @@ def _tier(value: str, where: str) -> str:
     return value
 
 
+# The keys of each single-table rule section, with their types.
+SECTION_KEYS: dict[str, dict[str, type]] = {
+    "pain_rise": {"id": str, "min_rise": int, "source": str},
+    "pain_not_improving": {
+        "id": str,
+        "tier": str,
+        "from_day": int,
+        "pain_at_least": int,
+        "min_improvement_points": int,
+        "min_improvement_fraction": float,
+        "no_baseline_repeat_days": int,
+        "action": str,
+        "source": str,
+    },
+    "early_warning": {
+        "id": str,
+        "tier": str,
+        "from_day": int,
+        "to_day": int,
+        "pain_at_least": int,
+        "action": str,
+        "source": str,
+    },
+    "checkin": {
+        "checkpoints": list,
+        "link_valid_days": int,
+        "resend_after_days": int,
+        "call_after_days": int,
+        "source": str,
+    },
+    "wording": {"emergency": str, "urgent": str, "routine": str, "worse": str, "source": str},
+}
+
+
 def parse_rules(protocol: Protocol) -> Rules:
     """Validate the rule sections of a protocol file; errors name the file version and the entry."""
     data, name = protocol.raw, f"protocol {protocol.version}"
+    flags, opinions = _red_flags(data, name), _second_opinions(data, name)
+    sections = {section: _section(data, section, keys, name) for section, keys in SECTION_KEYS.items()}
+    if sections["pain_rise"]["id"] not in {flag.id for flag in flags}:
+        raise ProtocolError(f"{name} [pain_rise]: id '{sections['pain_rise']['id']}' is not a red flag")
+    if sections["checkin"]["link_valid_days"] < 1:
+        raise ProtocolError(f"{name} [checkin]: link_valid_days must be at least 1")
+    return Rules(version=protocol.version, red_flags=flags, second_opinion=opinions, **sections)
+
+
+def _red_flags(data: dict, name: str) -> tuple[RedFlag, ...]:
     flags, seen = [], set()
     for index, entry in enumerate(_need(data, "red_flags", name, list)):
         where = f"{name} red_flags[{index}] ({entry.get('id', '?')})"
@@ -125,6 +169,10 @@ def parse_rules(protocol: Protocol) -> Rules:
             raise ProtocolError(f"{name}: duplicate red flag id '{flag.id}'")
         seen.add(flag.id)
         flags.append(flag)
+    return tuple(flags)
+
+
+def _second_opinions(data: dict, name: str) -> tuple[SecondOpinion, ...]:
     opinions = []
     for index, entry in enumerate(data.get("second_opinion", [])):
         where = f"{name} second_opinion[{index}] ({entry.get('id', '?')})"
@@ -141,47 +189,15 @@ def parse_rules(protocol: Protocol) -> Rules:
                 source=_need(entry, "source", where, str),
             )
         )
-    sections = {}
-    for section, keys in {
-        "pain_rise": {"id": str, "min_rise": int, "source": str},
-        "pain_not_improving": {
-            "id": str,
-            "tier": str,
-            "from_day": int,
-            "pain_at_least": int,
-            "min_improvement_points": int,
-            "min_improvement_fraction": float,
-            "no_baseline_repeat_days": int,
-            "action": str,
-            "source": str,
-        },
-        "early_warning": {
-            "id": str,
-            "tier": str,
-            "from_day": int,
-            "to_day": int,
-            "pain_at_least": int,
-            "action": str,
-            "source": str,
-        },
-        "checkin": {
-            "checkpoints": list,
-            "link_valid_days": int,
-            "resend_after_days": int,
-            "call_after_days": int,
-            "source": str,
-        },
-        "wording": {"emergency": str, "urgent": str, "routine": str, "worse": str, "source": str},
-    }.items():
-        entry = _need(data, section, name, dict)
-        sections[section] = {key: _need(entry, key, f"{name} [{section}]", kind) for key, kind in keys.items()}
-        if "tier" in keys:
-            _tier(sections[section]["tier"], f"{name} [{section}]")
-    if sections["pain_rise"]["id"] not in seen:
-        raise ProtocolError(f"{name} [pain_rise]: id '{sections['pain_rise']['id']}' is not a red flag")
-    if sections["checkin"]["link_valid_days"] < 1:
-        raise ProtocolError(f"{name} [checkin]: link_valid_days must be at least 1")
-    return Rules(version=protocol.version, red_flags=tuple(flags), second_opinion=tuple(opinions), **sections)
+    return tuple(opinions)
+
+
+def _section(data: dict, section: str, keys: dict[str, type], name: str) -> dict:
+    entry = _need(data, section, name, dict)
+    values = {key: _need(entry, key, f"{name} [{section}]", kind) for key, kind in keys.items()}
+    if "tier" in keys:
+        _tier(values["tier"], f"{name} [{section}]")
+    return values
 
 
 @cache

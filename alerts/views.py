@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from . import alerting
+from . import escalation, reports
 from .forms import CheckInForm
 from .models import AcknowledgeLink, AlertState, CheckIn, CheckInLink, CheckInState, token_digest
 from .rules import get_rules, highest_tier
@@ -58,7 +58,7 @@ def checkin_form(request):
     form = CheckInForm(request.POST or None, rules=rules)
     if request.method == "POST" and form.is_valid():
         try:
-            report = alerting.submit_report(
+            report = reports.submit_report(
                 procedure=checkin.procedure, source="form", checkin=checkin, **form.report_arguments()
             )
         except ValidationError as exc:
@@ -121,7 +121,7 @@ def alert_acknowledge(request, token: str):
             with transaction.atomic():
                 if not AcknowledgeLink.objects.filter(pk=link.pk, used_at__isnull=True).update(used_at=timezone.now()):
                     raise ValidationError("link already used")
-                alert = alerting.acknowledge_alert(
+                alert = escalation.acknowledge_alert(
                     alert=alert, by=link.user, via="e-mail link", note=request.POST.get("note", "")[:300]
                 )
         except ValidationError:

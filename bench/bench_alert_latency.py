@@ -12,7 +12,7 @@ Floor: `floor_email_task.delay_on_commit(n)` inside `transaction.atomic()`; the 
 plain-text e-mail (header X-Bench-Floor: n) with django.core.mail. Latency = arrival at the SMTP
 server minus the instant the atomic block has committed (and published).
 
-Alerts: `alerts.alerting.submit_report(..., red_flags=["RF-01"])`, called outside any atomic block,
+Alerts: `alerts.reports.submit_report(..., red_flags=["RF-01"])`, called outside any atomic block,
 one per patient (each raises a new EMERGENCY alert and one ALERT Delivery to the clinician). Latency
 = arrival of the page (matched by X-Kyphofollow-Delivery -> Delivery.alert.first_report) minus the
 instant `submit_report` returned (its transaction has committed and its on-commit task is published).
@@ -216,7 +216,7 @@ def send_floor(numbers) -> tuple[dict[int, float], float]:
 
 def send_reports(procedures) -> tuple[dict[int, float], float, list[float]]:
     """Returns {report id: instant submit_report returned}, the achieved rate and the call durations."""
-    from alerts.alerting import submit_report
+    from alerts.reports import submit_report
 
     sent, durations, start = {}, [], time.perf_counter()
     for procedure in paced(procedures, RATE):

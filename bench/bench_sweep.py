@@ -9,7 +9,7 @@ reminder in the future. ANALYZE after loading.
 
 Timed, each run in a fresh subprocess after restoring the 10,000 rows (and emptying the outbox and
 the event table, then VACUUM ANALYZE), best of 3:
-  - `alerts.services.sweep_reminders(now=NOW)`, enqueuing to the REDIS_URL broker (a queue of its
+  - `alerts.reminders.sweep_reminders(now=NOW)`, enqueuing to the REDIS_URL broker (a queue of its
     own, checked to hold 100 tasks and then purged); peak RSS of the sweep = ru_maxrss after the
     sweep minus RSS before it, with the kernel's high-water mark reset just before the sweep.
   - the raw-SQL floor on the same data: one UPDATE ... RETURNING of the due rows and one
@@ -229,8 +229,8 @@ def child_sweep() -> dict:
 
     from django.db import connection
 
-    import alerts.tasks  # noqa: F401 - imported by the first enqueue otherwise
-    from alerts.services import sweep_reminders
+    import alerts.tasks  # noqa: F401 - loaded, as in the worker whose sweep task runs the sweep
+    from alerts.reminders import sweep_reminders
     from kyphofollow.celery import app
 
     connection.ensure_connection()

@@ -261,10 +261,17 @@ CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-# Beat only ticks sweepers; what is due is decided by rows in the database, never by beat.
+# Beat only ticks sweepers; what is due is decided by rows in the database, never by beat. One entry
+# per sweep, so that one failing leaves the others running; `manage.py demo_clock` runs these same
+# entries, in this order, for each simulated hour.
 CELERY_BEAT_SCHEDULE = {
     "sweep-checkpoints": {"task": "patients.tasks.sweep_checkpoints_task", "schedule": 60.0},
-    "sweep-outbox": {"task": "alerts.tasks.sweep_outbox_task", "schedule": 60.0},
+    "sweep-escalations": {"task": "alerts.tasks.sweep_escalations_task", "schedule": 60.0},
+    "sweep-checkpoint-webhooks": {"task": "alerts.tasks.sweep_checkpoint_webhooks_task", "schedule": 60.0},
+    "sweep-reminders": {"task": "alerts.tasks.sweep_reminders_task", "schedule": 60.0},
+    "sweep-checkins": {"task": "alerts.tasks.sweep_checkins_task", "schedule": 60.0},
+    "sweep-digests": {"task": "alerts.tasks.sweep_digests_task", "schedule": 60.0},
+    "sweep-deliveries": {"task": "alerts.tasks.sweep_deliveries_task", "schedule": 60.0},
     "worker-heartbeat": {"task": "alerts.tasks.record_heartbeat_task", "schedule": 30.0},
 }
 # A worker whose last heartbeat is older than this is reported as down by /health/.

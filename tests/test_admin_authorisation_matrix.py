@@ -9,9 +9,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.alerting import submit_report
 from alerts.messages import issue_acknowledge_link
 from alerts.models import Alert, AlertState, CheckIn, CheckInLink, new_token
+from alerts.reports import submit_report
 
 pytestmark = pytest.mark.django_db
 ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "admin-authorisation-matrix.md"

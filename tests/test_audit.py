@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.alerting import submit_report
 from alerts.models import Alert, AlertEvent
+from alerts.reports import submit_report
 from interop.auth import create_api_client
 from patients.models import Checkpoint, CheckpointEvent, Patient, StaffRole
 from tests.conftest import make_staff

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from alerts.heartbeats import record_heartbeat
 from alerts.models import WorkerHeartbeat
-from alerts.services import record_heartbeat
 from alerts.tasks import record_heartbeat_task
 from tests.processes import wait_until
 

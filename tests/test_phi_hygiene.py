@@ -14,10 +14,12 @@ from django.conf import settings
 from django.core import mail
 from django.utils import timezone
 
-from alerts.alerting import sweep_escalations
+from alerts.checkins import sweep_checkins
+from alerts.digests import sweep_digests
+from alerts.escalation import sweep_escalations
 from alerts.models import Delivery, DeliveryState, WebhookEndpoint
 from alerts.outbox import deliver
-from alerts.services import sweep_checkins, sweep_digests, sweep_reminders
+from alerts.reminders import sweep_reminders
 from interop.auth import create_api_client
 from patients.models import Checkpoint
 

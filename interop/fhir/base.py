@@ -2,7 +2,7 @@
 resource shares.
 
 Every resource is built from, or mapped onto, the same services as the JSON API: `register_patient`,
-`update_patient`, `record_procedure`, `complete_checkpoint` and `alerts.alerting.submit_report`.
+`update_patient`, `record_procedure`, `complete_checkpoint` and `alerts.reports.submit_report`.
 Resources are validated with fhir.resources' R4B models on the way in and on the way out; an invalid
 incoming resource is a 400 OperationOutcome. Authentication, scopes and clinic isolation are the
 JSON API's: another clinic's resource is a 404, and searches never return it.

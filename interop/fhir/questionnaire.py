@@ -7,7 +7,7 @@ from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from rest_framework.response import Response
 
-from alerts import alerting
+from alerts import reports
 from alerts.forms import CheckInForm
 from alerts.models import PainkillerUse, SymptomReport
 from alerts.rules import SO_ANSWERS, Rules, get_rules
@@ -340,7 +340,7 @@ class QuestionnaireResponseTypeView(FHIRView):
         procedure = self._procedure(data, patient)
         rules = get_rules(procedure.protocol_version or patient.clinic.protocol_version)
         arguments = report_arguments(data, rules)
-        report = alerting.submit_report(
+        report = reports.submit_report(
             procedure=procedure,
             source="fhir",
             entered_by=self.actor(),

@@ -5,7 +5,7 @@ from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from alerts import alerting
+from alerts import escalation
 from alerts.models import Alert
 
 from ..auth import ClinicScopedMixin, request_actor
@@ -37,7 +37,7 @@ class AlertViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMode
         serializer = AcknowledgeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user, via = request_actor(request)
-        alert = alerting.acknowledge_alert(alert=alert, by=user, via=via, **serializer.validated_data)
+        alert = escalation.acknowledge_alert(alert=alert, by=user, via=via, **serializer.validated_data)
         return Response(AlertSerializer(alert).data)
 
     @extend_schema(summary="Resolve an alert", request=ResolveSerializer, responses={200: AlertSerializer, **ERRORS})
@@ -47,5 +47,5 @@ class AlertViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMode
         serializer = ResolveSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user, _ = request_actor(request)
-        alert = alerting.resolve_alert(alert=alert, by=user, **serializer.validated_data)
+        alert = escalation.resolve_alert(alert=alert, by=user, **serializer.validated_data)
         return Response(AlertSerializer(alert).data)

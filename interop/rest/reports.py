@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 
-from alerts import alerting
+from alerts import reports
 from alerts.models import SymptomReport
 from patients.models import ApiClient, Patient
 
@@ -51,6 +51,6 @@ class SymptomReportViewSet(
         data = dict(serializer.validated_data)
         data.pop("patient")
         user, _ = request_actor(request)
-        report = alerting.submit_report(source="api", entered_by=user, **data)
+        report = reports.submit_report(source="api", entered_by=user, **data)
         serializer.instance = report
         return Response(serializer.data, status=status.HTTP_201_CREATED)

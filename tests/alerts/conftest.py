@@ -10,9 +10,10 @@ import pytest
 import time_machine
 from django.core import mail
 
+from alerts.checkins import sweep_checkins
 from alerts.models import CheckIn, Delivery, DeliveryKind
 from alerts.outbox import deliver
-from alerts.services import sweep_checkins, sweep_reminders
+from alerts.reminders import sweep_reminders
 from patients.models import Checkpoint
 
 # 09:00 in London (GMT, before the clocks go forward): CP-01 of a procedure done the day before is

@@ -9,10 +9,11 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from alerts.alerting import submit_report, sweep_escalations
+from alerts.escalation import sweep_escalations
 from alerts.messages import ACK_LINK_VALID
 from alerts.models import AcknowledgeLink, Alert, AlertEvent, AlertState, Delivery, DeliveryKind, DeliveryState
 from alerts.outbox import deliver
+from alerts.reports import submit_report
 from tests.alerts.conftest import PERFORMED_ON, link_path
 
 ACK_LINK = re.compile(r"https?://\S+?/ack/[A-Za-z0-9_-]+/")

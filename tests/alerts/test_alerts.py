@@ -14,7 +14,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from alerts.alerting import acknowledge_alert, resolve_alert, submit_report, sweep_escalations
+from alerts.escalation import acknowledge_alert, resolve_alert, sweep_escalations
 from alerts.models import (
     Alert,
     AlertEvent,
@@ -27,6 +27,7 @@ from alerts.models import (
     WebhookEndpoint,
 )
 from alerts.outbox import MAX_ATTEMPTS, deliver
+from alerts.reports import submit_report
 from patients.models import Checkpoint, ClinicMembership, StaffRole
 from tests.conftest import make_staff
 
@@ -309,7 +310,7 @@ def test_an_acknowledgement_racing_a_page_in_flight_commits_only_after_that_page
 
 @pytest.mark.django_db
 def test_checkpoint_transitions_reach_the_ehr_once_each_as_signed_webhooks(procedure, clinic, webhook_receiver):
-    from alerts.alerting import sweep_checkpoint_webhooks
+    from alerts.webhooks import sweep_checkpoint_webhooks
     from patients.services import cancel_checkpoint
 
     WebhookEndpoint.objects.create(

@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
+from alerts.checkins import sweep_checkins
 from alerts.forms import CheckInForm
 from alerts.models import (
     Alert,
@@ -25,7 +26,6 @@ from alerts.models import (
 )
 from alerts.outbox import deliver
 from alerts.rules import get_rules
-from alerts.services import sweep_checkins
 from patients.models import Checkpoint, CheckpointState
 from tests.alerts.conftest import CHECKIN_DUE, form_answers, link_path
 

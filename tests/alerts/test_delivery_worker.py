@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from alerts.models import Delivery, DeliveryState
 from alerts.outbox import SENDING_LEASE, sweep_deliveries
-from alerts.services import sweep_reminders
+from alerts.reminders import sweep_reminders
 from patients.models import Checkpoint
 from tests.processes import wait_until
 

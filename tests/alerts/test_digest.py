@@ -6,10 +6,10 @@ import pytest
 import time_machine
 from django.core import mail
 
+from alerts.digests import sweep_digests
 from alerts.messages import DIGEST_SUBJECT
 from alerts.models import Delivery, DeliveryKind
 from alerts.outbox import deliver
-from alerts.services import sweep_digests
 from patients.services import sweep_checkpoint_states
 
 

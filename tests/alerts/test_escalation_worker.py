@@ -5,8 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from alerts.alerting import acknowledge_alert, submit_report, sweep_escalations
+from alerts.escalation import acknowledge_alert, sweep_escalations
 from alerts.models import Alert, Delivery, DeliveryState
+from alerts.reports import submit_report
 from patients.models import ClinicMembership, StaffRole
 from tests.conftest import make_staff
 from tests.processes import wait_until

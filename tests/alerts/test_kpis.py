@@ -30,9 +30,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.alerting import acknowledge_alert, submit_report, sweep_escalations
+from alerts.escalation import acknowledge_alert, sweep_escalations
 from alerts.kpis import compute
 from alerts.models import Alert, AlertEvent, SymptomReport
+from alerts.reports import submit_report
 from patients.models import Checkpoint, Patient, Procedure
 from patients.services import complete_checkpoint, record_procedure, register_patient, sweep_checkpoint_states
 from tests.conftest import birth_date_for_age

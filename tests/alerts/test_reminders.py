@@ -12,7 +12,7 @@ from django.db import connection
 from alerts.messages import REMINDER_SUBJECT
 from alerts.models import Delivery, DeliveryState
 from alerts.outbox import deliver
-from alerts.services import sweep_reminders
+from alerts.reminders import sweep_reminders
 from patients.models import Checkpoint, CheckpointState
 from patients.services import complete_checkpoint, update_patient
 

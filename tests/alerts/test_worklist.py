@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.alerting import submit_report
 from alerts.models import Alert, AlertState
+from alerts.reports import submit_report
 from patients.models import Checkpoint, CheckpointState
 
 pytestmark = pytest.mark.django_db

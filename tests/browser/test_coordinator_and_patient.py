@@ -9,9 +9,9 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from alerts.alerting import submit_report
 from alerts.messages import issue_acknowledge_link
 from alerts.models import Alert, AlertState, CheckIn, CheckInLink, SymptomReport, new_token
+from alerts.reports import submit_report
 from patients.demo import DEMO_PASSWORD, seed_demo
 from patients.models import Checkpoint, CheckpointState, Patient
 from patients.services import sweep_checkpoint_states

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from alerts.alerting import submit_report
 from alerts.models import WorkerHeartbeat
+from alerts.reports import submit_report
 from tests.faults.helpers import RedisServer, celery_broker
 from tests.processes import WorkerProcess, wait_until
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from alerts.alerting import submit_report
 from alerts.channels import WebhookChannel
 from alerts.models import Alert, AlertEvent, Delivery, DeliveryKind, DeliveryState, WebhookEndpoint
 from alerts.outbox import BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, MAX_ATTEMPTS, deliver, sweep_deliveries
+from alerts.reports import submit_report
 from tests.faults.helpers import delivery_ids_received, webhook_ids_received
 from tests.processes import settled, wait_until
 

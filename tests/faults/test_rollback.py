@@ -4,8 +4,8 @@ on-commit enqueue. The committed twin is paged at once, so the worker was listen
 import pytest
 from django.db import transaction
 
-from alerts.alerting import submit_report
 from alerts.models import Alert, Delivery, SymptomReport
+from alerts.reports import submit_report
 from tests.faults.helpers import delivery_ids_received
 from tests.processes import settled, wait_until
 

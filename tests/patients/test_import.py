@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import CheckIn, Delivery
-from alerts.services import sweep_reminders
+from alerts.reminders import sweep_reminders
 from patients.importing import COLUMN_NAMES, NEEDS_REVIEW_REASON, import_rows, read_rows
 from patients.models import Checkpoint, CheckpointEvent, Patient, Procedure, RiskAssessment, StaffRole, TreatedLevel
 from tests.conftest import make_staff

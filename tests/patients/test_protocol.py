@@ -239,7 +239,7 @@ def test_each_role_is_played_by_the_checkpoint_the_code_names_today():
 
 
 def test_default_escalation_policies_are_those_of_alerting_today():
-    """alerts/alerting.py DEFAULT_POLICIES."""
+    """alerts/escalation.py DEFAULT_POLICIES."""
     step = lambda minutes, notify: {"after_minutes": minutes, "notify": notify}  # noqa: E731
     expected = {
         "emergency": [step(0, "responsible_clinician"), step(10, "coordinators"), step(20, "on_call")],

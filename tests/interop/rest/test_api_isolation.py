@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from alerts import alerting
+from alerts import reports
 from interop.auth import hash_token
 from patients.models import ApiClient, ClinicMembership, StaffRole
 
@@ -60,10 +60,10 @@ class World:
 def world(clinic, other_clinic, make_patient, make_procedure, make_token, bearer, other_clinic_coordinator):
     patient = make_patient(mrn="NS-0001", given_name="Ana")
     procedure = make_procedure(patient=patient)
-    report = alerting.submit_report(procedure=procedure, source="api", pain_now=4, red_flags=["RF-02", "RF-05"])
+    report = reports.submit_report(procedure=procedure, source="api", pain_now=4, red_flags=["RF-02", "RF-05"])
     other_patient = make_patient(clinic=other_clinic, mrn="SS-0001", given_name="Sam", time_zone="America/New_York")
     other_procedure = make_procedure(patient=other_patient)
-    other_report = alerting.submit_report(procedure=other_procedure, source="api", pain_now=4, red_flags=["RF-02"])
+    other_report = reports.submit_report(procedure=other_procedure, source="api", pain_now=4, red_flags=["RF-02"])
 
     revoked = make_token(clinics=[clinic])
     ApiClient.objects.filter(token_hash=hash_token(revoked)).update(revoked_at=timezone.now())

@@ -15,7 +15,7 @@ from django.apps import apps
 from django.conf import settings
 from django.utils import timezone
 
-from alerts import alerting
+from alerts import reports
 from alerts.models import Alert, SymptomReport
 from patients.models import Checkpoint, IdempotencyRecord, Patient, Procedure
 
@@ -457,7 +457,7 @@ def five_patients(make_procedure, make_patient):
     """Five Northside patients, each with a procedure (so a schedule) and an RF-02 report (so an alert)."""
     for number in range(5):
         procedure = make_procedure(patient=make_patient(mrn=f"SYNC-{number}"))
-        alerting.submit_report(procedure=procedure, source="api", pain_now=3, red_flags=["RF-02"])
+        reports.submit_report(procedure=procedure, source="api", pain_now=3, red_flags=["RF-02"])
     return list(Patient.objects.filter(mrn__startswith="SYNC-").order_by("id"))
 
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance, status_code_conformance
 
-from alerts import alerting
+from alerts import reports
 from interop.throttling import ClientRateThrottle
 from kyphofollow.wsgi import application
 
@@ -51,7 +51,7 @@ class Seeded:
 def seeded(transactional_db, clinic, make_patient, make_procedure, make_token):
     patient = make_patient(mrn="ST-0001", given_name="Ana")
     procedure = make_procedure(patient=patient)
-    report = alerting.submit_report(procedure=procedure, source="api", pain_now=4, red_flags=["RF-02", "RF-05"])
+    report = reports.submit_report(procedure=procedure, source="api", pain_now=4, red_flags=["RF-02", "RF-05"])
     alert = patient.alerts.order_by("id").first()
     checkpoint = procedure.checkpoints.order_by("id").first()
     return Seeded(

@@ -1,0 +1,111 @@
+"""Symptom check-ins: the invitation e-mails with their single-use links, one re-send, then a phone
+call by a coordinator; a check-in ends answered (by a report) or called."""
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from patients.models import Checkpoint, CheckpointState, PatientStatus
+from patients.rows import claimed_batches, transition
+from patients.services import complete_checkpoint
+
+from .models import CheckIn, CheckInState, Delivery, DeliveryKind, SymptomReport
+from .outbox import enqueue_deliveries
+from .quiet_hours import after_quiet_hours, in_quiet_hours
+from .rules import get_rules
+
+
+def sweep_checkins(*, now: datetime, batch_size: int = 500) -> dict[str, int]:
+    """Move unanswered check-ins along: first invitation, one re-send, then a phone-call task.
+
+    Claims invited rows whose `next_action_at` has come (SKIP LOCKED); writes one Delivery per
+    invitation (unique per check-in and send number) and enqueues it on commit. Quiet hours defer
+    the invitation; a patient who cannot be e-mailed goes straight to a phone-call task.
+    """
+    counts = {"invited": 0, "call_needed": 0}
+    waiting = (
+        CheckIn.objects.filter(state=CheckInState.INVITED, next_action_at__lte=now)
+        .select_related("patient__clinic", "procedure")
+        .order_by("next_action_at")
+    )
+    for rows in claimed_batches(waiting, batch_size):
+        deliveries = [delivery for row in rows if (delivery := _move_along(row, now=now, counts=counts))]
+        CheckIn.objects.bulk_update(rows, ["state", "next_action_at", "invitations_sent", "updated_at"])
+        created = Delivery.objects.bulk_create(deliveries)
+        enqueue_deliveries([delivery.pk for delivery in created])
+    return counts
+
+
+def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int]) -> Delivery | None:
+    """Decide the claimed check-in's next step (setting its fields, not saving them); returns the
+    invitation to write, if one goes out now."""
+    patient, clinic = row.patient, row.patient.clinic
+    local = now.astimezone(ZoneInfo(patient.time_zone))
+    row.updated_at = now
+    if row.invitations_sent >= 2 or (patient.status == PatientStatus.ACTIVE and not _can_email(patient)):
+        row.state, row.next_action_at = CheckInState.CALL_NEEDED, None
+        counts["call_needed"] += 1
+        return None
+    if patient.status != PatientStatus.ACTIVE:
+        row.state, row.next_action_at = CheckInState.CANCELLED, None
+        return None
+    if in_quiet_hours(clinic, local):
+        row.next_action_at = after_quiet_hours(clinic, local, patient.time_zone)
+        return None
+    rules = get_rules(row.procedure.protocol_version or clinic.protocol_version).checkin
+    row.invitations_sent += 1
+    wait = rules["resend_after_days"] if row.invitations_sent == 1 else rules["call_after_days"]
+    row.next_action_at = now + timedelta(days=wait)
+    counts["invited"] += 1
+    return Delivery(
+        kind=DeliveryKind.CHECKIN,
+        cause=f"checkin:{row.pk}:{row.invitations_sent}",
+        recipient=patient.email,
+        clinic=clinic,
+        checkin=row,
+        next_attempt_at=now,
+    )
+
+
+def _can_email(patient) -> bool:
+    return bool(patient.email_consent and patient.email)
+
+
+def answer_checkin(*, checkin: CheckIn, report: SymptomReport) -> None:
+    """Invited or call needed → answered by `report` (once: a second answer is refused), and the
+    check-in's checkpoint, if still open, completed with the report's pain score."""
+    answered = transition(
+        CheckIn.objects.filter(pk=checkin.pk),
+        [CheckInState.INVITED, CheckInState.CALL_NEEDED],
+        CheckInState.ANSWERED,
+        answered_at=report.created_at,
+        next_action_at=None,
+    )
+    if not answered:
+        raise ValidationError({"checkin": ["This check-in has already been answered."]})
+    if checkin.checkpoint_id:
+        checkpoint = Checkpoint.objects.get(pk=checkin.checkpoint_id)
+        if checkpoint.state in (CheckpointState.SCHEDULED, CheckpointState.DUE):
+            complete_checkpoint(
+                checkpoint=checkpoint, notes=f"check-in report #{report.pk}", pain_score=report.pain_now
+            )
+
+
+@transaction.atomic
+def log_checkin_call(*, checkin: CheckIn, by, note: str) -> CheckIn:
+    """Call needed → called: the coordinator's phone call for a check-in that needed one."""
+    if not note.strip():
+        raise ValidationError({"note": ["Say what was discussed."]})
+    changed = transition(
+        CheckIn.objects.filter(pk=checkin.pk),
+        CheckInState.CALL_NEEDED,
+        CheckInState.CALLED,
+        call_logged_by=by,
+        call_note=note,
+    )
+    if not changed:
+        raise ValidationError({"state": ["This check-in does not need a call."]})
+    checkin.refresh_from_db()
+    return checkin

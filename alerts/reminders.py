@@ -1,0 +1,204 @@
+"""Reminders of open checkpoints: a sweep turns each checkpoint whose `next_reminder_at` has come into
+a reminder e-mail (or, for a check-in checkpoint, a CheckIn) and moves the moment on by its cadence.
+
+The sweep is the hot path of `bench/bench_sweep.py`: it reads only what deciding needs and writes
+with one statement per distinct outcome.
+"""
+
+from collections import defaultdict
+from datetime import datetime, time, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo
+
+from django.db import connection
+from django.db.models import F
+
+from kyphofollow import audit
+from patients.models import Checkpoint, CheckpointEvent, CheckpointState, PatientStatus
+from patients.rows import claimed_batches
+from patients.services import local_moment, procedure_protocol, reminder_time
+
+from .models import CheckIn, DeliveryKind, DeliveryState
+from .outbox import enqueue_deliveries
+from .quiet_hours import after_quiet_hours, in_quiet_hours
+from .rules import get_rules
+
+# What deciding a reminder reads: loading only these keeps the sweep's cost to the rows it claims.
+REMINDER_SWEEP_FIELDS = (
+    "id",
+    "code",
+    "protocol_version",
+    "state",
+    "reminders_sent",
+    "reminder_max",
+    "reminder_every_days",
+    "closes_at",
+    "reminder_blocked",
+    "procedure__id",
+    "procedure__protocol_version",
+    "procedure__patient__id",
+    "procedure__patient__status",
+    "procedure__patient__email_consent",
+    "procedure__patient__email",
+    "procedure__patient__time_zone",
+    "procedure__patient__clinic__id",
+    "procedure__patient__clinic__protocol_version",
+    "procedure__patient__clinic__reminder_time",
+    "procedure__patient__clinic__quiet_hours_start",
+    "procedure__patient__clinic__quiet_hours_end",
+)
+
+ReminderRow = tuple[str, str, int, int]  # cause, recipient, clinic id, checkpoint id
+
+
+def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
+    """Turn open checkpoints whose reminder moment has come into Delivery rows.
+
+    Per batch, in one transaction: claim the rows with SKIP LOCKED, write one Delivery per reminder
+    (unique per checkpoint and reminder number), move each row's `next_reminder_at` on by its cadence
+    (or defer it past the clinic's quiet hours, or stop it for a patient who cannot be e-mailed), and
+    enqueue the new deliveries on commit. Returns the number of deliveries and check-ins written.
+    """
+    due = (
+        Checkpoint.objects.reminder_due(at=now)
+        .select_related("procedure__patient__clinic")
+        .only(*REMINDER_SWEEP_FIELDS)
+        .order_by("next_reminder_at")
+    )
+    written = 0
+    for rows in claimed_batches(due, batch_size):
+        written += _remind(rows, now=now)
+    return written
+
+
+def _remind(rows: list[Checkpoint], *, now: datetime) -> int:
+    """Write the reminders, check-ins and checkpoint changes of one claimed batch."""
+    deliveries: list[ReminderRow] = []
+    checkins: list[CheckIn] = []
+    first_reminded: list[int] = []  # checkpoints that become due with this reminder
+    changes: dict[tuple, list[int]] = defaultdict(list)  # (next, +1?, blocked, state) → ids
+    local_now: dict[str, datetime] = {}
+    for row in rows:
+        zone = row.procedure.patient.time_zone
+        local = local_now.get(zone) or local_now.setdefault(zone, now.astimezone(ZoneInfo(zone)))
+        delivery, checkin, counted = _next_step(row, local=local, now=now)
+        if delivery:
+            deliveries.append(delivery)
+        if checkin:
+            checkins.append(checkin)
+        if counted and row.state == CheckpointState.SCHEDULED:
+            row.state = CheckpointState.DUE
+            first_reminded.append(row.pk)
+        changes[(row.next_reminder_at, counted, row.reminder_blocked, row.state)].append(row.pk)
+    _write_checkpoint_reminder_state(changes, first_reminded, now=now)
+    CheckIn.objects.bulk_create(checkins, ignore_conflicts=True)
+    ids = _insert_reminders(deliveries, now=now)
+    enqueue_deliveries(ids)
+    return len(ids) + len(checkins)
+
+
+def _next_step(row: Checkpoint, *, local: datetime, now: datetime) -> tuple[ReminderRow | None, CheckIn | None, bool]:
+    """Decide one claimed checkpoint's reminder, setting its `next_reminder_at` (and
+    `reminder_blocked`); returns the reminder to write, the check-in to add, and whether either
+    counts as a reminder sent."""
+    patient = row.procedure.patient
+    clinic = patient.clinic
+    is_checkin = row.code in _checkin_codes(row.protocol_version)
+    blocked = _block_reason(row)
+    if blocked and not (is_checkin and patient.status == PatientStatus.ACTIVE):
+        row.next_reminder_at, row.reminder_blocked = None, blocked
+        return None, None, False
+    if is_checkin:
+        # A check-in instead of a reminder: the check-in sweep invites (quiet hours permitting),
+        # re-sends once, then makes it a phone-call task, which is also where a patient who cannot
+        # be e-mailed goes at once.
+        row.next_reminder_at, row.reminder_blocked = None, blocked
+        checkin = CheckIn(patient=patient, procedure=row.procedure, checkpoint=row, reason=row.code, next_action_at=now)
+        return None, checkin, True
+    if in_quiet_hours(clinic, local):
+        row.next_reminder_at = after_quiet_hours(clinic, local, patient.time_zone)
+        return None, None, False
+    reminder = (f"reminder:{row.pk}:{row.reminders_sent + 1}", patient.email, clinic.pk, row.pk)
+    at = reminder_time(clinic, procedure_protocol(row.procedure))
+    row.next_reminder_at = _next_reminder(row, local, at, patient.time_zone)
+    return reminder, None, True
+
+
+@cache
+def _checkin_codes(version: str) -> frozenset[str]:
+    return frozenset(get_rules(version).checkin["checkpoints"])
+
+
+def _block_reason(checkpoint: Checkpoint) -> str:
+    patient = checkpoint.procedure.patient
+    if patient.status != PatientStatus.ACTIVE:
+        return f"patient {patient.status}"
+    if not patient.email_consent:
+        return "no e-mail consent"
+    if not patient.email:
+        return "no e-mail address"
+    return ""
+
+
+def _next_reminder(checkpoint: Checkpoint, local: datetime, at: time, zone: str) -> datetime | None:
+    if checkpoint.reminders_sent + 1 >= checkpoint.reminder_max:
+        return None
+    moment = local_moment(local.date() + timedelta(days=checkpoint.reminder_every_days), at, zone)
+    return moment if moment < checkpoint.closes_at else None
+
+
+def _write_checkpoint_reminder_state(changes: dict[tuple, list[int]], first_reminded: list[int], *, now) -> None:
+    """The one place the alerts app writes the patients tables: each claimed checkpoint's next
+    reminder moment, reminders sent, block reason and state (`changes`: (next_reminder_at, counted,
+    reminder_blocked, state) → checkpoint ids), and a CheckpointEvent "due" for each checkpoint in
+    `first_reminded`, which became due with its first reminder."""
+    # Rows share few distinct outcomes (one per cadence and time zone): one UPDATE for each.
+    for (next_at, counted, blocked, state), ids in changes.items():
+        extra = {"reminders_sent": F("reminders_sent") + 1} if counted else {}
+        Checkpoint.objects.filter(id__in=ids).update(
+            next_reminder_at=next_at, reminder_blocked=blocked, state=state, updated_at=now, **extra
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO patients_checkpointevent (checkpoint_id, kind, at, reason, data, source, api_client_id)"
+            " SELECT t.id, %s, %s, %s, '{}'::jsonb, %s, %s FROM unnest(%s::bigint[]) AS t(id)",
+            [
+                CheckpointEvent.Kind.DUE,
+                now,
+                "first reminder",
+                audit.current_source(),
+                audit.current_client_id(),
+                first_reminded,
+            ],
+        )
+
+
+def _insert_reminders(rows: list[ReminderRow], *, now: datetime) -> list[int]:
+    """Write reminder deliveries; return the ids of those written. A cause already written is
+    skipped (the unique constraint), never doubled: one INSERT … SELECT FROM unnest … ON CONFLICT
+    DO NOTHING RETURNING, the sweep's hot path."""
+    if not rows:
+        return []
+    causes, recipients, clinics, checkpoints = (list(column) for column in zip(*rows, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO alerts_delivery (kind, channel, cause, recipient, clinic_id, checkpoint_id, context, state,"
+            " attempts, next_attempt_at, last_error, created_at, updated_at)"
+            " SELECT %s, %s, t.cause, t.recipient, t.clinic, t.checkpoint, '{}'::jsonb, %s, 0, %s, '', %s, %s"
+            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])"
+            " AS t(cause, recipient, clinic, checkpoint)"
+            " ON CONFLICT (cause, channel, recipient) DO NOTHING RETURNING id",
+            [
+                DeliveryKind.REMINDER,
+                "email",
+                DeliveryState.PENDING,
+                now,
+                now,
+                now,
+                causes,
+                recipients,
+                clinics,
+                checkpoints,
+            ],
+        )
+        return [row[0] for row in cursor.fetchall()]

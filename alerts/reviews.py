@@ -1,0 +1,51 @@
+"""Clinician review tasks: findings that need a clinician's look within days rather than a page
+(second-opinion answers, pain not improving)."""
+
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from patients.rows import transition
+
+from .models import ReviewTask
+
+ROUTINE_REVIEW_WITHIN = timedelta(days=2)  # spec §1 ROUTINE: within 2 working days [DESIGN]
+
+
+def open_review_task(*, patient, code: str, tier: str, action: str, source: str, report=None, now=None) -> ReviewTask:
+    """Open a clinician review task, or leave the patient's open one for the same code as it is."""
+    now = now or timezone.now()
+    existing = ReviewTask.objects.filter(patient=patient, code=code, state=ReviewTask.State.OPEN).first()
+    if existing:
+        return existing
+    return ReviewTask.objects.create(
+        patient=patient,
+        clinic=patient.clinic,
+        code=code,
+        tier=tier,
+        action=action,
+        source=source,
+        report=report,
+        due_at=now + ROUTINE_REVIEW_WITHIN,
+    )
+
+
+@transaction.atomic
+def complete_review_task(*, task: ReviewTask, by, note: str) -> ReviewTask:
+    """Open → done, with the clinician's note."""
+    if not note.strip():
+        raise ValidationError({"note": ["Say what the review found or decided."]})
+    changed = transition(
+        ReviewTask.objects.filter(pk=task.pk),
+        ReviewTask.State.OPEN,
+        ReviewTask.State.DONE,
+        done_at=timezone.now(),
+        done_by=by,
+        note=note,
+    )
+    if not changed:
+        raise ValidationError({"state": ["This review is already done."]})
+    task.refresh_from_db()
+    return task
