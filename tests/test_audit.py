@@ -12,14 +12,14 @@ from alerts.alerting import submit_report
 from alerts.models import Alert, AlertEvent
 from patients.auth import create_api_client
 from patients.models import Checkpoint, CheckpointEvent, Patient, StaffRole
-from tests.conftest import make_staff
+from tests.builders import make_staff
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def auditor(django_user_model, clinic):
-    return make_staff(django_user_model, "audrey", clinic, StaffRole.AUDITOR)
+def auditor(clinic):
+    return make_staff(username="audrey", clinic=clinic, role=StaffRole.AUDITOR)
 
 
 @pytest.fixture
