@@ -10,9 +10,8 @@ from django.utils import timezone
 
 from alerts.alerting import submit_report
 from alerts.models import Alert, AlertEvent
-from patients.auth import create_api_client
 from patients.models import Checkpoint, CheckpointEvent, Patient, StaffRole
-from tests.builders import make_staff
+from tests.builders import make_api_token, make_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -24,8 +23,7 @@ def auditor(clinic):
 
 @pytest.fixture
 def api(client, clinic):
-    _, token = create_api_client(name="EHR", clinics=[clinic], scopes=["read", "write"])
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {make_api_token(clinics=[clinic])}"
     return client
 
 
