@@ -88,6 +88,14 @@ def make_procedures(clinic, count: int, offset: int) -> list[int]:
     return [procedure.pk for procedure in procedures]
 
 
+def make_population() -> tuple[list[int], list[int]]:
+    """The bench clinic with WARMUP + PROCEDURES unplanned procedures: (warm-up ids, timed ids)."""
+    from tests.builders import make_clinic
+
+    clinic = make_clinic(name="Bench Spine", slug="bench", phone="+44 20 0000 0000", email="spine@bench.invalid")
+    return make_procedures(clinic, WARMUP, 0), make_procedures(clinic, PROCEDURES, WARMUP)
+
+
 def plan_all(ids: list[int]) -> float:
     """Plan the procedures through `schedule_procedures`, the planning path of an import, 1,000 at a time."""
     from patients.services import schedule_procedures
@@ -136,14 +144,9 @@ def main() -> None:
         from django.test.utils import CaptureQueriesContext
 
         from patients.models import Checkpoint, CheckpointEvent, RiskAssessment
-        from tests.builders import make_clinic
 
         with Stopwatch() as watch:
-            clinic = make_clinic(
-                name="Bench Spine", slug="bench", phone="+44 20 0000 0000", email="spine@bench.invalid"
-            )
-            warmup = make_procedures(clinic, WARMUP, 0)
-            timed = make_procedures(clinic, PROCEDURES, WARMUP)
+            warmup, timed = make_population()
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
         note(f"set-up: {WARMUP + PROCEDURES} patients and procedures in {watch.seconds:.1f} s")
