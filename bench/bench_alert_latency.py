@@ -135,54 +135,22 @@ def purge_own_queue() -> int:
 
 def make_population(count: int):
     """One clinic, one clinician, `count` patients with one procedure each; returns the procedures."""
-    from datetime import date, timedelta
+    from datetime import timedelta
 
-    from django.contrib.auth import get_user_model
+    from django.utils import timezone
 
-    from patients.models import Clinic, ClinicMembership, Patient, Procedure, StaffRole, TreatedLevel
+    from patients.models import Procedure, StaffRole
+    from tests.builders import bulk_patients, bulk_procedures, make_clinic, make_staff
 
-    clinic = Clinic.objects.create(
-        name="Bench Spine",
-        slug="bench-latency",
-        time_zone="Europe/London",
-        phone="+44 20 0000 0000",
-        email="spine@bench.invalid",
+    clinic = make_clinic(
+        name="Bench Spine", slug="bench-latency", phone="+44 20 0000 0000", email="spine@bench.invalid"
     )
-    clinician = get_user_model()(username="dr_bench", email="dr_bench@staff.invalid", is_staff=True)
-    clinician.set_unusable_password()
-    clinician.save()
-    ClinicMembership.objects.create(user=clinician, clinic=clinic, role=StaffRole.CLINICIAN)
-    today = date.today()
-    patients = Patient.objects.bulk_create(
-        [
-            Patient(
-                clinic=clinic,
-                mrn=f"L{n:07d}",
-                given_name="Given",
-                family_name="Family",
-                birth_date=today.replace(year=today.year - 75) - timedelta(days=10),
-                time_zone="Europe/London",
-                email=f"patient{n}@example.invalid",
-                email_consent=True,
-                responsible_clinician=clinician,
-            )
-            for n in range(count)
-        ],
-        batch_size=2000,
+    clinician = make_staff(username="dr_bench", clinic=clinic, role=StaffRole.CLINICIAN, password=None)
+    today = timezone.localdate()
+    patients = bulk_patients(clinic=clinic, count=count, first=0, mrn_prefix="L", responsible_clinician=clinician)
+    procedures = bulk_procedures(
+        patients=patients, performed_on=today - timedelta(days=5), fracture_diagnosed_on=today - timedelta(days=15)
     )
-    procedures = Procedure.objects.bulk_create(
-        [
-            Procedure(
-                patient=patient,
-                kind="kyphoplasty",
-                performed_on=today - timedelta(days=5),
-                fracture_diagnosed_on=today - timedelta(days=15),
-            )
-            for patient in patients
-        ],
-        batch_size=2000,
-    )
-    TreatedLevel.objects.bulk_create([TreatedLevel(procedure=p, level="L1") for p in procedures], batch_size=2000)
     ids = [procedure.pk for procedure in procedures]
     return list(Procedure.objects.select_related("patient__clinic").filter(pk__in=ids).order_by("pk"))
 

@@ -78,44 +78,30 @@ def redis_url_db(url: str, db: int) -> str:
 
 def make_fixtures() -> tuple[str, list[tuple[int, int, int]]]:
     """(raw bearer token, [(patient id, procedure id, usual pain)])."""
-    from datetime import date
+    from django.utils import timezone
 
-    from django.contrib.auth import get_user_model
+    from patients.models import StaffRole
+    from tests.builders import birth_date_for_age, make_api_token, make_clinic, make_patient, make_procedure, make_staff
 
-    from interop.auth import create_api_client
-    from patients.models import Clinic, ClinicMembership, StaffRole
-    from patients.services import record_procedure, register_patient
-
-    clinic = Clinic.objects.create(
-        name="Bench Spine", slug="bench", time_zone="Europe/London", phone="+44 20 0000 0000", email="s@bench.invalid"
-    )
-    clinician = get_user_model().objects.create_user(
-        username="bench_clinician", email="clinician@bench.invalid", is_staff=True
-    )
-    ClinicMembership.objects.create(user=clinician, clinic=clinic, role=StaffRole.CLINICIAN)
-    today = date.today()
+    clinic = make_clinic(name="Bench Spine", slug="bench", phone="+44 20 0000 0000", email="s@bench.invalid")
+    clinician = make_staff(username="bench_clinician", clinic=clinic, role=StaffRole.CLINICIAN, password=None)
+    today = timezone.localdate()
     rows, rng = [], random.Random(7)
     for n in range(PATIENTS):
-        patient = register_patient(
+        patient = make_patient(
             clinic=clinic,
+            number=n,
             mrn=f"API{n:05d}",
-            given_name="Given",
-            family_name="Family",
-            birth_date=today.replace(year=today.year - (65 + n % 25)) - timedelta(days=10),
-            time_zone="Europe/London",
-            email=f"patient{n}@example.invalid",
-            email_consent=True,
+            birth_date=birth_date_for_age(65 + n % 25),
             responsible_clinician=clinician,
         )
-        procedure = record_procedure(
+        procedure = make_procedure(
             patient=patient,
-            levels=[{"level": "L1"}],
-            kind="kyphoplasty",
             performed_on=today - timedelta(days=5),
             fracture_diagnosed_on=today - timedelta(days=15),
         )
         rows.append((patient.pk, procedure.pk, rng.randint(2, 6)))
-    _, token = create_api_client(name="Bench EHR", clinics=[clinic], scopes=["read", "write"])
+    token = make_api_token(clinics=[clinic], name="Bench EHR")
     return token, rows
 
 

@@ -28,33 +28,22 @@ WARMUP = 100
 COPY_RUNS = 3
 
 
-def make_procedures(count: int, offset: int) -> list[int]:
-    """`count` patients with one unplanned procedure each; returns the procedure ids."""
-    from patients.models import VERTEBRAE, Clinic, Patient, Procedure, TreatedLevel
+def make_procedures(clinic, count: int, offset: int) -> list[int]:
+    """`count` patients of `clinic` with one unplanned procedure each; returns the procedure ids."""
+    from patients.models import VERTEBRAE, Patient, Procedure, TreatedLevel
+    from tests.builders import patient_row, procedure_row
 
-    clinic, _ = Clinic.objects.get_or_create(
-        slug="bench",
-        defaults={
-            "name": "Bench Spine",
-            "time_zone": "Europe/London",
-            "phone": "+44 20 0000 0000",
-            "email": "spine@bench.invalid",
-        },
-    )
     today = date.today()
     patients = []
     for n in range(offset, offset + count):
         on_med = n % 4 == 0
         patients.append(
-            Patient(
+            patient_row(
                 clinic=clinic,
+                number=n,
                 mrn=f"B{n:07d}",
-                given_name="Given",
-                family_name="Family",
                 birth_date=today.replace(year=today.year - (62 + n % 30)) - timedelta(days=n % 300),
-                email=f"patient{n}@example.invalid",
                 email_consent=n % 10 != 0,
-                time_zone="Europe/London",
                 bmd_lowest_t_score=None if n % 6 == 0 else -1.0 - (n % 30) / 10,
                 dxa_date=None if n % 6 == 0 else today - timedelta(days=100 + 7 * (n % 150)),
                 on_osteoporosis_med=on_med if n % 5 else None,
@@ -67,7 +56,7 @@ def make_procedures(count: int, offset: int) -> list[int]:
     for n, patient in enumerate(patients, start=offset):
         performed = today - timedelta(days=n % 20)
         procedures.append(
-            Procedure(
+            procedure_row(
                 patient=patient,
                 kind="kyphoplasty" if n % 2 else "vertebroplasty",
                 performed_on=performed,
@@ -97,6 +86,14 @@ def make_procedures(count: int, offset: int) -> list[int]:
             )
     TreatedLevel.objects.bulk_create(levels, batch_size=5000)
     return [procedure.pk for procedure in procedures]
+
+
+def make_population() -> tuple[list[int], list[int]]:
+    """The bench clinic with WARMUP + PROCEDURES unplanned procedures: (warm-up ids, timed ids)."""
+    from tests.builders import make_clinic
+
+    clinic = make_clinic(name="Bench Spine", slug="bench", phone="+44 20 0000 0000", email="spine@bench.invalid")
+    return make_procedures(clinic, WARMUP, 0), make_procedures(clinic, PROCEDURES, WARMUP)
 
 
 def plan_all(ids: list[int]) -> float:
@@ -149,8 +146,7 @@ def main() -> None:
         from patients.models import Checkpoint, CheckpointEvent, RiskAssessment
 
         with Stopwatch() as watch:
-            warmup = make_procedures(WARMUP, 0)
-            timed = make_procedures(PROCEDURES, WARMUP)
+            warmup, timed = make_population()
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
         note(f"set-up: {WARMUP + PROCEDURES} patients and procedures in {watch.seconds:.1f} s")

@@ -1,14 +1,16 @@
-"""Shared fixtures: personas and a few builders. Tests run on PostgreSQL only, never SQLite."""
+"""Shared fixtures: personas and the processes tests talk to; the rows come from tests/builders.py.
+Tests run on PostgreSQL only, never SQLite."""
 
-from datetime import date, timedelta
+import itertools
 
 import pytest
 from django.conf import settings
-from django.utils import timezone
 
-from patients.models import Clinic, ClinicMembership, StaffRole
-from patients.roles import sync_staff_groups
-from patients.services import record_procedure, register_patient
+# The builders' own checks (a check-in planned when expected) report like a test's asserts.
+pytest.register_assert_rewrite("tests.builders")
+
+from patients.models import StaffRole  # noqa: E402
+from tests import builders  # noqa: E402
 
 
 def pytest_configure(config):
@@ -24,18 +26,12 @@ def pytest_configure(config):
 
 @pytest.fixture
 def clinic(db):
-    return Clinic.objects.create(
-        name="Northside Spine",
-        slug="northside",
-        time_zone="Europe/London",
-        phone="+44 20 0000 0001",
-        email="spine@northside.invalid",
-    )
+    return builders.make_clinic()
 
 
 @pytest.fixture
 def other_clinic(db):
-    return Clinic.objects.create(
+    return builders.make_clinic(
         name="Southside Spine",
         slug="southside",
         time_zone="America/New_York",
@@ -44,67 +40,39 @@ def other_clinic(db):
     )
 
 
-def make_staff(django_user_model, username, clinic, role, **extra):
-    user = django_user_model.objects.create_user(
-        username=username, password="correct-horse-battery", email=f"{username}@staff.invalid", is_staff=True, **extra
-    )
-    ClinicMembership.objects.create(user=user, clinic=clinic, role=role)
-    sync_staff_groups(user)
-    return user
+@pytest.fixture
+def coordinator(clinic):
+    return builders.make_staff(username="charlie", clinic=clinic, role=StaffRole.COORDINATOR)
 
 
 @pytest.fixture
-def coordinator(django_user_model, clinic):
-    return make_staff(django_user_model, "charlie", clinic, StaffRole.COORDINATOR)
+def other_clinic_coordinator(other_clinic):
+    return builders.make_staff(username="olivia", clinic=other_clinic, role=StaffRole.COORDINATOR)
 
 
 @pytest.fixture
-def other_clinic_coordinator(django_user_model, other_clinic):
-    return make_staff(django_user_model, "olivia", other_clinic, StaffRole.COORDINATOR)
-
-
-@pytest.fixture
-def clinician(django_user_model, clinic):
-    return make_staff(django_user_model, "dr_alice", clinic, StaffRole.CLINICIAN)
-
-
-def birth_date_for_age(age: int) -> date:
-    today = timezone.localdate()
-    return today.replace(year=today.year - age) - timedelta(days=10)
+def clinician(clinic):
+    return builders.make_staff(username="dr_alice", clinic=clinic, role=StaffRole.CLINICIAN)
 
 
 @pytest.fixture
 def make_patient(clinic):
-    counter = iter(range(1, 10_000))
+    """make_patient(**fields): the next patient of `clinic` (or of `fields["clinic"]`), registered."""
+    numbers = itertools.count(1)
 
     def build(**fields):
-        number = next(counter)
-        defaults = {
-            "clinic": clinic,
-            "mrn": f"MRN{number:05d}",
-            "given_name": "Given",
-            "family_name": "Family",
-            "birth_date": birth_date_for_age(75),
-            "time_zone": "Europe/London",
-            "email": f"patient{number}@example.invalid",
-            "email_consent": True,
-        }
-        defaults.update(fields)
-        return register_patient(**defaults)
+        fields.setdefault("clinic", clinic)
+        return builders.make_patient(number=next(numbers), **fields)
 
     return build
 
 
 @pytest.fixture
 def make_procedure(make_patient):
+    """make_procedure(patient=None, levels=None, **fields): recorded and planned; a new patient if none."""
+
     def build(patient=None, levels=None, **fields):
-        defaults = {
-            "kind": "kyphoplasty",
-            "performed_on": timezone.localdate() - timedelta(days=1),
-            "fracture_diagnosed_on": timezone.localdate() - timedelta(days=10),
-        }
-        defaults.update(fields)
-        return record_procedure(patient=patient or make_patient(), levels=levels or [{"level": "L1"}], **defaults)
+        return builders.make_procedure(patient=patient or make_patient(), levels=levels, **fields)
 
     return build
 

@@ -10,22 +10,20 @@ from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent
 from alerts.reports import submit_report
-from interop.auth import create_api_client
 from patients.models import Checkpoint, CheckpointEvent, Patient, StaffRole
-from tests.conftest import make_staff
+from tests.builders import make_api_token, make_staff
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def auditor(django_user_model, clinic):
-    return make_staff(django_user_model, "audrey", clinic, StaffRole.AUDITOR)
+def auditor(clinic):
+    return make_staff(username="audrey", clinic=clinic, role=StaffRole.AUDITOR)
 
 
 @pytest.fixture
 def api(client, clinic):
-    _, token = create_api_client(name="EHR", clinics=[clinic], scopes=["read", "write"])
-    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {make_api_token(clinics=[clinic])}"
     return client
 
 

@@ -14,7 +14,7 @@ from alerts.messages import ACK_LINK_VALID
 from alerts.models import AcknowledgeLink, Alert, AlertEvent, AlertState, Delivery, DeliveryKind, DeliveryState
 from alerts.outbox import deliver
 from alerts.reports import submit_report
-from tests.alerts.conftest import PERFORMED_ON, link_path
+from tests.builders import PERFORMED_ON, link_path
 
 ACK_LINK = re.compile(r"https?://\S+?/ack/[A-Za-z0-9_-]+/")
 

@@ -29,14 +29,14 @@ from alerts.models import (
 from alerts.outbox import MAX_ATTEMPTS, deliver
 from alerts.reports import submit_report
 from patients.models import Checkpoint, ClinicMembership, StaffRole
-from tests.conftest import make_staff
+from tests.builders import make_staff
 
 SECRET = "whsec_" + base64.b64encode(b"kyphofollow-test-secret-0123456789").decode()
 
 
 @pytest.fixture
-def on_call(django_user_model, clinic):
-    user = make_staff(django_user_model, "dr_oncall", clinic, StaffRole.CLINICIAN)
+def on_call(clinic):
+    user = make_staff(username="dr_oncall", clinic=clinic, role=StaffRole.CLINICIAN)
     ClinicMembership.objects.filter(user=user).update(on_call=True)
     return user
 

@@ -3,7 +3,7 @@
 import pytest
 
 from alerts.models import CheckInState, SymptomReport
-from tests.alerts.conftest import form_answers
+from tests.builders import form_answers
 
 pytestmark = pytest.mark.django_db
 

@@ -27,7 +27,7 @@ from alerts.models import (
 from alerts.outbox import deliver
 from alerts.rules import get_rules
 from patients.models import Checkpoint, CheckpointState
-from tests.alerts.conftest import CHECKIN_DUE, form_answers, link_path
+from tests.builders import CHECKIN_DUE, form_answers, link_path
 
 RULES = get_rules("2026.1")
 WORDING = RULES.wording

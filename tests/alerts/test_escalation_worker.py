@@ -9,16 +9,16 @@ from alerts.escalation import acknowledge_alert, sweep_escalations
 from alerts.models import Alert, Delivery, DeliveryState
 from alerts.reports import submit_report
 from patients.models import ClinicMembership, StaffRole
-from tests.conftest import make_staff
+from tests.builders import make_staff
 from tests.processes import wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def test_red_flag_pages_clinician_then_coordinator_then_on_call_until_acknowledged(
-    django_user_model, clinic, clinician, coordinator, make_patient, make_procedure, worker, smtp_server
+    clinic, clinician, coordinator, make_patient, make_procedure, worker, smtp_server
 ):
-    on_call = make_staff(django_user_model, "dr_night", clinic, StaffRole.CLINICIAN)
+    on_call = make_staff(username="dr_night", clinic=clinic, role=StaffRole.CLINICIAN)
     ClinicMembership.objects.filter(user=on_call).update(on_call=True)
     procedure = make_procedure(
         patient=make_patient(responsible_clinician=clinician), performed_on=timezone.localdate() - timedelta(days=2)

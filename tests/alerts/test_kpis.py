@@ -36,7 +36,7 @@ from alerts.models import Alert, AlertEvent, SymptomReport
 from alerts.reports import submit_report
 from patients.models import Checkpoint, Patient, Procedure
 from patients.services import complete_checkpoint, record_procedure, register_patient, sweep_checkpoint_states
-from tests.conftest import birth_date_for_age
+from tests.builders import birth_date_for_age
 
 NOW = datetime(2027, 9, 1, 12, 0, tzinfo=UTC)
 PERIOD = {"start": "2026-01-01", "end": "2027-08-31"}

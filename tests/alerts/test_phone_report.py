@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from alerts.models import Alert, SymptomReport
-from tests.alerts.conftest import PERFORMED_ON, form_answers
+from tests.builders import PERFORMED_ON, form_answers
 
 PHONE = reverse("admin:alerts_symptomreport_phone")
 SPEC_TIERS = {f"RF-{n:02d}": "emergency" if n <= 4 else "urgent" for n in range(1, 11)}

@@ -3,8 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -102,24 +100,3 @@ def test_patient_overview_shows_timeline_pain_chart_and_risk_sources(client, coo
     assert "<svg" in page and "Pain score over time" in page
     assert "Timeline" in page and "Alert RF-01" in page
     assert "S0; E2" in page  # the TL-junction factor's source (L1 is at the junction)
-
-
-def _queries_for(client, url) -> int:
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get(url).status_code == 200
-    return len(queries)
-
-
-def test_worklist_runs_the_same_number_of_queries_for_10_and_500_rows(client, coordinator, make_patient, clinic):
-    from alerts.models import SymptomReport
-    from patients.models import Procedure
-    from tests.patients.bulk import make_alerts
-
-    client.force_login(coordinator)
-    make_alerts(clinic, 10)
-    few = _queries_for(client, reverse("admin:index"))
-    make_alerts(clinic, 490)
-    many = _queries_for(client, reverse("admin:index"))
-
-    assert few == many
-    assert Alert.objects.count() == 500 and Procedure.objects.count() == 500 and SymptomReport.objects.count() == 500

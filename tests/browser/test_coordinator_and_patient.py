@@ -15,7 +15,7 @@ from alerts.reports import submit_report
 from patients.demo import DEMO_PASSWORD, seed_demo
 from patients.models import Checkpoint, CheckpointState, Patient
 from patients.services import sweep_checkpoint_states
-from tests.browser.conftest import DESKTOP, PHONE, new_page
+from tests.browser.pages import DESKTOP, PHONE, new_page
 
 SPEC_EMERGENCY = "Call emergency services now (local number, e.g. 911/112/999). Do not wait for a reply from us."
 # Checkpoints whose completion needs a DXA result or a medication decision.

@@ -1,5 +1,5 @@
-"""Fault-injection helpers: a private redis-server, pointing this process's Celery app at it, staff in bulk,
-red-flag reports, and what the SMTP server and the webhook receiver got."""
+"""Fault-injection helpers: a private redis-server, pointing this process's Celery app at it, what the SMTP
+server and the webhook receiver got, and sweepers released together (staff in bulk: tests/builders.py)."""
 
 import os
 import shutil
@@ -10,11 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
-from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import make_password
 from kombu import pools
 
-from patients.models import ClinicMembership
 from tests.processes import free_port, wait_until
 
 
@@ -100,20 +97,6 @@ def celery_broker(url: str):
     finally:
         reset_producer_pools(app)
         app.conf.broker_url = previous
-
-
-def bulk_staff(clinic, role: str, count: int, *, prefix: str, on_call: bool = False) -> list:
-    """`count` active staff users with e-mail addresses and a `role` membership, made in two queries."""
-    user_model = get_user_model()
-    password = make_password(None)  # unusable: these users never log in
-    users = user_model.objects.bulk_create(
-        user_model(username=f"{prefix}{n:04d}", email=f"{prefix}{n:04d}@staff.invalid", password=password)
-        for n in range(count)
-    )
-    ClinicMembership.objects.bulk_create(
-        ClinicMembership(user=user, clinic=clinic, role=role, on_call=on_call) for user in users
-    )
-    return users
 
 
 def delivery_ids_received(smtp_server) -> Counter:

@@ -19,7 +19,8 @@ from alerts.outbox import sweep_deliveries
 from alerts.reminders import sweep_reminders
 from alerts.reports import submit_report
 from patients.models import Checkpoint, StaffRole
-from tests.faults.helpers import bulk_staff, delivery_ids_received, run_together
+from tests.builders import bulk_staff
+from tests.faults.helpers import delivery_ids_received, run_together
 from tests.processes import ROOT, django_env, settled, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -69,7 +70,7 @@ def test_two_beats_and_sixteen_sweepers_write_and_send_each_message_once(
     clinic.quiet_hours_start = clinic.quiet_hours_end = clock_time(0, 0)  # no quiet hours: due means sent
     clinic.digest_time = clock_time(0, 0)
     clinic.save()
-    bulk_staff(clinic, StaffRole.COORDINATOR, COORDINATORS, prefix="coord")
+    bulk_staff(clinic=clinic, role=StaffRole.COORDINATOR, count=COORDINATORS, prefix="coord")
     fracture = timezone.localdate() - timedelta(days=70)
     procedures = [
         make_procedure(

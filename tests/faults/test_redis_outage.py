@@ -9,7 +9,8 @@ from alerts.models import Alert, Delivery, DeliveryState, SymptomReport
 from alerts.outbox import sweep_deliveries
 from interop.auth import create_api_client
 from patients.models import StaffRole
-from tests.faults.helpers import bulk_staff, delivery_ids_received
+from tests.builders import bulk_staff
+from tests.faults.helpers import delivery_ids_received
 from tests.processes import settled, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -27,7 +28,7 @@ def restart_empty(broker) -> None:
 def test_tasks_lost_with_a_flushed_redis_are_sent_once_by_the_delivery_sweep(
     clinic, raise_alerts, fault_worker, smtp_server, broker
 ):
-    bulk_staff(clinic, StaffRole.CLINICIAN, 20, prefix="dr")
+    bulk_staff(clinic=clinic, role=StaffRole.CLINICIAN, count=20, prefix="dr")
     raise_alerts(3)  # 60 pages, queued with no worker running
     assert broker.queued() > 0
 
@@ -50,7 +51,7 @@ def test_tasks_lost_with_a_flushed_redis_are_sent_once_by_the_delivery_sweep(
 def test_a_worker_running_through_the_outage_reconnects_and_nothing_is_sent_twice(
     clinic, raise_alerts, fault_worker, smtp_server, broker
 ):
-    bulk_staff(clinic, StaffRole.CLINICIAN, 20, prefix="dr")
+    bulk_staff(clinic=clinic, role=StaffRole.CLINICIAN, count=20, prefix="dr")
     smtp_server.recorder.delay_seconds = 0.05
     fault_worker(env={"EMAIL_URL": smtp_server.url})
     raise_alerts(3)

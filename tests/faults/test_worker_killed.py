@@ -9,7 +9,8 @@ from django.utils import timezone
 from alerts.models import Delivery, DeliveryKind, DeliveryState
 from alerts.outbox import SENDING_LEASE, sweep_deliveries
 from patients.models import StaffRole
-from tests.faults.helpers import bulk_staff, delivery_ids_received
+from tests.builders import bulk_staff
+from tests.faults.helpers import delivery_ids_received
 from tests.processes import settled, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -22,7 +23,7 @@ CONCURRENCY = 4
 def test_sigkill_during_500_pages_loses_none_and_repeats_only_the_sends_in_flight(
     clinic, raise_alerts, fault_worker, smtp_server, broker
 ):
-    bulk_staff(clinic, StaffRole.CLINICIAN, CLINICIANS, prefix="dr")
+    bulk_staff(clinic=clinic, role=StaffRole.CLINICIAN, count=CLINICIANS, prefix="dr")
     smtp_server.recorder.delay_seconds = 0.02  # every send is in flight for a while
     env = {"EMAIL_URL": smtp_server.url}
     first = fault_worker(concurrency=CONCURRENCY, env=env, wait=False)  # starts while the alerts are raised

@@ -17,7 +17,7 @@ from alerts.models import CheckIn, Delivery
 from alerts.reminders import sweep_reminders
 from patients.importing import COLUMN_NAMES, NEEDS_REVIEW_REASON, import_rows, read_rows
 from patients.models import Checkpoint, CheckpointEvent, Patient, Procedure, RiskAssessment, StaffRole, TreatedLevel
-from tests.conftest import make_staff
+from tests.builders import make_staff
 
 pytestmark = pytest.mark.django_db
 
@@ -356,8 +356,8 @@ def test_a_coordinator_of_another_clinic_cannot_import_into_this_clinic(client, 
     assert not Patient.objects.exists()
 
 
-def test_staff_without_the_add_patient_permission_are_refused(client, django_user_model, clinic):
-    auditor = make_staff(django_user_model, "audrey", clinic, StaffRole.AUDITOR)
+def test_staff_without_the_add_patient_permission_are_refused(client, clinic):
+    auditor = make_staff(username="audrey", clinic=clinic, role=StaffRole.AUDITOR)
     client.force_login(auditor)
 
     assert client.get(reverse("patients-import")).status_code == 403

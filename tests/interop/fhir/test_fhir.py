@@ -5,7 +5,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.core.cache.backends.locmem import LocMemCache
 from django.utils import timezone
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
@@ -19,11 +18,9 @@ from fhir.resources.R4B.procedure import Procedure as FhirProcedure
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from fhir.resources.R4B.task import Task
-from rest_framework.test import APIClient
 
 from alerts.models import Alert, SymptomReport
 from alerts.rules import get_rules
-from interop.auth import create_api_client
 from interop.fhir.codes import (
     EXT_EMAIL_CONSENT,
     EXT_FRACTURE_DIAGNOSED,
@@ -34,9 +31,8 @@ from interop.fhir.codes import (
     TASK_STATUS,
 )
 from interop.fhir.questionnaire import findings_of
-from interop.throttling import ClientRateThrottle
 from patients.models import Checkpoint, CheckpointState, Patient, PatientStatus
-from tests.conftest import birth_date_for_age
+from tests.builders import birth_date_for_age
 
 pytestmark = pytest.mark.django_db
 
@@ -46,22 +42,16 @@ MR = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "co
 
 
 @pytest.fixture(autouse=True)
-def fresh_fhir_throttle(monkeypatch):
+def _empty_throttle(fresh_throttle):
     """Each test starts with an empty request history (token ids restart with every test database)."""
-    monkeypatch.setattr(ClientRateThrottle, "cache", LocMemCache("fhir-throttle-tests", {}))
 
 
 @pytest.fixture
-def fhir_client(db):
+def fhir_client(make_token, bearer):
     """fhir_client(clinic, …, scopes=…) -> an APIClient with a bearer token for those clinics."""
-
-    def build(*clinics, scopes=("read", "write")):
-        _, raw = create_api_client(name="FHIR EHR", clinics=list(clinics), scopes=list(scopes))
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-        return client
-
-    return build
+    return lambda *clinics, scopes=("read", "write"): bearer(
+        make_token(clinics=clinics, scopes=scopes, name="FHIR EHR")
+    )
 
 
 @pytest.fixture

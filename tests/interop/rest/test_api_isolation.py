@@ -21,8 +21,8 @@ from rest_framework.test import APIClient
 from alerts import reports
 from interop.auth import hash_token
 from patients.models import ApiClient, ClinicMembership, StaffRole
-
-from .conftest import BASE, changed_tables, snapshot
+from tests.builders import API_BASE as BASE
+from tests.builders import changed_tables, snapshot
 
 pytestmark = pytest.mark.usefixtures("fresh_throttle")
 

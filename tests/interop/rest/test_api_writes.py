@@ -18,8 +18,8 @@ from django.utils import timezone
 from alerts import reports
 from alerts.models import Alert, SymptomReport
 from patients.models import Checkpoint, IdempotencyRecord, Patient, Procedure
-
-from .conftest import BASE, changed_tables, snapshot
+from tests.builders import API_BASE as BASE
+from tests.builders import changed_tables, snapshot
 
 pytestmark = pytest.mark.usefixtures("fresh_throttle")
 
