@@ -14,9 +14,13 @@ class UpdatedSinceFilter(django_filters.FilterSet):
     def is_valid(self) -> bool:
         valid = super().is_valid()
         for name, declared in self.filters.items():
-            # A blank time (e.g. a blank last-sync time) would silently drop the filter and export everything.
-            if isinstance(declared, django_filters.IsoDateTimeFilter) and name in self.data and not self.data[name]:
-                self.form.add_error(name, "Give an ISO 8601 date-time, or leave the parameter out.")
+            # A blank value (e.g. a blank last-sync time or `?status=`) would silently drop the filter and
+            # export everything, so it is refused like any other malformed value.
+            if name in self.data and not self.data[name]:
+                if isinstance(declared, django_filters.IsoDateTimeFilter):
+                    self.form.add_error(name, "Give an ISO 8601 date-time, or leave the parameter out.")
+                else:
+                    self.form.add_error(name, "Give a value, or leave the parameter out.")
                 valid = False
         return valid
 

@@ -574,3 +574,14 @@ def test_every_model_of_the_registry_is_watched_by_the_nothing_saved_checks(db):
     watched = set(snapshot())
     expected = {m._meta.label for m in apps.get_app_config("patients").get_models()} - {"patients.ApiClient"}
     assert expected <= watched
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "parameter"),
+    [("patients", "status"), ("procedures", "patient"), ("checkpoints", "state"), ("alerts", "tier")],
+)
+def test_a_blank_filter_is_a_400_not_a_full_export(ehr, five_patients, endpoint, parameter):
+    """`?status=` (a template that left the value out) must not quietly widen the list to every row."""
+    response = ehr.get(f"{BASE}/{endpoint}/", {parameter: ""})
+    assert response.status_code == 400, f"{response.status_code}: {len(response.json().get('results', []))} rows"
+    assert response.json()[parameter] == ["Give a value, or leave the parameter out."]
