@@ -33,10 +33,12 @@ services:
 	bash scripts/ensure-browser.sh
 
 test: $(VENV)/.installed-dev services
+	$(BIN)/lint-imports --no-cache
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.installed-dev services

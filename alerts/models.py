@@ -10,7 +10,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from kyphofollow.audit import SOURCES, current_client_id, current_source
+from patients.audit import SOURCES, current_client_id, current_source
 from patients.models import ApiClient, Checkpoint, Clinic, Patient, Procedure, audit_trail
 
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from django.db import connection
 from django.db.models import F
 
-from kyphofollow import audit
+from patients import audit
 from patients.models import Checkpoint, CheckpointEvent, CheckpointState, PatientStatus
 from patients.rows import claimed_batches
 from patients.services import local_moment, procedure_protocol, reminder_time

@@ -17,7 +17,7 @@ from django.http import Http404
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
-from kyphofollow import audit
+from patients import audit
 from patients.models import ApiClient, Clinic, StaffRole
 
 TOKEN_PREFIX = "kf_"  # noqa: S105 - a label that makes leaked tokens easy to spot, not a secret

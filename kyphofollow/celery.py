@@ -28,10 +28,9 @@ def _close_old_connections(sender=None, **kwargs) -> None:
 @task_prerun.connect
 def _audit_as_task(**kwargs) -> None:
     """Whatever a task writes is audited as done by a background task."""
-    from .audit import _client, _source
+    from patients.audit import act_as_task
 
-    _source.set("task")
-    _client.set(None)
+    act_as_task()
 
 
 _options = app.conf.broker_transport_options or {}

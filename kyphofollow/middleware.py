@@ -1,4 +1,5 @@
-"""Request-level guards: one access-log line per request without PHI, and 413 for oversized bodies."""
+"""Request-level guards: the audit source of each request, one access-log line per request without PHI,
+and 413 for oversized bodies."""
 
 import logging
 import time
@@ -6,6 +7,8 @@ import time
 from django.conf import settings
 from django.http import JsonResponse
 from django.urls import Resolver404, resolve
+
+from patients.audit import acting
 
 logger = logging.getLogger("kyphofollow.access")
 API_PREFIXES = ("/api/", "/fhir/")
@@ -89,3 +92,27 @@ def _redact_request_line(line: str) -> str:
         parts[1] = _route(parts[1].split("?", 1)[0])
         return " ".join(parts)
     return line
+
+
+AUDIT_SOURCES_BY_PREFIX = (
+    ("/admin/", "admin"),
+    ("/api/", "api"),
+    ("/fhir/", "fhir"),
+    ("/c/", "form"),
+    ("/checkin/", "form"),
+    ("/ack/", "email-link"),
+)
+
+
+class AuditContextMiddleware:
+    """Stamps everything a request writes with the entry point it came through (admin, API, FHIR, form, link)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        source = next(
+            (name for prefix, name in AUDIT_SOURCES_BY_PREFIX if request.path_info.startswith(prefix)), "system"
+        )
+        with acting(source):
+            return self.get_response(request)

@@ -3,7 +3,7 @@
 import django.core.validators
 import django.db.models.deletion
 import django.utils.timezone
-import kyphofollow.audit
+import patients.audit
 import simple_history.models
 from django.conf import settings
 from django.db import migrations, models
@@ -80,9 +80,9 @@ class Migration(migrations.Migration):
                 ('at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('note', models.CharField(blank=True, max_length=300)),
                 ('data', models.JSONField(blank=True, default=dict)),
-                ('source', models.CharField(choices=[('admin', 'Admin'), ('api', 'REST API'), ('fhir', 'FHIR API'), ('form', 'Patient form'), ('email-link', 'E-mail link'), ('task', 'Background task'), ('command', 'Management command'), ('system', 'System')], default=kyphofollow.audit.current_source, editable=False, max_length=12)),
+                ('source', models.CharField(choices=[('admin', 'Admin'), ('api', 'REST API'), ('fhir', 'FHIR API'), ('form', 'Patient form'), ('email-link', 'E-mail link'), ('task', 'Background task'), ('command', 'Management command'), ('system', 'System')], default=patients.audit.current_source, editable=False, max_length=12)),
                 ('alert', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='alerts.alert')),
-                ('api_client', models.ForeignKey(blank=True, default=kyphofollow.audit.current_client_id, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='patients.apiclient')),
+                ('api_client', models.ForeignKey(blank=True, default=patients.audit.current_client_id, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='patients.apiclient')),
                 ('by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
@@ -150,7 +150,7 @@ class Migration(migrations.Migration):
             name='HistoricalEscalationPolicy',
             fields=[
                 ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('api_client_id_stamp', models.BigIntegerField(blank=True, default=kyphofollow.audit.current_client_id, editable=False, null=True, verbose_name='API client')),
+                ('api_client_id_stamp', models.BigIntegerField(blank=True, default=patients.audit.current_client_id, editable=False, null=True, verbose_name='API client')),
                 ('tier', models.CharField(choices=[('emergency', 'Emergency'), ('urgent', 'Urgent'), ('routine', 'Routine')], max_length=10)),
                 ('steps', models.JSONField()),
                 ('source', models.CharField(default='[DESIGN]', max_length=100)),
@@ -174,8 +174,8 @@ class Migration(migrations.Migration):
             name='HistoricalWebhookEndpoint',
             fields=[
                 ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('source', models.CharField(choices=[('admin', 'Admin'), ('api', 'REST API'), ('fhir', 'FHIR API'), ('form', 'Patient form'), ('email-link', 'E-mail link'), ('task', 'Background task'), ('command', 'Management command'), ('system', 'System')], default=kyphofollow.audit.current_source, editable=False, max_length=12)),
-                ('api_client_id_stamp', models.BigIntegerField(blank=True, default=kyphofollow.audit.current_client_id, editable=False, null=True, verbose_name='API client')),
+                ('source', models.CharField(choices=[('admin', 'Admin'), ('api', 'REST API'), ('fhir', 'FHIR API'), ('form', 'Patient form'), ('email-link', 'E-mail link'), ('task', 'Background task'), ('command', 'Management command'), ('system', 'System')], default=patients.audit.current_source, editable=False, max_length=12)),
+                ('api_client_id_stamp', models.BigIntegerField(blank=True, default=patients.audit.current_client_id, editable=False, null=True, verbose_name='API client')),
                 ('url', models.URLField(max_length=500)),
                 ('events', models.JSONField(blank=True, default=list, help_text='Event types, e.g. ["alert.raised", "checkpoint.missed"]; empty: all.')),
                 ('active', models.BooleanField(default=True)),

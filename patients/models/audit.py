@@ -7,7 +7,7 @@ the source (admin, API, import, …) and the API client, the history user names 
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-from kyphofollow.audit import SOURCES, current_client_id, current_source
+from ..audit import SOURCES, current_client_id, current_source
 
 
 class AuditStamp(models.Model):

@@ -6,7 +6,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from kyphofollow.audit import SOURCES, current_client_id, current_source
+from patients.audit import SOURCES, current_client_id, current_source
 
 from .procedure import Procedure
 from .validators import validate_not_in_future

@@ -1,7 +1,8 @@
 """Who is acting, and through what: the context every audit record is stamped with.
 
-Set per request by `AuditContextMiddleware` (admin, API, FHIR, patient form, e-mail link), per
-machine client by the bearer authentication, and per Celery task by a signal in `celery.py`.
+Set per request by `kyphofollow.middleware.AuditContextMiddleware` (admin, API, FHIR, patient form,
+e-mail link), per machine client by the bearer authentication, and per Celery task by a signal in
+`kyphofollow/celery.py`. It lives with the registry because every audited row reads it.
 """
 
 import contextvars
@@ -20,14 +21,6 @@ SOURCES = [
     ("command", "Management command"),
     ("system", "System"),
 ]
-_PREFIXES = (
-    ("/admin/", "admin"),
-    ("/api/", "api"),
-    ("/fhir/", "fhir"),
-    ("/c/", "form"),
-    ("/checkin/", "form"),
-    ("/ack/", "email-link"),
-)
 
 
 def current_source() -> str:
@@ -52,11 +45,7 @@ def acting(source: str, client_id: int | None = None):
         _client.reset(client_token)
 
 
-class AuditContextMiddleware:
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        source = next((name for prefix, name in _PREFIXES if request.path_info.startswith(prefix)), "system")
-        with acting(source):
-            return self.get_response(request)
+def act_as_task() -> None:
+    """Whatever the current Celery task writes is audited as done by a background task."""
+    _source.set("task")
+    _client.set(None)
