@@ -46,8 +46,9 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
-from .models import Checkpoint, CheckpointEvent, Clinic, Patient, Procedure, TreatedLevel
+from .models import Checkpoint, Clinic, Patient, Procedure, TreatedLevel
 from .services import record_procedure, register_patient, schedule_procedures
+from .services.checkpoints import mark_needs_review
 
 NEEDS_REVIEW_REASON = "imported: already past, review"
 MAX_PREVIEW_ROWS = 50
@@ -524,20 +525,6 @@ def _level_or_procedure_column(rows: list[_Row]) -> Callable[[str], tuple[int, s
     return locate
 
 
-def _mark_past_checkpoints(procedure_ids: list[int], *, now: datetime) -> int:
-    """Checkpoints already due when imported are for staff to review: no reminder about the past."""
-    past = Checkpoint.objects.filter(procedure_id__in=procedure_ids).filter(
-        models.Q(due_at__lte=now) | models.Q(next_reminder_at__lte=now)
-    )
-    ids = list(past.values_list("id", flat=True))
-    Checkpoint.objects.filter(id__in=ids).update(needs_review=True, next_reminder_at=None, updated_at=now)
-    CheckpointEvent.objects.bulk_create(
-        CheckpointEvent(checkpoint_id=pk, kind=CheckpointEvent.Kind.REPLANNED, at=now, reason=NEEDS_REVIEW_REASON)
-        for pk in ids
-    )
-    return len(ids)
-
-
 def _in_file_order(errors: list[RowError]) -> list[RowError]:
     position = {name: index for index, name in enumerate(COLUMN_NAMES)}
     return sorted(errors, key=lambda error: (error.row, position.get(error.field, -1)))
@@ -597,7 +584,9 @@ def import_rows(
                 "existing_patients": len(stored),
                 "procedures": len(procedure_ids),
                 "levels": TreatedLevel.objects.filter(procedure_id__in=procedure_ids).count(),
-                "needs_review": _mark_past_checkpoints(procedure_ids, now=timezone.now()),
+                "needs_review": mark_needs_review(
+                    procedure_ids=procedure_ids, now=timezone.now(), reason=NEEDS_REVIEW_REASON
+                ),
                 "checkpoints": checkpoints.count(),
             }
         if errors or dry_run:
