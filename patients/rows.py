@@ -33,7 +33,13 @@ def claimed_batches(queryset: models.QuerySet, size: int, *, of: tuple[str, ...]
     for the next batch, and an exception in the body rolls the batch back (rows stay unclaimed for
     the next sweep). A row locked by a concurrent sweeper is skipped, never processed twice. The body
     must move every row it is given out of `queryset`'s filter (or the same rows come back next
-    time), and must not `break` (closing the generator early rolls back the current batch).
+    time), and must not `break` (closing the generator early rolls back the current batch). Call it
+    outside any transaction: inside one, the batches are savepoints and commit only with it.
+
+    The rollback happens when the generator is closed. Iterated in the `for` statement itself, it is
+    closed as soon as an exception leaves the loop; kept in a variable, it lives as long as the
+    traceback does, and so do the batch's transaction and row locks (an `except` block that writes
+    would write into that doomed batch). Wrap a kept generator in `contextlib.closing`.
 
     `of` names the tables to lock when `queryset` joins others (PostgreSQL cannot lock the nullable
     side of an outer join); values_list() querysets work too.
