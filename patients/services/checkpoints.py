@@ -8,10 +8,8 @@ for the risk or the rest of the plan is decided by the callers (`schedule.py`, `
 the alerts app's reminder sweep); nothing here re-assesses or re-plans.
 """
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +22,7 @@ from kyphofollow import audit
 
 from .. import protocol as protocol_rules
 from ..models import OPEN_STATES, Checkpoint, CheckpointEvent, CheckpointState, Patient, Procedure
-from ..rows import claimed_batches, transition
+from ..rows import claimed_batches, copy_rows, new_ids, transition
 from .moments import planned_values, reminder_time, window_moments
 from .risk import procedure_protocol
 
@@ -34,37 +32,7 @@ Kind = CheckpointEvent.Kind
 ACTIONABLE_STATES = (*OPEN_STATES, CheckpointState.MISSED)
 
 
-# --- Writing many rows at once ------------------------------------------------------------------
-
-
-def _new_ids(model: type[models.Model], count: int) -> list[int]:
-    """`count` fresh primary keys from the table's own sequence."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [model._meta.db_table, model._meta.pk.column, count],
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-def _copy(model: type[models.Model], rows: Iterable[Mapping[str, Any]], *, with_pk: bool) -> None:
-    """Write rows given as field values with one COPY; a field a row leaves out takes its default.
-
-    The values are plain dates, times, numbers and text (JSON is dumped here), so they need none of
-    the ORM's conversions; for the bulk planner this is several times faster than an INSERT.
-    """
-    fields = [field for field in model._meta.concrete_fields if with_pk or not field.primary_key]
-    json_names = {field.attname for field in fields if isinstance(field, models.JSONField)}
-    defaults = {field.attname: field.get_default() for field in fields}
-    defaults.update({name: json.dumps(defaults[name]) for name in json_names})
-    values_of = itemgetter(*(field.attname for field in fields))
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    table = connection.ops.quote_name(model._meta.db_table)
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            if json_names:
-                row = {**row, **{name: json.dumps(row[name]) for name in json_names & row.keys()}}
-            copy.write_row(values_of(defaults | row))
+# --- Planning and re-planning ------------------------------------------------------------------
 
 
 def plan_checkpoints(*, planned: Sequence[tuple[Mapping[str, Any], str]]) -> list[int]:
@@ -77,20 +45,14 @@ def plan_checkpoints(*, planned: Sequence[tuple[Mapping[str, Any], str]]) -> lis
     if not planned:
         return []
     now = timezone.now()
-    ids = _new_ids(Checkpoint, len(planned))
-    stamps = {"created_at": now, "updated_at": now}
-    _copy(
-        Checkpoint,
-        ({**values, **stamps, "id": pk} for pk, (values, _) in zip(ids, planned, strict=True)),
-        with_pk=True,
-    )
-    _copy(
+    ids = new_ids(Checkpoint, len(planned))
+    copy_rows(Checkpoint, ({**values, "id": pk} for pk, (values, _) in zip(ids, planned, strict=True)), with_pk=True)
+    copy_rows(
         CheckpointEvent,
         (
             {"checkpoint_id": pk, "kind": Kind.PLANNED, "at": now, "reason": reason[:300]}
             for pk, (_, reason) in zip(ids, planned, strict=True)
         ),
-        with_pk=False,
     )
     return ids
 

@@ -84,21 +84,21 @@ def compute_assessment(procedure: Procedure, *, today: date | None = None) -> pr
     )
 
 
-def assessment_row(
-    procedure: Procedure, result: protocol_rules.Assessment, *, version: str, reason: str
-) -> RiskAssessment:
-    """An unsaved RiskAssessment row holding `result`."""
-    return RiskAssessment(
-        procedure=procedure,
-        tier=result.tier,
-        pain_points=result.pain_points,
-        fracture_points=result.fracture_points,
-        factors=[vars(contribution) | {} for contribution in result.factors],
-        missing=list(result.missing),
-        reasons=list(result.reasons),
-        protocol_version=version,
-        change_reason=reason[:200],
-    )
+def assessment_values(
+    procedure_id: int, result: protocol_rules.Assessment, *, version: str, reason: str
+) -> dict[str, Any]:
+    """The field values of a new RiskAssessment row holding `result`."""
+    return {
+        "procedure_id": procedure_id,
+        "tier": result.tier,
+        "pain_points": result.pain_points,
+        "fracture_points": result.fracture_points,
+        "factors": [vars(contribution) | {} for contribution in result.factors],
+        "missing": list(result.missing),
+        "reasons": list(result.reasons),
+        "protocol_version": version,
+        "change_reason": reason[:200],
+    }
 
 
 def tier_change_reason(before: str, after: str, reason: str) -> str:
@@ -125,8 +125,9 @@ def reassess(*, procedure: Procedure, reason: str) -> Reassessment:
     """Re-compute the risk of one procedure. A changed result becomes the current RiskAssessment row
     (the former one stays, no longer current); an unchanged one writes nothing."""
     current = procedure.risk_assessments.select_for_update().filter(is_current=True).first()
-    assessment = assessment_row(
-        procedure, compute_assessment(procedure), version=procedure_protocol(procedure).version, reason=reason
+    version = procedure_protocol(procedure).version
+    assessment = RiskAssessment(
+        **assessment_values(procedure.pk, compute_assessment(procedure), version=version, reason=reason)
     )
     if current and _same_result(current, assessment):
         return Reassessment(current, current.tier)

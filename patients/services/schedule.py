@@ -15,11 +15,12 @@ from django.utils import timezone
 
 from .. import protocol as protocol_rules
 from ..models import Checkpoint, CheckpointState, PatientStatus, Procedure, RiskAssessment
+from ..rows import copy_rows
 from .checkpoints import mark_cancelled, missed_batches, move_planned, open_windows, plan_checkpoints
 from .moments import planned_values, reminder_time
 from .risk import (
     INITIAL_TIER,
-    assessment_row,
+    assessment_values,
     current_tier,
     procedure_protocol,
     reassess,
@@ -152,9 +153,9 @@ def _fix_protocol_versions(procedures: list[Procedure]) -> None:
 @transaction.atomic
 def schedule_procedures(*, procedure_ids: Iterable[int]) -> int:
     """Assess and plan many newly recorded procedures at once (an import, a migration of records):
-    the same assessment, plan and "planned" events as `schedule_procedure`, written as one INSERT
-    of assessments and one COPY each of checkpoints and events. Procedures already assessed are
-    left alone. Returns the number of checkpoints planned."""
+    the same assessment, plan and "planned" events as `schedule_procedure`, written with one COPY
+    each of assessments, checkpoints and events. Procedures already assessed are left alone.
+    Returns the number of checkpoints planned."""
     procedures = list(
         Procedure.objects.filter(pk__in=list(procedure_ids), risk_assessments__isnull=True, patient__status="active")
         .select_related("patient__clinic")
@@ -168,10 +169,10 @@ def schedule_procedures(*, procedure_ids: Iterable[int]) -> int:
         rules = protocol_rules.get_protocol(procedure.protocol_version)
         facts = risk_facts(procedure, today=today, protocol=rules)
         result = protocol_rules.assess(facts, rules, new_fracture=procedure.new_fracture_diagnosed_on is not None)
-        assessments.append(assessment_row(procedure, result, version=rules.version, reason="procedure recorded"))
+        assessments.append(assessment_values(procedure.pk, result, version=rules.version, reason="procedure recorded"))
         reason = tier_change_reason(INITIAL_TIER, result.tier, "procedure recorded")
         planned.extend((values, reason) for _, values in _plan(procedure, result.tier, rules))
-    RiskAssessment.objects.bulk_create(assessments, batch_size=2000)
+    copy_rows(RiskAssessment, assessments)
     plan_checkpoints(planned=planned)
     return len(planned)
 
