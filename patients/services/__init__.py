@@ -7,10 +7,12 @@ atomic, validated; callers import from here (`from patients.services import regi
     checkpoints.py  the one writer of checkpoint state and its CheckpointEvents
     risk.py         risk facts, assessments and the RiskAssessment rows
     moments.py      local dates and the UTC instants a checkpoint opens, is due and closes
+    api_clients.py  revoking an EHR integration's API client
 
 Each module imports only those below it in this list, never the package itself.
 """
 
+from .api_clients import revoke_api_clients
 from .checkpoints import (
     ACTIONABLE_STATES,
     cancel_checkpoint,
@@ -51,6 +53,7 @@ __all__ = [
     "reminder_time",
     "replan",
     "reschedule_checkpoint",
+    "revoke_api_clients",
     "risk_facts",
     "schedule_facts",
     "schedule_procedure",
