@@ -8,6 +8,7 @@ for the risk or the rest of the plan is decided by the callers (`schedule.py`, `
 the alerts app's reminder sweep); nothing here re-assesses or re-plans.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -35,25 +36,35 @@ ACTIONABLE_STATES = (*OPEN_STATES, CheckpointState.MISSED)
 # --- Planning and re-planning ------------------------------------------------------------------
 
 
+def _add_events(checkpoint_ids: Sequence[int], *, kind: str, at: datetime, reason: str) -> None:
+    """One CheckpointEvent per checkpoint, all alike and stamped with the current audit source and
+    API client, in one INSERT … SELECT FROM unnest: sweeps and the bulk planner write thousands."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO patients_checkpointevent (checkpoint_id, kind, at, reason, data, source, api_client_id)"
+            " SELECT t.id, %s, %s, %s, '{}'::jsonb, %s, %s FROM unnest(%s::bigint[]) AS t(id)",
+            [kind, at, reason[:300], audit.current_source(), audit.current_client_id(), list(checkpoint_ids)],
+        )
+
+
 def plan_checkpoints(*, planned: Sequence[tuple[Mapping[str, Any], str]]) -> list[int]:
     """Create planned Checkpoint rows, each given as (field values, reason), with a "planned"
     CheckpointEvent carrying that reason for each. Returns the new checkpoints' ids.
 
-    The ids are drawn from the table's sequence first, so that the checkpoints and their events are
-    written with one COPY each and nothing is read back: an import plans tens of thousands at once.
+    The ids are drawn from the table's sequence first, so that the checkpoints are written with one
+    COPY and their events with one INSERT per reason, nothing read back: an import plans tens of
+    thousands at once.
     """
     if not planned:
         return []
     now = timezone.now()
     ids = new_ids(Checkpoint, len(planned))
     copy_rows(Checkpoint, ({**values, "id": pk} for pk, (values, _) in zip(ids, planned, strict=True)), with_pk=True)
-    copy_rows(
-        CheckpointEvent,
-        (
-            {"checkpoint_id": pk, "kind": Kind.PLANNED, "at": now, "reason": reason[:300]}
-            for pk, (_, reason) in zip(ids, planned, strict=True)
-        ),
-    )
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for pk, (_, reason) in zip(ids, planned, strict=True):
+        by_reason[reason].append(pk)
+    for reason, checkpoint_ids in by_reason.items():
+        _add_events(checkpoint_ids, kind=Kind.PLANNED, at=now, reason=reason)
     return ids
 
 
@@ -215,12 +226,6 @@ def stop_follow_up(*, patient: Patient, reason: str, by=None) -> int:
 # --- Sweeps -------------------------------------------------------------------------------------
 
 
-def _record(checkpoint_ids: Iterable[int], *, kind: str, at: datetime, reason: str) -> None:
-    CheckpointEvent.objects.bulk_create(
-        CheckpointEvent(checkpoint_id=pk, kind=kind, at=at, reason=reason) for pk in checkpoint_ids
-    )
-
-
 def missed_batches(*, now: datetime, batch_size: int) -> Iterator[list[int]]:
     """Open checkpoints whose window closed by `now` become missed, with a "missed" event each and
     no further reminder, claimed batch by batch with SKIP LOCKED. Yields each batch's ids inside
@@ -229,7 +234,7 @@ def missed_batches(*, now: datetime, batch_size: int) -> Iterator[list[int]]:
     for ids in claimed_batches(overdue, batch_size):
         missed = Checkpoint.objects.filter(id__in=ids)
         transition(missed, OPEN_STATES, CheckpointState.MISSED, next_reminder_at=None, updated_at=now)
-        _record(ids, kind=Kind.MISSED, at=now, reason="window closed")
+        _add_events(ids, kind=Kind.MISSED, at=now, reason="window closed")
         yield ids
 
 
@@ -241,7 +246,7 @@ def open_windows(*, now: datetime, batch_size: int) -> int:
     for ids in claimed_batches(opening, batch_size):
         opened = Checkpoint.objects.filter(id__in=ids)
         transition(opened, CheckpointState.SCHEDULED, CheckpointState.DUE, updated_at=now)
-        _record(ids, kind=Kind.DUE, at=now, reason="window opened")
+        _add_events(ids, kind=Kind.DUE, at=now, reason="window opened")
         count += len(ids)
     return count
 
@@ -274,13 +279,8 @@ def record_reminder_outcome(
 
 def record_first_reminders(*, checkpoint_ids: Sequence[int], now: datetime) -> None:
     """A "due" CheckpointEvent (reason "first reminder") for each checkpoint that its first reminder
-    just made due, in one INSERT … SELECT FROM unnest: the reminder sweep's hot path."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO patients_checkpointevent (checkpoint_id, kind, at, reason, data, source, api_client_id)"
-            " SELECT t.id, %s, %s, %s, '{}'::jsonb, %s, %s FROM unnest(%s::bigint[]) AS t(id)",
-            [Kind.DUE, now, "first reminder", audit.current_source(), audit.current_client_id(), list(checkpoint_ids)],
-        )
+    just made due, in one statement: the reminder sweep's hot path."""
+    _add_events(checkpoint_ids, kind=Kind.DUE, at=now, reason="first reminder")
 
 
 def mark_needs_review(*, procedure_ids: Sequence[int], now: datetime, reason: str) -> int:
@@ -292,5 +292,5 @@ def mark_needs_review(*, procedure_ids: Sequence[int], now: datetime, reason: st
     )
     ids = list(past.values_list("id", flat=True))
     Checkpoint.objects.filter(id__in=ids).update(needs_review=True, next_reminder_at=None, updated_at=now)
-    _record(ids, kind=Kind.REPLANNED, at=now, reason=reason)
+    _add_events(ids, kind=Kind.REPLANNED, at=now, reason=reason)
     return len(ids)
