@@ -33,7 +33,7 @@ Kind = CheckpointEvent.Kind
 ACTIONABLE_STATES = (*OPEN_STATES, CheckpointState.MISSED)
 
 
-# --- Planning and re-planning ------------------------------------------------------------------
+# --- Events written many at once ----------------------------------------------------------------
 
 
 def _add_events(checkpoint_ids: Sequence[int], *, kind: str, at: datetime, reason: str) -> None:
@@ -45,6 +45,9 @@ def _add_events(checkpoint_ids: Sequence[int], *, kind: str, at: datetime, reaso
             " SELECT t.id, %s, %s, %s, '{}'::jsonb, %s, %s FROM unnest(%s::bigint[]) AS t(id)",
             [kind, at, reason[:300], audit.current_source(), audit.current_client_id(), list(checkpoint_ids)],
         )
+
+
+# --- Planning and re-planning ------------------------------------------------------------------
 
 
 def plan_checkpoints(*, planned: Sequence[tuple[Mapping[str, Any], str]]) -> list[int]:
