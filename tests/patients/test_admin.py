@@ -253,6 +253,12 @@ def test_a_duplicate_mrn_in_the_admin_add_form_is_shown_on_the_form_and_nothing_
     assert not LogEntry.objects.exists()
 
 
+def change_form(patient, **overrides):
+    """The patient's change form as posted unchanged, but for `overrides`."""
+    stored = {"mrn": patient.mrn, "birth_date": patient.birth_date.isoformat(), "email": patient.email}
+    return patient_form(patient.clinic, **stored, email_consent="on", **overrides)
+
+
 def test_withdrawing_a_patient_in_the_admin_stops_the_follow_up(client, coordinator, make_procedure):
     from patients.models import Checkpoint, CheckpointEvent
 
@@ -260,12 +266,8 @@ def test_withdrawing_a_patient_in_the_admin_stops_the_follow_up(client, coordina
     patient = procedure.patient
     open_before = Checkpoint.objects.open().filter(procedure=procedure).count()
     client.force_login(coordinator)
-    data = patient_form(
-        patient.clinic,
-        mrn=patient.mrn,
-        birth_date=patient.birth_date.isoformat(),
-        email=patient.email,
-        email_consent="on",
+    data = change_form(
+        patient,
         status="withdrawn",
         **{"procedures-TOTAL_FORMS": "1", "procedures-INITIAL_FORMS": "1", "procedures-0-id": procedure.pk},
     )
@@ -283,12 +285,8 @@ def test_withdrawing_a_patient_in_the_admin_stops_the_follow_up(client, coordina
 def test_a_procedure_cannot_be_added_from_the_patient_page_without_its_levels(client, coordinator, make_patient):
     patient = make_patient()
     client.force_login(coordinator)
-    data = patient_form(
-        patient.clinic,
-        mrn=patient.mrn,
-        birth_date=patient.birth_date.isoformat(),
-        email=patient.email,
-        email_consent="on",
+    data = change_form(
+        patient,
         **{
             "procedures-TOTAL_FORMS": "1",
             "procedures-0-kind": "kyphoplasty",
