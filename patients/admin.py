@@ -21,6 +21,19 @@ from .models import (
 from .roles import sync_staff_groups
 
 
+def _form_values(form) -> dict:
+    """The model field values the admin's form put on its (unsaved) instance."""
+    return {name: getattr(form.instance, name) for name in form.cleaned_data}
+
+
+def _take_identity(obj, saved) -> None:
+    """The admin's own unsaved instance, which its inline formsets already point at, becomes the
+    row a service saved, so that the admin's log entry and redirect name that row."""
+    for field in obj._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(saved, field.attname))
+    obj._state.adding, obj._state.db = False, saved._state.db
+
+
 class ClinicScopedAdmin(admin.ModelAdmin):
     """Staff see only rows of clinics they belong to; `clinic_path` leads from the row to its clinic."""
 
@@ -77,10 +90,17 @@ class ClinicAdmin(ClinicScopedAdmin):
 
 
 class ProcedureInline(admin.TabularInline):
+    """A patient's procedures, read-only: one is recorded (with its levels) and changed on its own
+    page, where the risk and the schedule follow through the services."""
+
     model = Procedure
     extra = 0
     fields = ["kind", "performed_on", "fracture_diagnosed_on", "baseline_pain"]
+    readonly_fields = fields
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 class RiskTierFilter(admin.SimpleListFilter):
@@ -116,7 +136,7 @@ class PatientAdmin(ClinicScopedAdmin):
         if change:
             services.update_patient(patient=obj, reason="patient changed in the admin")
         else:
-            obj.save()
+            _take_identity(obj, services.register_patient(**_form_values(form)))
 
     fieldsets = [
         (None, {"fields": ["clinic", "mrn", "given_name", "family_name", "birth_date", "sex", "status"]}),
@@ -192,12 +212,27 @@ class ProcedureAdmin(ClinicScopedAdmin):
     inlines = [TreatedLevelInline, RiskAssessmentInline, CheckpointInline]
     readonly_fields = ["protocol_version"]
 
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
+    def save_model(self, request, obj, form, change):
         if change:
+            super().save_model(request, obj, form, change)
+        # A new procedure is recorded in `save_related`, together with the levels of its inline.
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
             services.refresh_procedure(procedure=form.instance, reason="procedure changed in the admin")
-        else:
-            services.schedule_procedure(procedure=form.instance)
+            return
+        # Unsaved instances from every inline (only treated levels can be added); this also gives
+        # the formsets what the admin's change message lists.
+        levels = [level for formset in formsets for level in formset.save(commit=False)]
+        level_fields = [f.attname for f in TreatedLevel._meta.concrete_fields if not (f.primary_key or f.is_relation)]
+        fields = _form_values(form)
+        procedure = services.record_procedure(
+            patient=fields.pop("patient"),
+            levels=[{name: getattr(level, name) for name in level_fields} for level in levels],
+            **fields,
+        )
+        _take_identity(form.instance, procedure)
 
 
 class CheckpointEventInline(admin.TabularInline):
@@ -320,9 +355,7 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected clients' tokens")
     def revoke(self, request, queryset):
-        from django.utils import timezone
-
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        count = services.revoke_api_clients(clients=queryset, by=request.user)
         self.message_user(request, f"{count} client(s) revoked.")
 
 

@@ -69,8 +69,7 @@ def _ensure_user(username: str, first: str, last: str):
     return user
 
 
-@transaction.atomic
-def seed_demo() -> SeedResult:
+def _demo_clinic() -> Clinic:
     clinic, _ = Clinic.objects.get_or_create(
         slug=DEMO_CLINIC_SLUG,
         defaults={
@@ -83,6 +82,10 @@ def seed_demo() -> SeedResult:
             "quiet_hours_end": time(0, 0),
         },
     )
+    return clinic
+
+
+def _demo_staff(clinic: Clinic) -> dict:
     users = {}
     for username, (first, last, role) in DEMO_USERS.items():
         users[username] = _ensure_user(username, first, last)
@@ -90,54 +93,71 @@ def seed_demo() -> SeedResult:
             user=users[username], clinic=clinic, defaults={"role": role, "on_call": username == "oncall"}
         )
         sync_staff_groups(users[username])
+    return users
 
+
+def _register_demo_patient(clinic: Clinic, index: int, clinician) -> Patient:
+    days_since, _, age, profile = _PROFILES[index]
     today = timezone.localdate()
+    medication = profile.get("medication", False)
+    return register_patient(
+        clinic=clinic,
+        mrn=f"DEMO{index + 1:04d}",
+        given_name=_GIVEN[index % len(_GIVEN)],
+        family_name=_FAMILY[index % len(_FAMILY)],
+        birth_date=today.replace(year=today.year - age) - timedelta(days=40 + index),
+        sex="female" if index % 3 else "male",
+        email=f"patient{index + 1}@demo-patient.invalid",
+        time_zone="Europe/London",
+        email_consent=index % 7 != 3,
+        responsible_clinician=clinician,
+        bmd_lowest_t_score=Decimal(profile["t_score"]) if "t_score" in profile else None,
+        dxa_date=today - timedelta(days=days_since + 30) if "t_score" in profile else None,
+        regular_outdoor_activity=index % 2 == 0,
+        on_osteoporosis_med=medication,
+        osteoporosis_drug="alendronate" if medication else "",
+        osteoporosis_med_started_on=today - timedelta(days=days_since) if medication else None,
+        bmi=Decimal("18.5") + index % 9,
+        prior_vertebral_fractures=index % 3,
+    )
+
+
+def _record_demo_procedure(patient: Patient, index: int, clinician) -> None:
+    days_since, fracture_lead, _, profile = _PROFILES[index]
+    performed_on = timezone.localdate() - timedelta(days=days_since)
+    level = {
+        "level": profile.get("level", "L1"),
+        "cement_leakage": profile.get("leak", False),
+        "leak_site": "paravertebral" if profile.get("leak") else "",
+        "cement_distribution": profile.get("distribution", ""),
+        "intravertebral_cleft": profile.get("cleft"),
+        "hounsfield_units": profile.get("hu"),
+    }
+    record_procedure(
+        patient=patient,
+        kind=ProcedureKind.KYPHOPLASTY if index % 4 else ProcedureKind.VERTEBROPLASTY,
+        performed_on=performed_on,
+        fracture_diagnosed_on=performed_on - timedelta(days=fracture_lead),
+        performing_clinician=clinician,
+        posterior_fascia_oedema=profile.get("oedema", False),
+        facet_joint_violation=profile.get("facet", False),
+        baseline_pain=5 + index % 5,
+        levels=[level],
+    )
+
+
+@transaction.atomic
+def seed_demo() -> SeedResult:
+    """The demo clinic, its staff and a patient per profile, each registered and its procedure
+    recorded through the same services as the API; patients already there are left as they are."""
+    clinic = _demo_clinic()
+    clinician = _demo_staff(clinic)["clinician"]
     created = existing = 0
-    for index, (days_since, fracture_lead, age, profile) in enumerate(_PROFILES):
-        mrn = f"DEMO{index + 1:04d}"
-        if Patient.objects.filter(clinic=clinic, mrn=mrn).exists():
+    for index in range(len(_PROFILES)):
+        if Patient.objects.filter(clinic=clinic, mrn=f"DEMO{index + 1:04d}").exists():
             existing += 1
             continue
-        patient = register_patient(
-            clinic=clinic,
-            mrn=mrn,
-            given_name=_GIVEN[index % len(_GIVEN)],
-            family_name=_FAMILY[index % len(_FAMILY)],
-            birth_date=today.replace(year=today.year - age) - timedelta(days=40 + index),
-            sex="female" if index % 3 else "male",
-            email=f"patient{index + 1}@demo-patient.invalid",
-            time_zone="Europe/London",
-            email_consent=index % 7 != 3,
-            responsible_clinician=users["clinician"],
-            bmd_lowest_t_score=Decimal(profile["t_score"]) if "t_score" in profile else None,
-            dxa_date=today - timedelta(days=days_since + 30) if "t_score" in profile else None,
-            regular_outdoor_activity=index % 2 == 0,
-            on_osteoporosis_med=profile.get("medication", False),
-            osteoporosis_drug="alendronate" if profile.get("medication") else "",
-            osteoporosis_med_started_on=today - timedelta(days=days_since) if profile.get("medication") else None,
-            bmi=Decimal("18.5") + index % 9,
-            prior_vertebral_fractures=index % 3,
-        )
-        performed_on = today - timedelta(days=days_since)
-        record_procedure(
-            patient=patient,
-            kind=ProcedureKind.KYPHOPLASTY if index % 4 else ProcedureKind.VERTEBROPLASTY,
-            performed_on=performed_on,
-            fracture_diagnosed_on=performed_on - timedelta(days=fracture_lead),
-            performing_clinician=users["clinician"],
-            posterior_fascia_oedema=profile.get("oedema", False),
-            facet_joint_violation=profile.get("facet", False),
-            baseline_pain=5 + index % 5,
-            levels=[
-                {
-                    "level": profile.get("level", "L1"),
-                    "cement_leakage": profile.get("leak", False),
-                    "leak_site": "paravertebral" if profile.get("leak") else "",
-                    "cement_distribution": profile.get("distribution", ""),
-                    "intravertebral_cleft": profile.get("cleft"),
-                    "hounsfield_units": profile.get("hu"),
-                }
-            ],
-        )
+        patient = _register_demo_patient(clinic, index, clinician)
+        _record_demo_procedure(patient, index, clinician)
         created += 1
     return SeedResult(clinic=clinic, patients_created=created, patients_existing=existing)

@@ -155,3 +155,168 @@ def test_patients_filter_by_their_current_risk_tier(client, coordinator, make_pr
     page = client.get(reverse("admin:patients_patient_changelist"), {"tier": "high"}).content.decode()
 
     assert "HIGH-1" in page and "OTHER-1" not in page
+
+
+def procedure_form(patient, **overrides):
+    today = timezone.localdate()
+    data = {
+        "patient": patient.pk,
+        "kind": "kyphoplasty",
+        "performed_on": (today - timezone.timedelta(days=3)).isoformat(),
+        "fracture_diagnosed_on": (today - timezone.timedelta(days=12)).isoformat(),
+        "facet_joint_violation": "true",
+        "brace_type": "",
+        "notes": "",
+        "levels-TOTAL_FORMS": "1",
+        "levels-INITIAL_FORMS": "0",
+        "levels-0-level": "T12",
+        "levels-0-cement_distribution": "separated",
+        "levels-0-intravertebral_cleft": "true",
+        "levels-0-hounsfield_units": "85",
+        "risk_assessments-TOTAL_FORMS": "0",
+        "risk_assessments-INITIAL_FORMS": "0",
+        "checkpoints-TOTAL_FORMS": "0",
+        "checkpoints-INITIAL_FORMS": "0",
+    }
+    data.update(overrides)
+    return data
+
+
+def schedule_of(procedure):
+    from patients.models import CheckpointEvent
+
+    checkpoints = sorted(
+        procedure.checkpoints.values_list("code", "sequence", "state", "target_date", "due_at", "priority")
+    )
+    events = sorted(
+        CheckpointEvent.objects.filter(checkpoint__procedure=procedure).values_list(
+            "checkpoint__code", "checkpoint__sequence", "kind", "reason"
+        )
+    )
+    assessment = procedure.risk_assessments.get(is_current=True)
+    risk = (assessment.tier, assessment.pain_points, assessment.fracture_points, assessment.factors, assessment.missing)
+    return risk, checkpoints, events
+
+
+def test_a_patient_and_procedure_added_in_the_admin_are_registered_through_the_services(client, coordinator, clinic):
+    from patients.models import CheckpointEvent, TreatedLevel
+    from patients.services import record_procedure, register_patient
+
+    client.force_login(coordinator)
+    added = client.post(reverse("admin:patients_patient_add"), patient_form(clinic, mrn="ADM-1"))
+    assert added.status_code == 302, added.context and added.context["errors"]
+    patient = Patient.objects.get(mrn="ADM-1")
+    recorded = client.post(reverse("admin:patients_procedure_add"), procedure_form(patient))
+    assert recorded.status_code == 302, recorded.context and recorded.context["errors"]
+    procedure = Procedure.objects.get(patient=patient)
+
+    twin_fields = {name: value for name, value in patient_form(clinic, mrn="SVC-1").items() if "-" not in name}
+    twin = register_patient(**{**twin_fields, "clinic": clinic})
+    level = {"level": "T12", "cement_distribution": "separated", "intravertebral_cleft": True, "hounsfield_units": 85}
+    same = record_procedure(
+        patient=twin,
+        levels=[level],
+        kind="kyphoplasty",
+        performed_on=procedure.performed_on,
+        fracture_diagnosed_on=procedure.fracture_diagnosed_on,
+        facet_joint_violation=True,
+    )
+
+    assert schedule_of(procedure) == schedule_of(same)
+    assert schedule_of(procedure)[0][0] == "high" and len(schedule_of(procedure)[2]) > 10
+    created = [
+        Patient.history.get(id=patient.pk, history_type="+"),
+        Procedure.history.get(id=procedure.pk, history_type="+"),
+        TreatedLevel.history.get(procedure_id=procedure.pk, history_type="+"),
+    ]
+    assert {(record.source, record.history_user) for record in created} == {("admin", coordinator)}
+    assert set(Procedure.history.filter(id=procedure.pk).values_list("source", flat=True)) == {"admin"}
+    assert set(CheckpointEvent.objects.filter(checkpoint__procedure=procedure).values_list("source", flat=True)) == {
+        "admin"
+    }
+
+
+def test_a_duplicate_mrn_in_the_admin_add_form_is_shown_on_the_form_and_nothing_is_written(
+    client, coordinator, clinic, make_patient
+):
+    from django.contrib.admin.models import LogEntry
+
+    make_patient(mrn="DUP-1")
+    client.force_login(coordinator)
+
+    response = client.post(reverse("admin:patients_patient_add"), patient_form(clinic, mrn="DUP-1"))
+
+    assert response.status_code == 200
+    assert "MRN already exists" in str(response.context["adminform"].form.errors)
+    assert Patient.objects.count() == 1
+    assert Patient.history.count() == 1
+    assert not LogEntry.objects.exists()
+
+
+def change_form(patient, **overrides):
+    """The patient's change form as posted unchanged, but for `overrides`."""
+    stored = {"mrn": patient.mrn, "birth_date": patient.birth_date.isoformat(), "email": patient.email}
+    return patient_form(patient.clinic, **stored, email_consent="on", **overrides)
+
+
+def test_withdrawing_a_patient_in_the_admin_stops_the_follow_up(client, coordinator, make_procedure):
+    from patients.models import Checkpoint, CheckpointEvent
+
+    procedure = make_procedure()
+    patient = procedure.patient
+    open_before = Checkpoint.objects.open().filter(procedure=procedure).count()
+    client.force_login(coordinator)
+    data = change_form(
+        patient,
+        status="withdrawn",
+        **{"procedures-TOTAL_FORMS": "1", "procedures-INITIAL_FORMS": "1", "procedures-0-id": procedure.pk},
+    )
+
+    response = client.post(reverse("admin:patients_patient_change", args=[patient.pk]), data)
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert open_before > 0
+    assert not Checkpoint.objects.open().filter(procedure=procedure).exists()
+    cancelled = CheckpointEvent.objects.filter(checkpoint__procedure=procedure, kind="cancelled")
+    assert cancelled.count() == open_before
+    assert set(cancelled.values_list("reason", "source")) == {("patient withdrawn", "admin")}
+
+
+def test_a_procedure_cannot_be_added_from_the_patient_page_without_its_levels(client, coordinator, make_patient):
+    patient = make_patient()
+    client.force_login(coordinator)
+    data = change_form(
+        patient,
+        **{
+            "procedures-TOTAL_FORMS": "1",
+            "procedures-0-kind": "kyphoplasty",
+            "procedures-0-performed_on": timezone.localdate().isoformat(),
+        },
+    )
+
+    client.post(reverse("admin:patients_patient_change", args=[patient.pk]), data)
+
+    assert not Procedure.objects.exists()
+
+
+def test_revoking_an_api_client_in_the_admin_is_recorded_in_its_history(admin_client, admin_user, clinic):
+    from patients.models import ApiClient
+
+    ehr = ApiClient.objects.create(name="EHR", scopes=["read"], token_hash="a" * 64, token_prefix="kf_aaaa")
+    changelist = reverse("admin:patients_apiclient_changelist")
+
+    first = admin_client.post(changelist, {"action": "revoke", "_selected_action": [ehr.pk]}, follow=True)
+    again = admin_client.post(changelist, {"action": "revoke", "_selected_action": [ehr.pk]}, follow=True)
+
+    ehr.refresh_from_db()
+    assert ehr.revoked_at is not None
+    assert "1 client(s) revoked." in first.content.decode() and "0 client(s) revoked." in again.content.decode()
+    created, revoked = ehr.history.order_by("history_date")
+    assert created.revoked_at is None
+    assert (revoked.history_type, revoked.revoked_at, revoked.source, revoked.history_user) == (
+        "~",
+        ehr.revoked_at,
+        "admin",
+        admin_user,
+    )
+    assert revoked.history_change_reason == "revoked"
