@@ -11,12 +11,16 @@ from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import F
 
-from patients import audit
-from patients.models import Checkpoint, CheckpointEvent, CheckpointState, PatientStatus
+from patients.models import Checkpoint, CheckpointState, PatientStatus
 from patients.rows import claimed_batches
-from patients.services import local_moment, procedure_protocol, reminder_time
+from patients.services import (
+    local_moment,
+    procedure_protocol,
+    record_first_reminders,
+    record_reminder_outcome,
+    reminder_time,
+)
 
 from .models import CheckIn, DeliveryKind, DeliveryState
 from .outbox import enqueue_deliveries
@@ -148,29 +152,21 @@ def _next_reminder(checkpoint: Checkpoint, local: datetime, at: time, zone: str)
 
 
 def _write_checkpoint_reminder_state(changes: dict[tuple, list[int]], first_reminded: list[int], *, now) -> None:
-    """The one place the alerts app writes the patients tables: each claimed checkpoint's next
-    reminder moment, reminders sent, block reason and state (`changes`: (next_reminder_at, counted,
-    reminder_blocked, state) → checkpoint ids), and a CheckpointEvent "due" for each checkpoint in
+    """Hand the sweep's decisions to the checkpoint writer: each claimed checkpoint's next reminder
+    moment, reminders sent, block reason and state (`changes`: (next_reminder_at, counted,
+    reminder_blocked, state) → checkpoint ids), and a "due" event for each checkpoint in
     `first_reminded`, which became due with its first reminder."""
     # Rows share few distinct outcomes (one per cadence and time zone): one UPDATE for each.
     for (next_at, counted, blocked, state), ids in changes.items():
-        extra = {"reminders_sent": F("reminders_sent") + 1} if counted else {}
-        Checkpoint.objects.filter(id__in=ids).update(
-            next_reminder_at=next_at, reminder_blocked=blocked, state=state, updated_at=now, **extra
+        record_reminder_outcome(
+            checkpoint_ids=ids,
+            next_reminder_at=next_at,
+            reminder_blocked=blocked,
+            state=state,
+            counted=counted,
+            now=now,
         )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO patients_checkpointevent (checkpoint_id, kind, at, reason, data, source, api_client_id)"
-            " SELECT t.id, %s, %s, %s, '{}'::jsonb, %s, %s FROM unnest(%s::bigint[]) AS t(id)",
-            [
-                CheckpointEvent.Kind.DUE,
-                now,
-                "first reminder",
-                audit.current_source(),
-                audit.current_client_id(),
-                first_reminded,
-            ],
-        )
+    record_first_reminders(checkpoint_ids=first_reminded, now=now)
 
 
 def _insert_reminders(rows: list[ReminderRow], *, now: datetime) -> list[int]:

@@ -1,3 +1,8 @@
+"""The patients app's Celery task: the checkpoint-state sweep, ticked by its own beat entry. It takes an
+optional `now` (beat passes none; `demo_clock` passes the moment it simulates) and returns the counts."""
+
+from datetime import datetime
+
 from celery import shared_task
 from django.utils import timezone
 
@@ -5,5 +10,5 @@ from . import services
 
 
 @shared_task
-def sweep_checkpoints_task() -> None:
-    services.sweep_checkpoint_states(now=timezone.now())
+def sweep_checkpoints_task(now: datetime | None = None) -> dict[str, int]:
+    return services.sweep_checkpoint_states(now=now or timezone.now())

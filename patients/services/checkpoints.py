@@ -19,7 +19,7 @@ from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from kyphofollow import audit
+from patients import audit
 
 from .. import protocol as protocol_rules
 from ..models import OPEN_STATES, Checkpoint, CheckpointEvent, CheckpointState, Patient, Procedure

@@ -221,7 +221,7 @@ def test_outcome_fields_are_those_of_the_worklist_today():
     ],
 )
 def test_outcome_errors_are_those_of_complete_checkpoint_today(code, values, errors):
-    """patients/services.py complete_checkpoint: CP-07 needs medication_started, CP-06 and CP-13 a T-score."""
+    """patients/services/outcomes.py complete_checkpoint: CP-07 needs medication_started, CP-06 and CP-13 a T-score."""
     assert PROTOCOL.outcome_errors(code, values) == errors
 
 

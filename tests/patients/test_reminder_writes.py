@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from kyphofollow import audit
+from patients import audit
 from patients.models import Checkpoint, CheckpointEvent, CheckpointState
 from patients.services import record_first_reminders, record_reminder_outcome
 
