@@ -371,6 +371,11 @@ class AuditRecordAdmin(ClinicScopedAdmin):
     def get_list_display(self, request):
         return ["history_date", "history_type", "history_user", "source", "api_client_id_stamp", *self.subject]
 
+    def get_list_select_related(self, request):
+        # History foreign keys are nullable, so the changelist's automatic select_related skips them.
+        related = [name for name in self.subject if self.model._meta.get_field(name).is_relation]
+        return ["history_user", *related]
+
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
 
