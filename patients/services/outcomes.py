@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from .. import protocol as protocol_rules
 from ..models import Checkpoint, Patient
 from .checkpoints import mark_completed, not_open
 from .schedule import refresh_procedure
@@ -42,10 +43,9 @@ def _outcome_errors(checkpoint: Checkpoint, outcome: dict[str, Any]) -> dict[str
         errors["medication_drug"] = ["A medication start needs the drug and the start date."]
     if started is False and not outcome["medication_not_started_reason"]:
         errors["medication_not_started_reason"] = ["Give the documented reason the medication was not started."]
-    if checkpoint.code == "CP-07" and started is None:
-        errors["medication_started"] = ["CP-07 needs the medication started, or the reason why not."]
-    if checkpoint.code in {"CP-06", "CP-13"} and outcome["dxa_t_score"] is None:
-        errors["dxa_t_score"] = [f"{checkpoint.code} needs the DXA result (T-score and date)."]
+    # Which checkpoint cannot be completed without which outcome is protocol data (`[[outcomes]]`).
+    protocol = protocol_rules.get_protocol(checkpoint.protocol_version)
+    errors.update(protocol.outcome_errors(checkpoint.code, outcome))
     return errors
 
 

@@ -67,8 +67,9 @@ def risk_facts(procedure: Procedure, *, today: date, protocol: protocol_rules.Pr
 
 
 def _day14_pain(procedure: Procedure) -> int | None:
-    cp03 = procedure.checkpoints.filter(code="CP-03", state=CheckpointState.COMPLETED).first()
-    return cp03.pain_score if cp03 else None
+    code = procedure_protocol(procedure).checkpoint_for_role("day14_pain")
+    checkpoint = procedure.checkpoints.filter(code=code, state=CheckpointState.COMPLETED).first()
+    return checkpoint.pain_score if checkpoint else None
 
 
 def procedure_protocol(procedure: Procedure) -> protocol_rules.Protocol:

@@ -178,13 +178,16 @@ def schedule_procedures(*, procedure_ids: Iterable[int]) -> int:
 
 
 def sweep_checkpoint_states(*, now: datetime, batch_size: int = 1000) -> dict[str, int]:
-    """Open checkpoints whose window closed become missed (and a missed CP-07 re-assesses the risk,
-    in the same transaction); scheduled ones whose window opened become due. Rows are claimed with
+    """Open checkpoints whose window closed become missed (and a missed medication checkpoint, CP-07,
+    re-assesses the risk in the same transaction); scheduled ones whose window opened become due. Rows are claimed with
     SKIP LOCKED, so two sweeps at once never process the same row."""
     counts = {"due": 0, "missed": 0}
     for ids in missed_batches(now=now, batch_size=batch_size):
         counts["missed"] += len(ids)
-        for procedure in Procedure.objects.filter(checkpoints__id__in=ids, checkpoints__code="CP-07").distinct():
-            reassess_and_replan(procedure=procedure, reason="CP-07 missed")
+        missed = Checkpoint.objects.filter(id__in=ids).select_related("procedure__patient__clinic")
+        for checkpoint in missed:
+            code = procedure_protocol(checkpoint.procedure).checkpoint_for_role("medication")
+            if checkpoint.code == code:
+                reassess_and_replan(procedure=checkpoint.procedure, reason=f"{code} missed")
     counts["due"] = open_windows(now=now, batch_size=batch_size)
     return counts
