@@ -1,5 +1,6 @@
-"""Symptom check-ins: the invitation e-mails with their single-use links, one re-send, then a phone
-call by a coordinator; a check-in ends answered (by a report) or called."""
+"""Symptom check-ins: the invitation e-mails with their single-use links, re-sent until the protocol's
+number of invitations ([checkin] invitations) is reached, then a phone call by a coordinator; a
+check-in ends answered (by a report) or called."""
 
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -8,17 +9,17 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from patients.models import Checkpoint, CheckpointState, PatientStatus
+from patients.protocol import get_protocol
 from patients.rows import claimed_batches, transition
 from patients.services import complete_checkpoint
 
 from .models import CheckIn, CheckInState, Delivery, DeliveryKind, SymptomReport
 from .outbox import enqueue_deliveries
 from .quiet_hours import after_quiet_hours, in_quiet_hours
-from .rules import get_rules
 
 
 def sweep_checkins(*, now: datetime, batch_size: int = 500) -> dict[str, int]:
-    """Move unanswered check-ins along: first invitation, one re-send, then a phone-call task.
+    """Move unanswered check-ins along: first invitation, re-sends, then a phone-call task.
 
     Claims invited rows whose `next_action_at` has come (SKIP LOCKED); writes one Delivery per
     invitation (unique per check-in and send number) and enqueues it on commit. Quiet hours defer
@@ -44,7 +45,9 @@ def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int]) -> Deliv
     patient, clinic = row.patient, row.patient.clinic
     local = now.astimezone(ZoneInfo(patient.time_zone))
     row.updated_at = now
-    if row.invitations_sent >= 2 or (patient.status == PatientStatus.ACTIVE and not _can_email(patient)):
+    policy = get_protocol(row.procedure.protocol_version or clinic.protocol_version).checkin
+    unreachable = patient.status == PatientStatus.ACTIVE and not _can_email(patient)
+    if row.invitations_sent >= policy.invitations or unreachable:
         row.state, row.next_action_at = CheckInState.CALL_NEEDED, None
         counts["call_needed"] += 1
         return None
@@ -54,9 +57,8 @@ def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int]) -> Deliv
     if in_quiet_hours(clinic, local):
         row.next_action_at = after_quiet_hours(clinic, local, patient.time_zone)
         return None
-    rules = get_rules(row.procedure.protocol_version or clinic.protocol_version).checkin
     row.invitations_sent += 1
-    wait = rules["resend_after_days"] if row.invitations_sent == 1 else rules["call_after_days"]
+    wait = policy.resend_after_days if row.invitations_sent < policy.invitations else policy.call_after_days
     row.next_action_at = now + timedelta(days=wait)
     counts["invited"] += 1
     return Delivery(

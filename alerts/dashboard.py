@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from patients.forms import CompleteCheckpointForm, RescheduleCheckpointForm
 from patients.models import Checkpoint, CheckpointState, Clinic, Patient, RiskAssessment
+from patients.protocol import get_protocol
 
 from .charts import PainPoint, pain_chart
 from .forms import (
@@ -95,21 +96,12 @@ def _sections(ids: list[int]) -> dict:
     }
 
 
-# Outcome fields each checkpoint asks for beyond notes and pain (the rest are left off its form).
-OUTCOME_FIELDS = {
-    "CP-06": ("dxa_t_score", "dxa_date"),
-    "CP-13": ("dxa_t_score", "dxa_date"),
-    "CP-07": ("medication_started", "medication_drug", "medication_started_on", "medication_not_started_reason"),
-    "CP-09": ("medication_started", "medication_drug", "medication_started_on", "medication_not_started_reason"),
-    "CP-12": ("medication_started", "medication_drug", "medication_started_on", "medication_not_started_reason"),
-}
-OPTIONAL_OUTCOMES = tuple(dict.fromkeys(name for names in OUTCOME_FIELDS.values() for name in names))
-
-
 def _complete_form(checkpoint) -> CompleteCheckpointForm:
+    """The completion form with the outcome fields the protocol's [[outcomes]] give this checkpoint."""
     form = CompleteCheckpointForm(instance=None, user=None, auto_id=f"cp{checkpoint.pk}-complete-%s")
-    for name in OPTIONAL_OUTCOMES:
-        if name not in OUTCOME_FIELDS.get(checkpoint.code, ()):
+    protocol = get_protocol(checkpoint.protocol_version)
+    for name in protocol.outcome_field_names:
+        if name not in protocol.outcome_fields(checkpoint.code):
             del form.fields[name]
     return form
 

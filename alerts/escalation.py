@@ -13,37 +13,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from patients.models import StaffRole
+from patients.protocol import get_protocol
 from patients.rows import claimed_batches, transition
 
-from .models import Alert, AlertEvent, AlertState, Delivery, DeliveryKind, EscalationPolicy, SymptomReport, Tier
+from .models import Alert, AlertEvent, AlertState, Delivery, DeliveryKind, EscalationPolicy, SymptomReport
 from .outbox import enqueue_deliveries
 from .rules import TIER_ORDER, Finding
 from .webhooks import write_alert_webhooks
 
-# Escalation when a clinic has set none for a tier. [DESIGN]: minutes for EMERGENCY, hours for
-# URGENT, ROUTINE within 2 working days (spec §1).
-DEFAULT_POLICIES = {
-    Tier.EMERGENCY: [
-        {"after_minutes": 0, "notify": "responsible_clinician"},
-        {"after_minutes": 10, "notify": "coordinators"},
-        {"after_minutes": 20, "notify": "on_call"},
-    ],
-    Tier.URGENT: [
-        {"after_minutes": 0, "notify": "responsible_clinician"},
-        {"after_minutes": 120, "notify": "coordinators"},
-        {"after_minutes": 240, "notify": "on_call"},
-    ],
-    Tier.ROUTINE: [
-        {"after_minutes": 0, "notify": "responsible_clinician"},
-        {"after_minutes": 2880, "notify": "coordinators"},
-    ],
-}
 LIVE_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED)
 
 
-def policy_for(clinic, tier: str) -> list[dict]:
+def policy_for(clinic, tier: str, version: str) -> list[dict]:
+    """The clinic's own policy for `tier`, else the default of protocol `version` ([[escalation]])."""
     policy = EscalationPolicy.objects.filter(clinic=clinic, tier=tier).first()
-    return policy.steps if policy else DEFAULT_POLICIES[tier]
+    return policy.steps if policy else get_protocol(version).escalation_policy(tier)
 
 
 # --- Raising ------------------------------------------------------------------------------------
@@ -85,7 +69,7 @@ def _open_alert(report: SymptomReport, finding: Finding, evidence: dict, *, now:
         last_report=report,
         first_seen_at=now,
         last_seen_at=now,
-        policy=policy_for(report.patient.clinic, finding.tier),
+        policy=policy_for(report.patient.clinic, finding.tier, report.protocol_version),
         policy_started_at=now,
     )
     raised = AlertEvent.objects.create(alert=alert, kind=AlertEvent.Kind.RAISED, at=now, data={"tier": alert.tier})
@@ -98,7 +82,8 @@ def _raise_tier(alert: Alert, report: SymptomReport, finding: Finding, evidence:
     """A worse answer: page again under the higher tier's policy, even if it was acknowledged."""
     before = alert.tier
     alert.tier, alert.state, alert.answers = finding.tier, AlertState.OPEN, evidence
-    alert.policy, alert.policy_started_at, alert.level = policy_for(alert.clinic, finding.tier), now, 0
+    alert.policy = policy_for(alert.clinic, finding.tier, report.protocol_version)
+    alert.policy_started_at, alert.level = now, 0
     alert.save()
     raised = AlertEvent.objects.create(
         alert=alert,

@@ -5,8 +5,9 @@ Capture the Fracture clocks of E8), one over their checkpoints whose window has 
 code, and one over the alerts raised in the period, grouped by tier. Everything else is arithmetic
 on those few numbers.
 
-The FLS deadlines are read from the clinic's protocol (CP-06 and CP-07 `latest`, counted from F;
-CP-12 `latest`, counted from the procedure), so the KPIs move with the protocol, not with this file.
+The FLS clocks are read from the clinic's protocol: its [[roles]] say which checkpoints are the DXA,
+the medication and the 12-month review, and their `latest` the deadlines (the first two counted from
+F, the last from the procedure), so the KPIs move with the protocol, not with this file.
 """
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from patients.models import Checkpoint, CheckpointState, Clinic, Procedure
-from patients.protocol import DXA_RECENT_DAYS, get_protocol
+from patients.protocol import get_protocol
 from patients.services import local_moment
 
 from .models import Alert, AlertEvent, Tier
@@ -88,12 +89,16 @@ class AckTime:
 
 @dataclass(frozen=True)
 class Deadlines:
-    """Days of the E8 clocks, from the protocol."""
+    """The checkpoints and days of the E8 clocks, from the protocol."""
 
     dxa_from_fracture: int
     medication_from_fracture: int
     year_review_from_procedure: int
+    year_review_target: int
     recent_dxa_days: int
+    dxa_code: str
+    medication_code: str
+    year_review_code: str
 
 
 @dataclass(frozen=True)
@@ -130,11 +135,16 @@ def clinic_today(clinic: Clinic, now: datetime) -> date:
 
 def deadlines_for(clinic: Clinic) -> Deadlines:
     rules = get_protocol(clinic.protocol_version)
+    dxa, medication, year_review = (rules.checkpoint_for_role(role) for role in ("dxa", "medication", "year_review"))
     return Deadlines(
-        dxa_from_fracture=rules.checkpoint("CP-06").latest,
-        medication_from_fracture=rules.checkpoint("CP-07").latest,
-        year_review_from_procedure=rules.checkpoint("CP-12").latest,
-        recent_dxa_days=DXA_RECENT_DAYS,
+        dxa_from_fracture=rules.checkpoint(dxa).latest,
+        medication_from_fracture=rules.checkpoint(medication).latest,
+        year_review_from_procedure=rules.checkpoint(year_review).latest,
+        year_review_target=rules.checkpoint(year_review).target,
+        recent_dxa_days=rules.recent_dxa_days,
+        dxa_code=dxa,
+        medication_code=medication,
+        year_review_code=year_review,
     )
 
 
@@ -178,8 +188,8 @@ def _medication_reason_ratio(counts: dict, deadlines: Deadlines) -> Ratio:
         denominator=counts["med_due"],
         in_progress=counts["procedures"] - counts["med_due"],
         definition=(
-            f"CP-07 completed with medication not started and the documented reason, among procedures whose "
-            f"F+{deadlines.medication_from_fracture} days has passed. Not counted as met."
+            f"{deadlines.medication_code} completed with medication not started and the documented reason, among "
+            f"procedures whose F+{deadlines.medication_from_fracture} days has passed. Not counted as met."
         ),
         source="E8",
     )
@@ -227,11 +237,13 @@ def _fls_counts(procedures, *, today: date, deadlines: Deadlines) -> dict[str, i
         dxa_deadline=_days_after(fracture_on, deadlines.dxa_from_fracture),
         med_deadline=_days_after(fracture_on, deadlines.medication_from_fracture),
         recent_dxa_from=_days_after(F("performed_on"), -deadlines.recent_dxa_days),
-        cp06_met=_completed("CP-06", dxa_date__lte=OuterRef("dxa_deadline")),
-        cp07_met=_completed("CP-07", medication_started=True, medication_started_on__lte=OuterRef("med_deadline")),
-        cp07_reason=_completed("CP-07", medication_started=False),
-        cp12_met=_completed(
-            "CP-12",
+        dxa_done=_completed(deadlines.dxa_code, dxa_date__lte=OuterRef("dxa_deadline")),
+        med_done=_completed(
+            deadlines.medication_code, medication_started=True, medication_started_on__lte=OuterRef("med_deadline")
+        ),
+        med_reason_given=_completed(deadlines.medication_code, medication_started=False),
+        year_done=_completed(
+            deadlines.year_review_code,
             Q(medication_started=True)
             | Q(procedure__patient__on_osteoporosis_med=True)
             & (
@@ -249,13 +261,13 @@ def _fls_counts(procedures, *, today: date, deadlines: Deadlines) -> dict[str, i
         procedures=Count("pk"),
         assumed=Count("pk", filter=Q(fracture_diagnosed_on__isnull=True)),
         dxa_due=Count("pk", filter=dxa_due),
-        dxa_met=Count("pk", filter=dxa_due & (Q(cp06_met=True) | recent)),
-        dxa_recent=Count("pk", filter=dxa_due & recent & Q(cp06_met=False)),
+        dxa_met=Count("pk", filter=dxa_due & (Q(dxa_done=True) | recent)),
+        dxa_recent=Count("pk", filter=dxa_due & recent & Q(dxa_done=False)),
         med_due=Count("pk", filter=med_due),
-        med_met=Count("pk", filter=med_due & Q(cp07_met=True)),
-        med_reason=Count("pk", filter=med_due & Q(cp07_reason=True)),
+        med_met=Count("pk", filter=med_due & Q(med_done=True)),
+        med_reason=Count("pk", filter=med_due & Q(med_reason_given=True)),
         year_due=Count("pk", filter=year_due),
-        year_met=Count("pk", filter=year_due & Q(cp12_met=True)),
+        year_met=Count("pk", filter=year_due & Q(year_done=True)),
     )
 
 
@@ -323,9 +335,9 @@ def _fls_ratios(counts: dict[str, int], deadlines: Deadlines) -> list[Ratio]:
             denominator=counts["dxa_due"],
             in_progress=total - counts["dxa_due"],
             definition=(
-                f"CP-06 completed with a DXA date on or before F+{dxa} days, or a DXA in the "
-                f"{deadlines.recent_dxa_days} days before the procedure (CP-06 not planned because a recent DXA "
-                f"existed: counted as met, [DESIGN]) / procedures whose F+{dxa} days has passed. "
+                f"{deadlines.dxa_code} completed with a DXA date on or before F+{dxa} days, or a DXA in the "
+                f"{deadlines.recent_dxa_days} days before the procedure ({deadlines.dxa_code} not planned because "
+                f"a recent DXA existed: counted as met, [DESIGN]) / procedures whose F+{dxa} days has passed. "
                 "F is the fracture diagnosis date, or the procedure date when unknown."
             ),
             source="E8",
@@ -337,8 +349,8 @@ def _fls_ratios(counts: dict[str, int], deadlines: Deadlines) -> list[Ratio]:
             denominator=counts["med_due"],
             in_progress=total - counts["med_due"],
             definition=(
-                f"CP-07 completed with medication started on or before F+{med} days / procedures whose F+{med} "
-                "days has passed."
+                f"{deadlines.medication_code} completed with medication started on or before F+{med} days / "
+                f"procedures whose F+{med} days has passed."
             ),
             source="E8",
         ),
@@ -349,9 +361,9 @@ def _fls_ratios(counts: dict[str, int], deadlines: Deadlines) -> list[Ratio]:
             denominator=counts["year_due"],
             in_progress=total - counts["year_due"],
             definition=(
-                "CP-12 completed with medication recorded as taken, or with the patient on osteoporosis medication "
-                f"(started on or before the completion; the patient's current record) / procedures whose day {year} "
-                "(day 365 and its window) has passed."
+                f"{deadlines.year_review_code} completed with medication recorded as taken, or with the patient on "
+                "osteoporosis medication (started on or before the completion; the patient's current record) / "
+                f"procedures whose day {year} (day {deadlines.year_review_target} and its window) has passed."
             ),
             source="E8",
         ),

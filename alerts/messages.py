@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from patients.models import Audience
+from patients.protocol import get_protocol
 
 from .channels import EmailMessage, WebhookMessage
 from .models import AcknowledgeLink, CheckInLink, Delivery, DeliveryKind, new_token
@@ -18,7 +19,6 @@ from .rules import get_rules
 
 REMINDER_SUBJECT = "A message from your care team"
 DIGEST_SUBJECT = "kyphofollow: daily follow-up digest"
-ACK_LINK_VALID = timedelta(hours=24)  # [DESIGN]
 ALERT_SUBJECTS = {
     "emergency": "EMERGENCY: a patient needs review now",
     "urgent": "URGENT: a patient needs review today",
@@ -42,7 +42,7 @@ def _checkin(delivery: Delivery) -> EmailMessage:
     checkin = delivery.checkin
     rules = get_rules(checkin.procedure.protocol_version or delivery.clinic.protocol_version)
     raw, digest = new_token()
-    expires_at = timezone.now() + timedelta(days=rules.checkin["link_valid_days"])
+    expires_at = timezone.now() + get_protocol(rules.version).link_lifetime("checkin")
     CheckInLink.objects.create(checkin=checkin, token_hash=digest, expires_at=expires_at)
     context = {
         "clinic": delivery.clinic,
@@ -86,9 +86,8 @@ def _alert(delivery: Delivery) -> EmailMessage:
 def issue_acknowledge_link(*, alert, user_id: int) -> str:
     """A new single-use link for user `user_id` to acknowledge `alert`; returns the raw token (stored hashed)."""
     raw, digest = new_token()
-    AcknowledgeLink.objects.create(
-        alert_id=alert.pk, user_id=user_id, token_hash=digest, expires_at=timezone.now() + ACK_LINK_VALID
-    )
+    expires_at = timezone.now() + get_protocol(alert.protocol_version).link_lifetime("acknowledge")
+    AcknowledgeLink.objects.create(alert_id=alert.pk, user_id=user_id, token_hash=digest, expires_at=expires_at)
     return raw
 
 

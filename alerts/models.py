@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from patients.audit import SOURCES, current_client_id, current_source
 from patients.models import ApiClient, Checkpoint, Clinic, Patient, Procedure, audit_trail
+from patients.protocol import NOTIFY_TARGETS
 
 
 def new_token() -> tuple[str, str]:
@@ -313,7 +314,7 @@ class EscalationPolicy(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        targets = {"responsible_clinician", "coordinators", "on_call"}
+        targets = set(NOTIFY_TARGETS)
         if not isinstance(self.steps, list) or not self.steps:
             raise ValidationError({"steps": _("Give at least one step.")})
         previous = -1

@@ -7,12 +7,12 @@ with one statement per distinct outcome.
 
 from collections import defaultdict
 from datetime import datetime, time, timedelta
-from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.db import connection
 
 from patients.models import Checkpoint, CheckpointState, PatientStatus
+from patients.protocol import get_protocol
 from patients.rows import claimed_batches
 from patients.services import (
     local_moment,
@@ -25,7 +25,6 @@ from patients.services import (
 from .models import CheckIn, DeliveryKind, DeliveryState
 from .outbox import enqueue_deliveries
 from .quiet_hours import after_quiet_hours, in_quiet_hours
-from .rules import get_rules
 
 # What deciding a reminder reads: loading only these keeps the sweep's cost to the rows it claims.
 REMINDER_SWEEP_FIELDS = (
@@ -107,7 +106,7 @@ def _next_step(row: Checkpoint, *, local: datetime, now: datetime) -> tuple[Remi
     counts as a reminder sent."""
     patient = row.procedure.patient
     clinic = patient.clinic
-    is_checkin = row.code in _checkin_codes(row.protocol_version)
+    is_checkin = row.code in get_protocol(row.protocol_version).checkin.checkpoints
     blocked = _block_reason(row)
     if blocked and not (is_checkin and patient.status == PatientStatus.ACTIVE):
         row.next_reminder_at, row.reminder_blocked = None, blocked
@@ -126,11 +125,6 @@ def _next_step(row: Checkpoint, *, local: datetime, now: datetime) -> tuple[Remi
     at = reminder_time(clinic, procedure_protocol(row.procedure))
     row.next_reminder_at = _next_reminder(row, local, at, patient.time_zone)
     return reminder, None, True
-
-
-@cache
-def _checkin_codes(version: str) -> frozenset[str]:
-    return frozenset(get_rules(version).checkin["checkpoints"])
 
 
 def _block_reason(checkpoint: Checkpoint) -> str:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from patients.models import Patient, PatientStatus, Procedure
+from patients.protocol import get_protocol
 from patients.services import trigger_checkpoint
 
 from .checkins import answer_checkin
@@ -22,8 +23,6 @@ from .escalation import raise_alert
 from .models import CheckIn, ReportSource, SymptomReport
 from .reviews import open_review_task
 from .rules import SO_ANSWERS, Finding, PainPoint, Report, Rules, evaluate, get_rules
-
-EXTRA_CHECKIN_AFTER = timedelta(days=3)  # PAIN_DAY14: the added check-in goes out 3 days later [DESIGN]
 
 
 @transaction.atomic
@@ -44,7 +43,7 @@ def submit_report(
 
     Writes the SymptomReport; for each finding of kind "alert" raises or updates an Alert and writes
     its notification Deliveries; for "review" opens a ReviewTask; for "checkin" adds a CheckIn; for
-    imaging red flags plans a CP-16 imaging review. A report through a check-in link marks the
+    imaging red flags plans the protocol's imaging review checkpoint. A report through a check-in link marks the
     check-in answered (once) and completes its checkpoint. Everything or nothing is written.
     """
     now = timezone.now()
@@ -90,7 +89,8 @@ def _validated_answers(rules: Rules, report: SymptomReport, second_opinion: dict
     known = {flag.id for flag in rules.red_flags}
     unknown = sorted(set(report.red_flags) - known)
     if unknown:
-        errors["red_flags"] = [f"Unknown red-flag code(s): {', '.join(unknown)}. Known: RF-01 … RF-10."]
+        first, last = rules.red_flags[0].id, rules.red_flags[-1].id
+        errors["red_flags"] = [f"Unknown red-flag code(s): {', '.join(unknown)}. Known: {first} … {last}."]
     so_known = {opinion.id for opinion in rules.second_opinion}
     for code, answer in (second_opinion or {}).items():
         if code not in so_known:
@@ -141,7 +141,8 @@ def _history(procedure: Procedure, before: datetime) -> list[PainPoint]:
 
 def _act_on(finding: Finding, report: SymptomReport, *, now: datetime) -> None:
     """An alert (paged), a review task or an extra check-in for one finding, and the imaging review
-    its red flag asks for."""
+    its red flag asks for, with the intervals and checkpoint of the report's protocol."""
+    protocol = get_protocol(report.protocol_version)
     if finding.kind == "alert":
         raise_alert(report, finding, now=now)
     elif finding.kind == "review":
@@ -159,7 +160,8 @@ def _act_on(finding: Finding, report: SymptomReport, *, now: datetime) -> None:
             patient=report.patient,
             procedure=report.procedure,
             reason=finding.code,
-            next_action_at=now + EXTRA_CHECKIN_AFTER,
+            next_action_at=now + protocol.extra_checkin_after,
         )
     if finding.imaging_review:
-        trigger_checkpoint(procedure=report.procedure, code="CP-16", reason=f"{finding.code} reported")
+        review = protocol.checkpoint_for_role("imaging_review")
+        trigger_checkpoint(procedure=report.procedure, code=review, reason=f"{finding.code} reported")

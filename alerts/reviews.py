@@ -1,17 +1,14 @@
 """Clinician review tasks: findings that need a clinician's look within days rather than a page
 (second-opinion answers, pain not improving)."""
 
-from datetime import timedelta
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from patients.protocol import get_protocol
 from patients.rows import transition
 
 from .models import ReviewTask
-
-ROUTINE_REVIEW_WITHIN = timedelta(days=2)  # spec §1 ROUTINE: within 2 working days [DESIGN]
 
 
 def open_review_task(*, patient, code: str, tier: str, action: str, source: str, report=None, now=None) -> ReviewTask:
@@ -20,6 +17,7 @@ def open_review_task(*, patient, code: str, tier: str, action: str, source: str,
     existing = ReviewTask.objects.filter(patient=patient, code=code, state=ReviewTask.State.OPEN).first()
     if existing:
         return existing
+    version = report.protocol_version if report is not None else patient.clinic.protocol_version
     return ReviewTask.objects.create(
         patient=patient,
         clinic=patient.clinic,
@@ -28,7 +26,7 @@ def open_review_task(*, patient, code: str, tier: str, action: str, source: str,
         action=action,
         source=source,
         report=report,
-        due_at=now + ROUTINE_REVIEW_WITHIN,
+        due_at=now + get_protocol(version).review_due_after,
     )
 
 

@@ -43,7 +43,6 @@ class Rules:
     pain_rise: dict
     pain_not_improving: dict
     early_warning: dict
-    checkin: dict
     wording: dict
 
     def red_flag(self, code: str) -> RedFlag:
@@ -130,13 +129,6 @@ SECTION_KEYS: dict[str, dict[str, type]] = {
         "action": str,
         "source": str,
     },
-    "checkin": {
-        "checkpoints": list,
-        "link_valid_days": int,
-        "resend_after_days": int,
-        "call_after_days": int,
-        "source": str,
-    },
     "wording": {"emergency": str, "urgent": str, "routine": str, "worse": str, "source": str},
 }
 
@@ -148,8 +140,6 @@ def parse_rules(protocol: Protocol) -> Rules:
     sections = {section: _section(data, section, keys, name) for section, keys in SECTION_KEYS.items()}
     if sections["pain_rise"]["id"] not in {flag.id for flag in flags}:
         raise ProtocolError(f"{name} [pain_rise]: id '{sections['pain_rise']['id']}' is not a red flag")
-    if sections["checkin"]["link_valid_days"] < 1:
-        raise ProtocolError(f"{name} [checkin]: link_valid_days must be at least 1")
     return Rules(version=protocol.version, red_flags=flags, second_opinion=opinions, **sections)
 
 

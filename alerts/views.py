@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from patients.protocol import get_protocol
+
 from . import escalation, reports
 from .forms import CheckInForm
 from .models import AcknowledgeLink, AlertState, CheckIn, CheckInLink, CheckInState, token_digest
@@ -17,7 +19,6 @@ from .rules import get_rules, highest_tier
 
 SESSION_CHECKIN = "checkin_id"
 SESSION_RESULT = "checkin_result"
-CHECKIN_SESSION_SECONDS = 2 * 3600  # time to fill in the form after opening the link [DESIGN]
 
 
 def _problem(request, problem: str, clinic=None, status: int = 410):
@@ -27,7 +28,11 @@ def _problem(request, problem: str, clinic=None, status: int = 410):
 @never_cache
 def checkin_start(request, token: str):
     """Exchange a check-in link for a session (once), then show the form at a URL with no token."""
-    link = CheckInLink.objects.select_related("checkin__patient__clinic").filter(token_hash=token_digest(token)).first()
+    link = (
+        CheckInLink.objects.select_related("checkin__patient__clinic", "checkin__procedure")
+        .filter(token_hash=token_digest(token))
+        .first()
+    )
     if link is None:
         return _problem(request, "unknown", status=404)
     checkin, clinic = link.checkin, link.checkin.patient.clinic
@@ -40,7 +45,8 @@ def checkin_start(request, token: str):
         return _problem(request, "used", clinic)
     request.session.cycle_key()
     request.session[SESSION_CHECKIN] = checkin.pk
-    request.session.set_expiry(CHECKIN_SESSION_SECONDS)
+    protocol = get_protocol(checkin.procedure.protocol_version or clinic.protocol_version)
+    request.session.set_expiry(int(protocol.link_lifetime("checkin_form").total_seconds()))
     return redirect("checkin-form")
 
 
@@ -69,7 +75,7 @@ def checkin_form(request):
             request.session[SESSION_RESULT] = {
                 "tier": highest_tier_of(report.findings),
                 "second_opinion": any(
-                    f["code"].startswith("SO-") or f["code"] == "PAIN_NOT_IMPROVING" for f in report.findings
+                    get_protocol(rules.version).shows_second_opinion(f["code"]) for f in report.findings
                 ),
                 "clinic_id": checkin.patient.clinic_id,
                 "version": rules.version,
@@ -78,7 +84,12 @@ def checkin_form(request):
     return render(
         request,
         "alerts/checkin/form.html",
-        {"form": form, "clinic": checkin.patient.clinic, "wording": rules.wording},
+        {
+            "form": form,
+            "clinic": checkin.patient.clinic,
+            "wording": rules.wording,
+            "first_red_flag": rules.red_flags[0].id,
+        },
         status=400 if form.errors else 200,
     )
 

@@ -40,8 +40,8 @@ PAIN_LOINC = {
     "display": "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
 }
 
-# DXA T-score codes that complete CP-06 / CP-13 (docs/fhir.md). Any DXA T-score site is accepted: the
-# risk profile keeps the lowest T-score the clinician reports, whatever the site.
+# DXA T-score codes that complete the protocol's dxa / repeat_dxa checkpoint (docs/fhir.md). Any DXA
+# T-score site is accepted: the risk profile keeps the lowest T-score the clinician reports, whatever the site.
 DXA_T_SCORE_CODES = {
     "38267-1": "DXA Lumbar spine [T-score] Bone density",
     "104938-6": "DXA Spine [T-score] Bone density",
@@ -50,7 +50,8 @@ DXA_T_SCORE_CODES = {
 }
 T_SCORE_UNITS = {"{T-score}", "{Tscore}", "T-score", "Tscore", "SD", "{SD}", "1"}
 
-# Osteoporosis medicines that complete CP-07 (docs/fhir.md): ATC codes (prefix match) or names.
+# Osteoporosis medicines that complete the protocol's medication checkpoint (docs/fhir.md): ATC codes
+# (prefix match) or names.
 OSTEOPOROSIS_ATC_PREFIXES = ("M05BA", "M05BB", "M05BX03", "M05BX04", "H05AA02")
 OSTEOPOROSIS_DRUG_NAMES = (
     "alendron",

@@ -126,8 +126,9 @@ def questionnaire_resource(rules: Rules) -> dict:
         "status": "active",
         "subjectType": ["Patient"],
         "publisher": "kyphofollow",
-        "description": "Pain (NRS 0–10), red-flag questions RF-01…RF-10 and second-opinion questions (spec §1, §4). "
-        "Answers are evaluated by the same rules as the patient's check-in form.",
+        "description": f"Pain (NRS 0–10), red-flag questions {rules.red_flags[0].id}…{rules.red_flags[-1].id} and "
+        "second-opinion questions (spec §1, §4). Answers are evaluated by the same rules as the patient's check-in "
+        "form.",
         "item": _questionnaire_items(rules),
     }
     return validated(Questionnaire, data)

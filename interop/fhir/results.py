@@ -1,5 +1,6 @@
-"""FHIR results that complete a checkpoint: a DXA Observation (CP-06, else CP-13) and a MedicationStatement
-or MedicationRequest (CP-07), each through `complete_checkpoint`."""
+"""FHIR results that complete a checkpoint: a DXA Observation (the protocol's "dxa" checkpoint, else its
+"repeat_dxa" one) and a MedicationStatement or MedicationRequest (its "medication" checkpoint), each
+through `complete_checkpoint`. Which checkpoint plays each role is the protocol file's [[roles]]."""
 
 from decimal import Decimal, InvalidOperation
 
@@ -10,6 +11,7 @@ from fhir.resources.R4B.observation import Observation
 
 from patients import services
 from patients.models import Checkpoint, Patient
+from patients.protocol import get_protocol
 
 from ..idempotency import idempotent
 from .base import FHIRError, FHIRView, codes_in, date_of, parse_resource, ref, validated
@@ -22,6 +24,12 @@ from .codes import (
     OSTEOPOROSIS_DRUG_NAMES,
     T_SCORE_UNITS,
 )
+
+
+def _role_codes(patient: Patient, *roles: str) -> list[str]:
+    """The checkpoint codes that play `roles` in the protocol of the patient's clinic."""
+    protocol = get_protocol(patient.clinic.protocol_version)
+    return [protocol.checkpoint_for_role(role) for role in roles]
 
 
 def _open_checkpoint(patient: Patient, codes: list[str]) -> Checkpoint | None:
@@ -92,10 +100,11 @@ class ObservationTypeView(FHIRView):
         except InvalidOperation:
             raise FHIRError("valueQuantity.value is not a number.", path="Observation.valueQuantity.value") from None
         measured_on = date_of(data.get("effectiveDateTime"), "Observation.effectiveDateTime")
-        checkpoint = _open_checkpoint(patient, ["CP-06", "CP-13"])
+        dxa, repeat_dxa = _role_codes(patient, "dxa", "repeat_dxa")
+        checkpoint = _open_checkpoint(patient, [dxa, repeat_dxa])
         if checkpoint is None:
             raise FHIRError(
-                "The patient has no open CP-06 (DXA) or CP-13 (repeat DXA) checkpoint; nothing was recorded.",
+                f"The patient has no open {dxa} (DXA) or {repeat_dxa} (repeat DXA) checkpoint; nothing was recorded.",
                 status_code=422,
             )
         services.complete_checkpoint(
@@ -109,7 +118,7 @@ class ObservationTypeView(FHIRView):
         return self.created(resource, f"Task/{checkpoint.pk}")
 
 
-def _drug(data: dict, path: str) -> str:
+def _drug(data: dict, path: str, patient: Patient) -> str:
     if data.get("medicationReference"):
         raise FHIRError("Give the drug as medicationCodeableConcept; medicationReference is not supported.", path=path)
     concept = data.get("medicationCodeableConcept") or {}
@@ -126,7 +135,7 @@ def _drug(data: dict, path: str) -> str:
     ):
         raise FHIRError(
             f"{name!r} is not recognised as an osteoporosis medicine (docs/fhir.md lists the accepted codes and "
-            "names); CP-07 was left open.",
+            f"names); {_role_codes(patient, 'medication')[0]} was left open.",
             status_code=422,
             path=path,
         )
@@ -138,10 +147,11 @@ class _MedicationView(FHIRView):
     model = None
 
     def complete(self, data: dict, patient: Patient, *, started: bool, drug: str, started_on, reason: str = ""):
-        checkpoint = _open_checkpoint(patient, ["CP-07"])
+        [medication] = _role_codes(patient, "medication")
+        checkpoint = _open_checkpoint(patient, [medication])
         if checkpoint is None:
             raise FHIRError(
-                "The patient has no open CP-07 (osteoporosis medication) checkpoint; nothing was recorded.",
+                f"The patient has no open {medication} (osteoporosis medication) checkpoint; nothing was recorded.",
                 status_code=422,
             )
         services.complete_checkpoint(
@@ -153,7 +163,8 @@ class _MedicationView(FHIRView):
             medication_started_on=started_on if started else None,
             medication_not_started_reason=reason,
         )
-        resource = _echo(data, self.model, id_=f"cp07-{checkpoint.pk}", checkpoint=checkpoint)
+        id_ = f"{checkpoint.code.lower().replace('-', '')}-{checkpoint.pk}"  # "cp07-<pk>"
+        resource = _echo(data, self.model, id_=id_, checkpoint=checkpoint)
         return self.created(resource, f"Task/{checkpoint.pk}")
 
 
@@ -176,7 +187,7 @@ class MedicationStatementTypeView(_MedicationView):
             raise FHIRError(
                 "status must be active or completed (started) or not-taken.", path="MedicationStatement.status"
             )
-        drug = _drug(data, "MedicationStatement.medicationCodeableConcept")
+        drug = _drug(data, "MedicationStatement.medicationCodeableConcept", patient)
         if state == "not-taken":
             reasons = data.get("statusReason", [])
             reason = next(
@@ -216,6 +227,6 @@ class MedicationRequestTypeView(_MedicationView):
             raise FHIRError("status must be active or completed.", path="MedicationRequest.status")
         if data.get("intent") not in {"order", "original-order", "reflex-order", "filler-order", "instance-order"}:
             raise FHIRError("intent must be an order (order, original-order, …).", path="MedicationRequest.intent")
-        drug = _drug(data, "MedicationRequest.medicationCodeableConcept")
+        drug = _drug(data, "MedicationRequest.medicationCodeableConcept", patient)
         started_on = date_of(data.get("authoredOn"), "MedicationRequest.authoredOn")
         return self.complete(data, patient, started=True, drug=drug, started_on=started_on)

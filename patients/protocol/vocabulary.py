@@ -46,9 +46,6 @@ SPEC_KEYS = frozenset({"S0", "S1"} | {f"E{number}" for number in range(1, 22)})
 SOURCE_KEY = re.compile(r"\b[SE]\d+\b")
 DESIGN = "[DESIGN]"
 
-# Kept for alerts/kpis.py until it reads `protocol.recent_dxa_days`; the planner reads the file.
-DXA_RECENT_DAYS = 730  # "unless one was done in the last 2 years" (CP-06, [DESIGN])
-
 
 class ProtocolError(ValueError):
     """A protocol file that cannot be used; the message names the file and the bad entry."""

@@ -27,9 +27,11 @@ from alerts.models import (
 from alerts.outbox import deliver
 from alerts.rules import get_rules
 from patients.models import Checkpoint, CheckpointState
+from patients.protocol import get_protocol
 from tests.builders import CHECKIN_DUE, form_answers, link_path
 
 RULES = get_rules("2026.1")
+PROTOCOL = get_protocol("2026.1")
 WORDING = RULES.wording
 SPEC_EMERGENCY = "Call emergency services now (local number, e.g. 911/112/999). Do not wait for a reply from us."
 SPEC_WORSE = "If you get worse, or cannot reach us, call emergency services."
@@ -124,6 +126,18 @@ def test_the_form_shows_no_name_mrn_or_birth_date(client, invite, make_patient):
 
 
 @pytest.mark.django_db
+def test_the_symptoms_heading_comes_once_just_before_the_protocols_first_red_flag_question(client, invite):
+    client.get(invite().path)
+    page = unescape(client.get(FORM).content.decode())
+
+    heading = page.index("New or changed symptoms")
+    first_flag = page.index(RULES.red_flags[0].question)
+    assert page.count("New or changed symptoms") == 1
+    assert heading < first_flag
+    assert page.count("<fieldset", heading, first_flag) == 1  # the first red flag's own
+
+
+@pytest.mark.django_db
 def test_the_form_has_a_legend_for_every_question_and_a_label_for_every_choice(client, invite):
     invitation = invite()
     client.get(invitation.path)
@@ -154,7 +168,7 @@ def test_the_same_link_a_second_time_shows_a_friendly_410_with_the_clinic_phone(
 @pytest.mark.django_db
 def test_an_expired_link_shows_a_friendly_410_with_the_clinic_phone(client, invite, clinic, clock):
     invitation = invite()
-    clock.shift(timedelta(days=RULES.checkin["link_valid_days"], seconds=1))
+    clock.shift(PROTOCOL.link_lifetime("checkin") + timedelta(seconds=1))
 
     response = client.get(invitation.path)
 
@@ -169,7 +183,7 @@ def test_an_expired_link_shows_a_friendly_410_with_the_clinic_phone(client, invi
 @pytest.mark.django_db
 def test_a_link_still_works_just_before_it_expires(client, invite, clock):
     invitation = invite()
-    clock.shift(timedelta(days=RULES.checkin["link_valid_days"], seconds=-1))
+    clock.shift(PROTOCOL.link_lifetime("checkin") - timedelta(seconds=1))
 
     assert client.get(invitation.path).status_code == 302
 
@@ -296,8 +310,8 @@ def test_a_bad_or_missing_answer_gives_a_400_with_field_errors_and_saves_nothing
 @pytest.mark.django_db
 def test_a_checkin_cannot_be_answered_twice_from_the_same_or_a_second_link(client, invite, clock):
     invitation = invite()
-    clock.shift(timedelta(days=RULES.checkin["resend_after_days"]))
-    sweep_checkins(now=CHECKIN_DUE + timedelta(days=RULES.checkin["resend_after_days"]))
+    clock.shift(timedelta(days=PROTOCOL.checkin.resend_after_days))
+    sweep_checkins(now=CHECKIN_DUE + timedelta(days=PROTOCOL.checkin.resend_after_days))
     resent = Delivery.objects.filter(checkin=invitation.checkin, kind=DeliveryKind.CHECKIN).latest("id")
     deliver(delivery_id=resent.pk)
     second_path = link_path(mail.outbox[-1].body)
@@ -342,7 +356,8 @@ def checkin_invitations(checkin) -> list[str]:
 @pytest.mark.django_db
 def test_an_unanswered_checkin_is_resent_once_then_becomes_a_phone_call_without_a_third_invitation(invite):
     checkin = invite().checkin
-    resend, call = (timedelta(days=RULES.checkin[key]) for key in ("resend_after_days", "call_after_days"))
+    policy = PROTOCOL.checkin
+    resend, call = timedelta(days=policy.resend_after_days), timedelta(days=policy.call_after_days)
 
     sweep_checkins(now=CHECKIN_DUE + resend - timedelta(minutes=1))
     assert checkin_invitations(checkin) == [f"checkin:{checkin.pk}:1"]

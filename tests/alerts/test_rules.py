@@ -218,8 +218,9 @@ def _rule_sources() -> list[tuple[str, str]]:
         + [(opinion.id, opinion.source) for opinion in RULES.second_opinion]
         + [
             (f"[{section}]", getattr(RULES, section)["source"])
-            for section in ("pain_rise", "pain_not_improving", "early_warning", "checkin")
+            for section in ("pain_rise", "pain_not_improving", "early_warning")
         ]
+        + [("[checkin]", get_protocol(RULES.version).checkin.source)]
     )
 
 

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from patients import protocol as protocol_module
 from patients.protocol import (
-    DXA_RECENT_DAYS,
     INTERVALS,
     OUTCOME_FIELDS,
     PROTOCOL_DIR,
@@ -263,13 +262,13 @@ def test_an_escalation_policy_handed_out_can_be_changed_without_changing_the_pro
 def test_link_lifetimes_and_intervals_are_those_of_the_code_today():
     """messages.ACK_LINK_VALID 24 h; messages._checkin and demo_checkin_link 7 days; views
     CHECKIN_SESSION_SECONDS 2 h; alerting ROUTINE_REVIEW_WITHIN 2 days and EXTRA_CHECKIN_AFTER 3 days;
-    protocol DXA_RECENT_DAYS 730; services.sweep_checkins "invitations_sent >= 2"."""
+    protocol recent DXA 730 days; services.sweep_checkins "invitations_sent >= 2"."""
     assert PROTOCOL.link_lifetime("acknowledge") == timedelta(hours=24)
     assert PROTOCOL.link_lifetime("checkin") == timedelta(days=7) == timedelta(days=PROTOCOL.checkin.link_valid_days)
     assert PROTOCOL.link_lifetime("checkin_form") == timedelta(seconds=2 * 3600)
     assert PROTOCOL.review_due_after == timedelta(days=2)
     assert PROTOCOL.extra_checkin_after == timedelta(days=3)
-    assert PROTOCOL.recent_dxa_days == 730 == DXA_RECENT_DAYS
+    assert PROTOCOL.recent_dxa_days == 730
     assert PROTOCOL.checkin_invitations == 2
     assert (PROTOCOL.checkin.resend_after_days, PROTOCOL.checkin.call_after_days) == (2, 2)
 

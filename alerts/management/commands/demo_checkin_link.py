@@ -3,8 +3,6 @@
 Only for the demo clinic of `make run`; real patients receive their links by e-mail.
 """
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
@@ -13,6 +11,7 @@ from django.utils import timezone
 from alerts.models import CheckIn, CheckInLink, new_token
 from patients.demo import DEMO_CLINIC_SLUG
 from patients.models import Patient
+from patients.protocol import get_protocol
 
 
 class Command(BaseCommand):
@@ -28,5 +27,6 @@ class Command(BaseCommand):
         procedure = patient.procedures.first()
         checkin = CheckIn.objects.create(patient=patient, procedure=procedure, reason="demo", next_action_at=None)
         raw, digest = new_token()
-        CheckInLink.objects.create(checkin=checkin, token_hash=digest, expires_at=timezone.now() + timedelta(days=7))
+        lifetime = get_protocol(procedure.protocol_version or patient.clinic.protocol_version).link_lifetime("checkin")
+        CheckInLink.objects.create(checkin=checkin, token_hash=digest, expires_at=timezone.now() + lifetime)
         self.stdout.write(settings.SITE_URL + reverse("checkin-start", args=[raw]))
