@@ -2,7 +2,8 @@ from django.apps import AppConfig
 
 
 class InteropConfig(AppConfig):
-    """What faces an EHR: the REST and FHIR APIs, token auth, idempotency and OpenAPI. No models."""
+    """What faces an EHR: the REST and FHIR APIs, token auth, idempotency and OpenAPI. Its one model
+    stores the FHIR results that completed a checkpoint (interop/models.py)."""
 
     name = "interop"
 
