@@ -242,9 +242,19 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def meta(row) -> dict:
-    from .versions import version_of
+def version_of(row) -> int:
+    """The row's version: the number of changes recorded for it (see versions.py)."""
+    history = getattr(type(row), "history", None)
+    if history is not None:
+        return max(1, row.history.count())
+    if hasattr(row, "version"):
+        return row.version
+    if hasattr(row, "events"):
+        return max(1, row.events.count())
+    return 1
 
+
+def meta(row) -> dict:
     return {"versionId": str(version_of(row)), "lastUpdated": row.updated_at.isoformat()}
 
 

@@ -14,18 +14,7 @@ import re
 
 from rest_framework.response import Response
 
-from .base import FHIRError, FHIRView
-
-
-def version_of(row) -> int:
-    history = getattr(type(row), "history", None)
-    if history is not None:
-        return max(1, row.history.count())
-    if hasattr(row, "version"):
-        return row.version
-    if hasattr(row, "events"):
-        return max(1, row.events.count())
-    return 1
+from .base import FHIRError, FHIRView, version_of
 
 
 def etag(version: int | str) -> str:
