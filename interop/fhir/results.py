@@ -62,6 +62,7 @@ def _identifiers(data: dict) -> list[str]:
 
 def result_resource(result: FhirResult) -> dict:
     resource = dict(result.resource)
+    resource["id"] = str(result.pk)
     resource["meta"] = meta(result)
     return resource
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from django.http import QueryDict
 from django.utils.dateparse import parse_date, parse_datetime
 
-from .base import FHIRError, int_id
+from .base import FHIRError, int_id, with_versions
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
@@ -73,7 +73,7 @@ def page(view, rows, render):
     count = _int_param(params, "_count", DEFAULT_COUNT, MAX_COUNT)
     offset = _int_param(params, "_offset", 0)
     total = rows.count()
-    resources = [render(row) for row in rows[offset : offset + count]] if count else []
+    resources = [render(row) for row in with_versions(rows)[offset : offset + count]] if count else []
     base = view.request.build_absolute_uri(view.request.path)
 
     def link(relation: str, at: int) -> dict:
