@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class InteropConfig(AppConfig):
-    """What faces an EHR: the REST and FHIR APIs, token auth, idempotency and OpenAPI. No models."""
+    """What faces an EHR: the REST and FHIR APIs, token auth, idempotency and OpenAPI. It has no models."""
 
     name = "interop"
 

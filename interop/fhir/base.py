@@ -18,11 +18,14 @@ from typing import Any
 
 import pydantic
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
-from rest_framework import permissions, status
+from rest_framework import exceptions, permissions, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -40,6 +43,7 @@ ISSUE_CODES = {
     405: "not-supported",
     406: "not-supported",
     409: "conflict",
+    412: "conflict",
     413: "too-costly",
     415: "not-supported",
     422: "business-rule",
@@ -112,6 +116,38 @@ class FHIRPlainJSONRenderer(JSONRenderer):
 
 class FHIRJSONParser(JSONParser):
     media_type = "application/fhir+json"
+
+
+class FHIRLegacyJSONParser(JSONParser):
+    """`application/json+fhir`, the media type of FHIR DSTU2, which some clients still send."""
+
+    media_type = "application/json+fhir"
+
+
+FORMATS = {
+    "json": "application/json",
+    "application/json": "application/json",
+    "fhir+json": "application/fhir+json",
+    "application/fhir+json": "application/fhir+json",
+    "application/json+fhir": "application/fhir+json",
+}
+
+
+class FHIRNegotiation(DefaultContentNegotiation):
+    """`_format` (json, application/json, application/fhir+json or application/json+fhir) overrides
+    `Accept`; `Accept: application/json+fhir` is answered as application/fhir+json."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        wanted = request.query_params.get("_format")
+        if wanted is None and "application/json+fhir" in request.META.get("HTTP_ACCEPT", ""):
+            wanted = "application/json+fhir"
+        if wanted is None:
+            return super().select_renderer(request, renderers, format_suffix)
+        media_type = FORMATS.get(wanted.replace(" ", "+").lower())
+        if media_type is None:
+            raise exceptions.NotAcceptable(f"_format {wanted!r} is not supported; use json or application/fhir+json.")
+        renderer = next(r for r in renderers if r.media_type == media_type)
+        return renderer, media_type
 
 
 def validated(model, data: dict) -> dict:
@@ -208,8 +244,36 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def with_versions(rows):
+    """`rows` annotated with their version (`fhir_version`, see versions.py) in the same query, so that a
+    search costs the same number of queries whatever its size."""
+    model = rows.model
+    if hasattr(model, "history"):
+        related, key = model.history.model, "id"
+    elif hasattr(model, "events"):
+        related, key = model.events.rel.related_model, model.events.field.name
+    else:
+        return rows
+    counts = related.objects.filter(**{key: OuterRef("pk")}).order_by().values(key).annotate(n=Count("*"))
+    return rows.annotate(fhir_version=Coalesce(Subquery(counts.values("n")), 1))
+
+
+def version_of(row) -> int:
+    """The row's version: the number of changes recorded for it (see versions.py)."""
+    if getattr(row, "fhir_version", None) is not None:
+        return max(1, row.fhir_version)
+    history = getattr(type(row), "history", None)
+    if history is not None:
+        return max(1, row.history.count())
+    if hasattr(row, "version"):
+        return row.version
+    if hasattr(row, "events"):
+        return max(1, row.events.count())
+    return 1
+
+
 def meta(row) -> dict:
-    return {"lastUpdated": row.updated_at.isoformat()}
+    return {"versionId": str(version_of(row)), "lastUpdated": row.updated_at.isoformat()}
 
 
 def ref(resource_type: str, pk: int, display: str | None = None) -> dict:
@@ -242,7 +306,8 @@ class FHIRView(APIView):
     JSON API's defaults (Bearer token or staff session; read scope for GET, write scope otherwise)."""
 
     renderer_classes = [FHIRJSONRenderer, FHIRPlainJSONRenderer]
-    parser_classes = [FHIRJSONParser, JSONParser]
+    parser_classes = [FHIRJSONParser, FHIRLegacyJSONParser, JSONParser]
+    content_negotiation_class = FHIRNegotiation
     schema = None  # not part of the OpenAPI document: the CapabilityStatement describes this API
     field_paths: dict[str, str] = {}
 
@@ -258,6 +323,11 @@ class FHIRView(APIView):
         data = getattr(response, "data", None)
         if response.status_code >= 400 and not (isinstance(data, dict) and data.get("resourceType")):
             response.data = operation_outcome(_drf_issues(data, response.status_code, self.field_paths))
+        version = (data.get("meta") or {}).get("versionId") if isinstance(data, dict) else None
+        if version and response.status_code < 300 and data.get("resourceType") != "Bundle":
+            response["ETag"] = f'W/"{version}"'
+            if request.method == "GET" and _etag_matches(request.headers.get("If-None-Match"), version):
+                response = Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": f'W/"{version}"'})
         return super().finalize_response(request, response, *args, **kwargs)
 
     # Scoping -------------------------------------------------------------------------------------
@@ -286,16 +356,23 @@ class FHIRView(APIView):
     def base_url(self) -> str:
         return self.request.build_absolute_uri(reverse("fhir-metadata")).removesuffix("metadata")
 
-    def created(self, resource: dict, location: str) -> Response:
-        return Response(resource, status=status.HTTP_201_CREATED, headers={"Location": self.base_url() + location})
+    def created(self, resource: dict, *, status_code: int = status.HTTP_201_CREATED) -> Response:
+        """A created (201) or matched (200) resource, with `Location` naming its version."""
+        version = resource["meta"]["versionId"]
+        location = f"{self.base_url()}{resource['resourceType']}/{resource['id']}/_history/{version}"
+        return Response(resource, status=status_code, headers={"Location": location})
 
-    def bundle(self, resources: list[dict]) -> Response:
+    def matched(self, resource: dict) -> Response:
+        """The existing resource a conditional or repeated create found: 200, and nothing written."""
+        return self.created(resource, status_code=status.HTTP_200_OK)
+
+    def bundle(self, resources: list[dict], *, total: int | None = None, links: list[dict] | None = None) -> Response:
         base = self.base_url()
         data = {
             "resourceType": "Bundle",
             "type": "searchset",
-            "total": len(resources),
-            "link": [{"relation": "self", "url": self.request.build_absolute_uri()}],
+            "total": len(resources) if total is None else total,
+            "link": links or [{"relation": "self", "url": self.request.build_absolute_uri()}],
             "entry": [
                 {
                     "fullUrl": f"{base}{resource['resourceType']}/{resource['id']}",
@@ -307,11 +384,24 @@ class FHIRView(APIView):
         }
         return Response(validated(Bundle, drop_empty(data)))
 
-    def search_patient_id(self) -> int | None:
-        value = self.request.query_params.get("patient") or self.request.query_params.get("subject")
+    def search_patient_id(self, params=None, names: tuple[str, ...] = ("patient", "subject")) -> int | None:
+        """The patient a search is limited to. It is required, except with `_id` or `_lastUpdated`
+        (incremental sync over all of the client's clinics); None when not given."""
+        params = self.request.query_params if params is None else params
+        value = next((params.get(name) for name in names if params.get(name) is not None), None)
         if value is None:
-            raise FHIRError("Give the patient search parameter, e.g. ?patient=123.", code="required", path="patient")
-        return _search_id(value, "Patient")
+            if "_id" in params or "_lastUpdated" in params:
+                return None
+            example = f"?{names[0]}=123"
+            raise FHIRError(f"Give the {names[0]} search parameter, e.g. {example}.", code="required", path=names[0])
+        return _search_id(value, "Patient") or 0
+
+
+def _etag_matches(header: str | None, version: str) -> bool:
+    """If-None-Match names this version (`W/"3"`, `"3"` or `3`, as fhirpy's refresh() sends it)."""
+    if not header:
+        return False
+    return any(tag.strip().removeprefix("W/").strip('"') in {version, "*"} for tag in header.split(","))
 
 
 class NotFoundView(FHIRView):

@@ -32,7 +32,7 @@ V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 FLAG_CATEGORY = "http://terminology.hl7.org/CodeSystem/flag-category"
 QUESTIONNAIRE_ID = "kyphofollow-checkin"
 QUESTIONNAIRE_URL = f"{BASE}/fhir/Questionnaire/{QUESTIONNAIRE_ID}"
-FHIR_VERSION = "4.3.0"  # R4B: the models every resource is validated with
+FHIR_VERSION = "4.0.1"  # R4, as the product promises (resources are validated with the R4B models)
 
 PAIN_LOINC = {
     "system": LOINC,

@@ -2,12 +2,13 @@
 
 from django.db.models import Q
 from fhir.resources.R4B.flag import Flag
-from rest_framework.response import Response
 
 from alerts.models import Alert, AlertState
 
 from .base import FHIRError, FHIRView, drop_empty, int_id, iso, meta, ref, validated
 from .codes import EXT_ALERT_STATE, FLAG_CATEGORY, LIVE_ALERT_STATES, SYSTEM_RULE, SYSTEM_TIER
+from .search import common_filters, page, values
+from .versions import VersionedInstanceView
 
 
 def flag_resource(alert: Alert) -> dict:
@@ -29,22 +30,32 @@ def flag_resource(alert: Alert) -> dict:
 
 
 class FlagTypeView(FHIRView):
-    def get(self, request):
-        patient_id = self.search_patient_id()
-        rows = Alert.objects.filter(clinic_id__in=self.clinic_ids(), patient_id=patient_id)
-        statuses = {s for value in request.query_params.getlist("status") for s in value.split(",")} or {"active"}
+    def search(self, params):
+        """patient (or subject), status (active, the default, and/or inactive), _id and _lastUpdated."""
+        rows = Alert.objects.filter(clinic_id__in=self.clinic_ids())
+        patient_id = self.search_patient_id(params)
+        if patient_id is not None:
+            rows = rows.filter(patient_id=patient_id)
+        statuses = set(values(params, "status")) or {"active"}
         condition = Q(pk__in=[])
         if "active" in statuses:
             condition |= Q(state__in=LIVE_ALERT_STATES)
         if "inactive" in statuses:
             condition |= Q(state=AlertState.RESOLVED)
-        rows = rows.filter(condition).order_by("first_seen_at", "id")
-        return self.bundle([flag_resource(alert) for alert in rows])
+        return common_filters(rows.filter(condition), params).order_by("first_seen_at", "id")
+
+    def get(self, request):
+        return page(self, self.search(request.query_params), flag_resource)
 
 
-class FlagInstanceView(FHIRView):
-    def get(self, request, pk):
+class FlagInstanceView(VersionedInstanceView):
+    resource_type = "Flag"
+
+    def row(self, pk: str) -> Alert:
         alert = Alert.objects.filter(clinic_id__in=self.clinic_ids(), pk=int_id(pk)).first()
         if alert is None:
             raise FHIRError(f"Flag/{pk} is not known.", status_code=404)
-        return Response(flag_resource(alert))
+        return alert
+
+    def render(self, row: Alert) -> dict:
+        return flag_resource(row)

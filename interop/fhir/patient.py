@@ -1,6 +1,7 @@
 """FHIR Patient: read, search by MRN, create (`register_patient`) and update (`update_patient`)."""
 
 from django.conf import settings
+from django.db import transaction
 from fhir.resources.R4B.patient import Patient as FhirPatient
 from rest_framework.response import Response
 
@@ -21,6 +22,8 @@ from .base import (
     validated,
 )
 from .codes import BASE, BCP47, EXT_EMAIL_CONSENT, EXT_TIMEZONE, V2_0203
+from .search import common_filters, existing_match, page, search_filters, values
+from .versions import VersionedInstanceView, check_if_match
 
 
 def mrn_system(clinic: Clinic) -> str:
@@ -161,13 +164,19 @@ def patient_fields(data: dict, *, creating: bool) -> dict:
 class PatientTypeView(FHIRView):
     field_paths = PATIENT_PATHS
 
+    def search(self, params):
+        if not search_filters(params) & {"identifier", "_id", "_lastUpdated"}:
+            raise FHIRError(
+                "Search patients by identifier (the MRN), e.g. ?identifier=MRN123, or by _id or _lastUpdated.",
+                code="required",
+            )
+        rows = common_filters(self.patients(), params)
+        for identifier in values(params, "identifier"):
+            rows = rows.filter(mrn=identifier.split("|", 1)[-1])
+        return rows.order_by("id")
+
     def get(self, request):
-        identifier = request.query_params.get("identifier")
-        if not identifier:
-            raise FHIRError("Search patients by identifier (the MRN), e.g. ?identifier=MRN123.", code="required")
-        value = identifier.split("|", 1)[-1]
-        rows = self.patients().filter(mrn=value).order_by("id")
-        return self.bundle([patient_resource(patient) for patient in rows])
+        return page(self, self.search(request.query_params), patient_resource)
 
     @idempotent
     def post(self, request):
@@ -175,8 +184,15 @@ class PatientTypeView(FHIRView):
         fields = patient_fields(data, creating=True)
         clinic = self._clinic(data)
         fields.setdefault("time_zone", clinic.time_zone)
-        patient = services.register_patient(clinic=clinic, **fields)
-        return self.created(patient_resource(patient), f"Patient/{patient.pk}")
+        with transaction.atomic():
+            Clinic.objects.select_for_update().filter(pk=clinic.pk).first()  # one create per clinic at a time
+            same = self.patients().filter(clinic=clinic, mrn=fields["mrn"])
+            same = same.filter(pk__in=[p.pk for p in same if all(getattr(p, k) == v for k, v in fields.items())])
+            existing = existing_match(request, self.search, same)
+            if existing is not None:
+                return self.matched(patient_resource(existing))
+            patient = services.register_patient(clinic=clinic, **fields)
+        return self.created(patient_resource(patient))
 
     def _clinic(self, data: dict) -> Clinic:
         clinics = Clinic.objects.filter(id__in=self.clinic_ids())
@@ -203,20 +219,23 @@ class PatientTypeView(FHIRView):
         return found[0]
 
 
-class PatientInstanceView(FHIRView):
+class PatientInstanceView(VersionedInstanceView):
     field_paths = PATIENT_PATHS
+    resource_type = "Patient"
 
-    def get_patient(self, pk: str) -> Patient:
+    def row(self, pk: str) -> Patient:
         patient = self.patients().filter(pk=int_id(pk)).first() if int_id(pk) else None
         if patient is None:
             raise FHIRError(f"Patient/{pk} is not known.", status_code=404)
         return patient
 
-    def get(self, request, pk):
-        return Response(patient_resource(self.get_patient(pk)))
+    def render(self, row: Patient) -> dict:
+        return patient_resource(row)
 
-    def put(self, request, pk):
-        patient = self.get_patient(pk)
+    def put(self, request, pk, vid=None):
+        if vid is not None:
+            raise FHIRError("Update the resource, not one of its versions.", status_code=405)
+        patient = self.row(pk)
         data = parse_resource(request, FhirPatient, "Patient")
         if data.get("id") != pk:
             raise FHIRError(f"The resource id must equal the id in the URL ({pk}).", path="Patient.id")
@@ -224,5 +243,10 @@ class PatientInstanceView(FHIRView):
         if organization and organization.rsplit("/", 1)[-1] != patient.clinic.slug:
             raise FHIRError("A patient cannot move to another clinic.", path="Patient.managingOrganization")
         fields = patient_fields(data, creating=False)
-        patient = services.update_patient(patient=patient, reason="changed over FHIR", **fields)
-        return Response(patient_resource(patient))
+        with transaction.atomic():
+            patient = self.patients().select_for_update(of=("self",)).get(pk=patient.pk)
+            check_if_match(request, patient)
+            patient = services.update_patient(patient=patient, reason="changed over FHIR", **fields)
+        response = Response(patient_resource(patient))
+        response["Location"] = f"{self.base_url()}Patient/{patient.pk}/_history/{response.data['meta']['versionId']}"
+        return response

@@ -1,10 +1,10 @@
 """FHIR Procedure: read, search by patient, and create (`record_procedure`, which plans the schedule)."""
 
+from django.db import transaction
 from fhir.resources.R4B.procedure import Procedure as FhirProcedure
-from rest_framework.response import Response
 
 from patients import services
-from patients.models import Procedure, ProcedureKind
+from patients.models import Patient, Procedure, ProcedureKind
 
 from ..idempotency import idempotent
 from .base import (
@@ -21,6 +21,8 @@ from .base import (
     validated,
 )
 from .codes import EXT_BASELINE_PAIN, EXT_FRACTURE_DIAGNOSED, SYSTEM_PROCEDURE_KIND, SYSTEM_VERTEBRA
+from .search import common_filters, existing_match, page, values
+from .versions import VersionedInstanceView
 
 
 def procedure_resource(procedure: Procedure) -> dict:
@@ -88,14 +90,21 @@ def _procedure_kind(code: dict | None) -> str:
 class ProcedureTypeView(FHIRView):
     field_paths = PROCEDURE_PATHS
 
+    def search(self, params):
+        """patient (or subject), code (the kind), date (performed, YYYY-MM-DD), _id and _lastUpdated."""
+        rows = Procedure.objects.filter(patient__clinic_id__in=self.clinic_ids())
+        patient_id = self.search_patient_id(params)
+        if patient_id is not None:
+            rows = rows.filter(patient_id=patient_id)
+        kinds = [code.split("|")[-1] for code in values(params, "code")]
+        if kinds:
+            rows = rows.filter(kind__in=kinds)
+        for value in values(params, "date"):
+            rows = rows.filter(performed_on=date_of(value.removeprefix("eq"), "date"))
+        return common_filters(rows, params).prefetch_related("levels").order_by("performed_on", "id")
+
     def get(self, request):
-        patient_id = self.search_patient_id()
-        rows = (
-            Procedure.objects.filter(patient__clinic_id__in=self.clinic_ids(), patient_id=patient_id)
-            .prefetch_related("levels")
-            .order_by("performed_on", "id")
-        )
-        return self.bundle([procedure_resource(procedure) for procedure in rows])
+        return page(self, self.search(request.query_params), procedure_resource)
 
     @idempotent
     def post(self, request):
@@ -130,12 +139,24 @@ class ProcedureTypeView(FHIRView):
                     "The baseline pain extension needs valueInteger 0–10.", path=PROCEDURE_PATHS["baseline_pain"]
                 )
             fields["baseline_pain"] = baseline["valueInteger"]
-        procedure = services.record_procedure(patient=patient, levels=levels, **fields)
-        return self.created(procedure_resource(procedure), f"Procedure/{procedure.pk}")
+        with transaction.atomic():
+            Patient.objects.select_for_update().filter(pk=patient.pk).first()  # one create per patient at a time
+            same = patient.procedures.filter(kind=fields["kind"], performed_on=fields["performed_on"])
+            wanted = sorted(level["level"] for level in levels)
+            same = same.filter(
+                pk__in=[p.pk for p in same if sorted(p.levels.values_list("level", flat=True)) == wanted]
+            )
+            existing = existing_match(request, self.search, same)
+            if existing is not None:
+                return self.matched(procedure_resource(existing))
+            procedure = services.record_procedure(patient=patient, levels=levels, **fields)
+        return self.created(procedure_resource(procedure))
 
 
-class ProcedureInstanceView(FHIRView):
-    def get(self, request, pk):
+class ProcedureInstanceView(VersionedInstanceView):
+    resource_type = "Procedure"
+
+    def row(self, pk: str) -> Procedure:
         procedure = (
             Procedure.objects.filter(patient__clinic_id__in=self.clinic_ids(), pk=int_id(pk))
             .prefetch_related("levels")
@@ -143,4 +164,7 @@ class ProcedureInstanceView(FHIRView):
         )
         if procedure is None:
             raise FHIRError(f"Procedure/{pk} is not known.", status_code=404)
-        return Response(procedure_resource(procedure))
+        return procedure
+
+    def render(self, row: Procedure) -> dict:
+        return procedure_resource(row)

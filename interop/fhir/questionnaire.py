@@ -3,6 +3,7 @@ read, searched by patient, and created through `submit_report`, the same evaluat
 
 from typing import Any
 
+from django.db import transaction
 from fhir.resources.R4B.questionnaire import Questionnaire
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from rest_framework.response import Response
@@ -37,6 +38,8 @@ from .codes import (
     SYSTEM_PAINKILLERS,
     SYSTEM_RULE,
 )
+from .search import common_filters, existing_match, page, values
+from .versions import VersionedInstanceView
 
 REPORT_BOOLEANS = (
     "fell_since_last",
@@ -135,15 +138,33 @@ def questionnaire_resource(rules: Rules) -> dict:
 
 
 class QuestionnaireInstanceView(FHIRView):
-    def get(self, request, pk):
+    def get(self, request, pk, vid=None):
         if pk != QUESTIONNAIRE_ID:
             raise FHIRError(f"Questionnaire/{pk} is not known; the check-in is {QUESTIONNAIRE_ID}.", status_code=404)
+        return Response(questionnaire_resource(get_rules(self.clinic().protocol_version)))
+
+    def clinic(self) -> Clinic:
         clinics = Clinic.objects.filter(id__in=self.clinic_ids())
-        slug = request.query_params.get("clinic")
+        slug = self.request.query_params.get("clinic")
         clinic = clinics.filter(slug=slug).first() if slug else clinics.first()
         if clinic is None:
             raise FHIRError("No such clinic for this caller.", status_code=404)
-        return Response(questionnaire_resource(get_rules(clinic.protocol_version)))
+        return clinic
+
+
+class QuestionnaireTypeView(QuestionnaireInstanceView):
+    """`GET Questionnaire?url=<canonical>[|version]` (or `_id`): the check-in when it matches."""
+
+    def get(self, request):
+        questionnaire = questionnaire_resource(get_rules(self.clinic().protocol_version))
+        params = request.query_params
+        urls = values(params, "url")
+        ids = values(params, "_id")
+        matches = all(url.split("|", 1)[0] == QUESTIONNAIRE_URL for url in urls) and all(
+            url.split("|", 1)[1] == questionnaire["version"] for url in urls if "|" in url
+        )
+        matches = matches and all(value == QUESTIONNAIRE_ID for value in ids)
+        return self.bundle([questionnaire] if matches else [])
 
 
 def _answered_items(report: SymptomReport) -> list[dict]:
@@ -320,12 +341,18 @@ REPORT_PATHS = {
 class QuestionnaireResponseTypeView(FHIRView):
     field_paths = REPORT_PATHS
 
+    def search(self, params):
+        """patient (or subject), authored (an instant), _id and _lastUpdated."""
+        rows = SymptomReport.objects.filter(patient__clinic_id__in=self.clinic_ids())
+        patient_id = self.search_patient_id(params)
+        if patient_id is not None:
+            rows = rows.filter(patient_id=patient_id)
+        for value in values(params, "authored"):
+            rows = rows.filter(reported_at=instant_of(value.replace(" ", "+"), "authored"))
+        return common_filters(rows, params).order_by("reported_at", "id")
+
     def get(self, request):
-        patient_id = self.search_patient_id()
-        rows = SymptomReport.objects.filter(patient__clinic_id__in=self.clinic_ids(), patient_id=patient_id).order_by(
-            "reported_at", "id"
-        )
-        return self.bundle([report_resource(report) for report in rows])
+        return page(self, self.search(request.query_params), report_resource)
 
     @idempotent
     def post(self, request):
@@ -341,14 +368,17 @@ class QuestionnaireResponseTypeView(FHIRView):
         procedure = self._procedure(data, patient)
         rules = get_rules(procedure.protocol_version or patient.clinic.protocol_version)
         arguments = report_arguments(data, rules)
-        report = reports.submit_report(
-            procedure=procedure,
-            source="fhir",
-            entered_by=self.actor(),
-            reported_at=instant_of(data.get("authored"), "QuestionnaireResponse.authored"),
-            **arguments,
-        )
-        return self.created(report_resource(report), f"QuestionnaireResponse/{report.pk}")
+        authored = instant_of(data.get("authored"), "QuestionnaireResponse.authored")
+        with transaction.atomic():
+            Patient.objects.select_for_update().filter(pk=patient.pk).first()  # one create per patient at a time
+            same = patient.symptom_reports.filter(procedure=procedure, reported_at=authored) if authored else None
+            existing = existing_match(request, self.search, same)
+            if existing is not None:
+                return self.matched(report_resource(existing))
+            report = reports.submit_report(
+                procedure=procedure, source="fhir", entered_by=self.actor(), reported_at=authored, **arguments
+            )
+        return self.created(report_resource(report))
 
     def _procedure(self, data: dict, patient: Patient) -> Procedure:
         parts = [part for part in data.get("partOf", []) if "Procedure/" in (part.get("reference") or "")]
@@ -366,9 +396,14 @@ class QuestionnaireResponseTypeView(FHIRView):
         return procedure
 
 
-class QuestionnaireResponseInstanceView(FHIRView):
-    def get(self, request, pk):
+class QuestionnaireResponseInstanceView(VersionedInstanceView):
+    resource_type = "QuestionnaireResponse"
+
+    def row(self, pk: str) -> SymptomReport:
         report = SymptomReport.objects.filter(patient__clinic_id__in=self.clinic_ids(), pk=int_id(pk)).first()
         if report is None:
             raise FHIRError(f"QuestionnaireResponse/{pk} is not known.", status_code=404)
-        return Response(report_resource(report))
+        return report
+
+    def render(self, row: SymptomReport) -> dict:
+        return report_resource(row)

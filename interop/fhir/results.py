@@ -4,17 +4,19 @@ through `complete_checkpoint`. Which checkpoint plays each role is the protocol 
 
 from decimal import Decimal, InvalidOperation
 
+from django.db import transaction
 from django.utils import timezone
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.observation import Observation
+from rest_framework.response import Response
 
 from patients import services
-from patients.models import Checkpoint, Patient
+from patients.models import Checkpoint, FhirResult, Patient
 from patients.protocol import get_protocol
 
 from ..idempotency import idempotent
-from .base import FHIRError, FHIRView, codes_in, date_of, parse_resource, ref, validated
+from .base import FHIRError, FHIRView, codes_in, date_of, int_id, meta, parse_resource, ref, validated
 from .codes import (
     ATC,
     DXA_T_SCORE_CODES,
@@ -24,6 +26,8 @@ from .codes import (
     OSTEOPOROSIS_DRUG_NAMES,
     T_SCORE_UNITS,
 )
+from .search import common_filters, existing_match, page, values
+from .versions import VersionedInstanceView
 
 
 def _role_codes(patient: Patient, *roles: str) -> list[str]:
@@ -32,31 +36,135 @@ def _role_codes(patient: Patient, *roles: str) -> list[str]:
     return [protocol.checkpoint_for_role(role) for role in roles]
 
 
-def _open_checkpoint(patient: Patient, codes: list[str]) -> Checkpoint | None:
-    """The patient's open checkpoint of the first of `codes` that has one (earliest target first)."""
+def _window_start(checkpoint: Checkpoint):
+    """Where the checkpoint's window starts for a result. A window the schedule starts at the procedure
+    date (its floor) really starts at its anchor, the fracture diagnosis: a DXA done between the fracture
+    and the procedure is that checkpoint's result."""
+    procedure = checkpoint.procedure
+    if checkpoint.window_start <= procedure.performed_on:
+        return min(checkpoint.window_start, procedure.fracture_diagnosed_on or procedure.performed_on)
+    return checkpoint.window_start
+
+
+def _open_checkpoint(patient: Patient, codes: list[str], on) -> Checkpoint | None:
+    """The patient's open checkpoint of the first of `codes` whose window holds the result's date `on`
+    (earliest target first): a result completes only the checkpoint it belongs to, so an older result never
+    closes a later checkpoint (a DXA of last week never completes the repeat scan due in a year)."""
     for code in codes:
-        checkpoint = (
+        candidates = (
             Checkpoint.objects.open()
-            .filter(procedure__patient=patient, code=code)
+            .filter(procedure__patient=patient, code=code, window_end__gte=on)
             .select_related("procedure")
             .order_by("target_date", "id")
-            .first()
         )
+        checkpoint = next((c for c in candidates if _window_start(c) <= on), None)
         if checkpoint:
             return checkpoint
     return None
 
 
-def _echo(data: dict, model, *, id_: str, checkpoint: Checkpoint) -> dict:
-    """The accepted resource as stored: our id, and the checkpoint (Task) its result completed."""
-    echoed = {key: value for key, value in data.items() if key not in {"id", "meta"}}
-    echoed["id"] = id_
-    echoed["meta"] = {"lastUpdated": timezone.now().isoformat()}
-    echoed["extension"] = [
-        *echoed.get("extension", []),
+def _identifiers(data: dict) -> list[str]:
+    return [f"{i.get('system', '')}|{i['value']}" for i in data.get("identifier", []) if i.get("value")]
+
+
+def result_resource(result: FhirResult) -> dict:
+    resource = dict(result.resource)
+    resource["id"] = str(result.pk)
+    resource["meta"] = meta(result)
+    return resource
+
+
+def _store(data: dict, model, *, patient, checkpoint, code: str, on) -> FhirResult:
+    """The accepted resource, stored with our id and the checkpoint (Task) its result completed."""
+    result = FhirResult.objects.create(
+        resource_type=data["resourceType"],
+        patient=patient,
+        checkpoint=checkpoint,
+        code=code,
+        effective_on=on,
+        identifiers=_identifiers(data),
+        resource={},
+    )
+    stored = {key: value for key, value in data.items() if key not in {"id", "meta"}}
+    stored["id"] = str(result.pk)
+    stored["extension"] = [
+        *stored.get("extension", []),
         {"url": EXT_COMPLETED_CHECKPOINT, "valueReference": ref("Task", checkpoint.pk, checkpoint.code)},
     ]
-    return validated(model, echoed)
+    result.resource = validated(model, stored)
+    result.save(update_fields=["resource"])
+    return result
+
+
+class ResultTypeView(FHIRView):
+    """Search (patient, code, date, identifier, _id, _lastUpdated) and create of one result type."""
+
+    resource_type = ""
+
+    def search(self, params):
+        rows = FhirResult.objects.filter(patient__clinic_id__in=self.clinic_ids(), resource_type=self.resource_type)
+        patient_id = self.search_patient_id(params)
+        if patient_id is not None:
+            rows = rows.filter(patient_id=patient_id)
+        codes = [code.split("|")[-1] for code in values(params, "code")]
+        if codes:
+            rows = rows.filter(code__in=codes)
+        for value in values(params, "date"):
+            rows = rows.filter(effective_on=date_of(value.removeprefix("eq"), "date"))
+        for value in values(params, "identifier"):
+            rows = rows.filter(identifiers__contains=[value] if "|" in value else [f"|{value}"])
+        return common_filters(rows, params).order_by("id")
+
+    def get(self, request):
+        return page(self, self.search(request.query_params), result_resource)
+
+    def record(self, data: dict, patient: Patient, *, code: str, on, complete, match=None) -> Response:
+        """Answer a repeated create with the stored result (200); otherwise complete the checkpoint with
+        `complete(checkpoint)` (422 if none is open for `on`), store the result and answer 201."""
+        with transaction.atomic():
+            Patient.objects.select_for_update().filter(pk=patient.pk).first()  # one create per patient at a time
+            same = FhirResult.objects.filter(
+                resource_type=self.resource_type, patient=patient, code=code, effective_on=on, **(match or {})
+            )
+            identifiers = _identifiers(data)
+            if identifiers:
+                same = (
+                    FhirResult.objects.filter(
+                        resource_type=self.resource_type, patient=patient, identifiers__contains=identifiers[:1]
+                    )
+                    | same
+                )
+            existing = existing_match(self.request, self.search, same)
+            if existing is not None:
+                return self.matched(result_resource(existing))
+            checkpoint = complete()
+            result = _store(data, self.model, patient=patient, checkpoint=checkpoint, code=code, on=on)
+        return self.created(result_resource(result))
+
+
+class ResultInstanceView(VersionedInstanceView):
+    def row(self, pk: str) -> FhirResult:
+        result = FhirResult.objects.filter(
+            patient__clinic_id__in=self.clinic_ids(), resource_type=self.resource_type, pk=int_id(pk)
+        ).first()
+        if result is None:
+            raise FHIRError(f"{self.resource_type}/{pk} is not known.", status_code=404)
+        return result
+
+    def render(self, row: FhirResult) -> dict:
+        return result_resource(row)
+
+
+class ObservationInstanceView(ResultInstanceView):
+    resource_type = "Observation"
+
+
+class MedicationStatementInstanceView(ResultInstanceView):
+    resource_type = "MedicationStatement"
+
+
+class MedicationRequestInstanceView(ResultInstanceView):
+    resource_type = "MedicationRequest"
 
 
 OBSERVATION_PATHS = {
@@ -66,8 +174,10 @@ OBSERVATION_PATHS = {
 }
 
 
-class ObservationTypeView(FHIRView):
+class ObservationTypeView(ResultTypeView):
     field_paths = OBSERVATION_PATHS
+    resource_type = "Observation"
+    model = Observation
 
     @idempotent
     def post(self, request):
@@ -101,21 +211,26 @@ class ObservationTypeView(FHIRView):
             raise FHIRError("valueQuantity.value is not a number.", path="Observation.valueQuantity.value") from None
         measured_on = date_of(data.get("effectiveDateTime"), "Observation.effectiveDateTime")
         dxa, repeat_dxa = _role_codes(patient, "dxa", "repeat_dxa")
-        checkpoint = _open_checkpoint(patient, [dxa, repeat_dxa])
-        if checkpoint is None:
-            raise FHIRError(
-                f"The patient has no open {dxa} (DXA) or {repeat_dxa} (repeat DXA) checkpoint; nothing was recorded.",
-                status_code=422,
+
+        def complete() -> Checkpoint:
+            checkpoint = _open_checkpoint(patient, [dxa, repeat_dxa], measured_on)
+            if checkpoint is None:
+                raise FHIRError(
+                    f"The patient has no open {dxa} (DXA) or {repeat_dxa} (repeat DXA) checkpoint whose window holds "
+                    f"{measured_on}; nothing was recorded.",
+                    status_code=422,
+                )
+            services.complete_checkpoint(
+                checkpoint=checkpoint,
+                by=self.actor(),
+                notes=f"DXA result over FHIR: LOINC {codes[0]} {DXA_T_SCORE_CODES[codes[0]]}",
+                dxa_t_score=t_score,
+                dxa_date=measured_on,
             )
-        services.complete_checkpoint(
-            checkpoint=checkpoint,
-            by=self.actor(),
-            notes=f"DXA result over FHIR: LOINC {codes[0]} {DXA_T_SCORE_CODES[codes[0]]}",
-            dxa_t_score=t_score,
-            dxa_date=measured_on,
-        )
-        resource = _echo(data, Observation, id_=f"dxa-{checkpoint.pk}", checkpoint=checkpoint)
-        return self.created(resource, f"Task/{checkpoint.pk}")
+            return checkpoint
+
+        value = {"resource__valueQuantity__value": quantity["value"]}
+        return self.record(data, patient, code=codes[0], on=measured_on, complete=complete, match=value)
 
 
 def _drug(data: dict, path: str, patient: Patient) -> str:
@@ -142,30 +257,31 @@ def _drug(data: dict, path: str, patient: Patient) -> str:
     return name.strip()
 
 
-class _MedicationView(FHIRView):
-    resource_type = ""
-    model = None
-
+class _MedicationView(ResultTypeView):
     def complete(self, data: dict, patient: Patient, *, started: bool, drug: str, started_on, reason: str = ""):
         [medication] = _role_codes(patient, "medication")
-        checkpoint = _open_checkpoint(patient, [medication])
-        if checkpoint is None:
-            raise FHIRError(
-                f"The patient has no open {medication} (osteoporosis medication) checkpoint; nothing was recorded.",
-                status_code=422,
+        on = started_on or timezone.localdate()
+
+        def complete() -> Checkpoint:
+            checkpoint = _open_checkpoint(patient, [medication], on)
+            if checkpoint is None:
+                raise FHIRError(
+                    f"The patient has no open {medication} (osteoporosis medication) checkpoint whose window "
+                    f"holds {on}; nothing was recorded.",
+                    status_code=422,
+                )
+            services.complete_checkpoint(
+                checkpoint=checkpoint,
+                by=self.actor(),
+                notes=f"{self.resource_type} over FHIR",
+                medication_started=started,
+                medication_drug=drug if started else "",
+                medication_started_on=started_on if started else None,
+                medication_not_started_reason=reason,
             )
-        services.complete_checkpoint(
-            checkpoint=checkpoint,
-            by=self.actor(),
-            notes=f"{self.resource_type} over FHIR",
-            medication_started=started,
-            medication_drug=drug if started else "",
-            medication_started_on=started_on if started else None,
-            medication_not_started_reason=reason,
-        )
-        id_ = f"{checkpoint.code.lower().replace('-', '')}-{checkpoint.pk}"  # "cp07-<pk>"
-        resource = _echo(data, self.model, id_=id_, checkpoint=checkpoint)
-        return self.created(resource, f"Task/{checkpoint.pk}")
+            return checkpoint
+
+        return self.record(data, patient, code=drug.lower()[:100], on=started_on, complete=complete)
 
 
 class MedicationStatementTypeView(_MedicationView):

@@ -3,12 +3,13 @@
 from typing import Any
 
 from fhir.resources.R4B.task import Task
-from rest_framework.response import Response
 
 from patients.models import Checkpoint
 
 from .base import FHIRError, FHIRView, drop_empty, int_id, iso, meta, ref, validated
 from .codes import EXT_TARGET_DATE, SYSTEM_AUDIENCE, SYSTEM_CHECKPOINT, SYSTEM_CHECKPOINT_OUTPUT, TASK_STATUS
+from .search import common_filters, page, values
+from .versions import VersionedInstanceView
 
 
 def _output(name: str, value_type: str, value: Any) -> dict:
@@ -78,22 +79,32 @@ def _checkpoints(clinic_ids: list[int]):
 
 
 class TaskTypeView(FHIRView):
-    def get(self, request):
-        patient_id = self.search_patient_id()
-        rows = _checkpoints(self.clinic_ids()).filter(procedure__patient_id=patient_id)
-        codes = [code for value in request.query_params.getlist("code") for code in value.split(",")]
+    def search(self, params):
+        """patient (or for, subject), code, status, _id and _lastUpdated."""
+        rows = _checkpoints(self.clinic_ids())
+        patient_id = self.search_patient_id(params, names=("patient", "for", "subject"))
+        if patient_id is not None:
+            rows = rows.filter(procedure__patient_id=patient_id)
+        codes = values(params, "code")
         if codes:
             rows = rows.filter(code__in=[code.split("|")[-1] for code in codes])
-        statuses = [s for value in request.query_params.getlist("status") for s in value.split(",")]
+        statuses = values(params, "status")
         if statuses:
             rows = rows.filter(state__in=[state for state, fhir in TASK_STATUS.items() if fhir in statuses])
-        rows = rows.order_by("target_date", "code", "sequence", "id")
-        return self.bundle([task_resource(checkpoint) for checkpoint in rows])
+        return common_filters(rows, params).order_by("target_date", "code", "sequence", "id")
+
+    def get(self, request):
+        return page(self, self.search(request.query_params), task_resource)
 
 
-class TaskInstanceView(FHIRView):
-    def get(self, request, pk):
+class TaskInstanceView(VersionedInstanceView):
+    resource_type = "Task"
+
+    def row(self, pk: str) -> Checkpoint:
         checkpoint = _checkpoints(self.clinic_ids()).filter(pk=int_id(pk)).first()
         if checkpoint is None:
             raise FHIRError(f"Task/{pk} is not known.", status_code=404)
-        return Response(task_resource(checkpoint))
+        return checkpoint
+
+    def render(self, row: Checkpoint) -> dict:
+        return task_resource(row)

@@ -42,9 +42,11 @@ from .checkpoint import (
     CheckpointState,
 )
 from .api_client import ApiClient, ApiScope, HistoricalApiClient, IdempotencyRecord
+from .result import FhirResult
 # isort: on
 
 __all__ = [
+    "FhirResult",
     "OPEN_STATES",
     "TIME_ZONE_CHOICES",
     "VERTEBRAE",

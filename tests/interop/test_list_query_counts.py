@@ -11,6 +11,7 @@ from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from interop.throttling import ClientRateThrottle
+from patients.models import FhirResult
 from tests.builders import (
     bearer_client,
     bulk_alerts,
@@ -23,7 +24,8 @@ from tests.builders import (
 pytestmark = pytest.mark.django_db
 
 # Measured with a read token of one clinic: the token and its clinics, then the rows (and, for
-# procedures, their levels in one more query). A change here is a change in what each request costs.
+# procedures, their levels in one more query); a FHIR search also counts its matches (Bundle.total).
+# A change here is a change in what each request costs.
 REST_QUERIES = {
     "/api/v1/alerts/": 3,
     "/api/v1/checkpoints/": 3,
@@ -32,11 +34,15 @@ REST_QUERIES = {
     "/api/v1/symptom-reports/": 3,
 }
 FHIR_QUERIES = {
-    "/fhir/Flag": 3,
-    "/fhir/Patient": 3,
-    "/fhir/Procedure": 4,
-    "/fhir/QuestionnaireResponse": 3,
-    "/fhir/Task": 3,
+    "/fhir/Flag": 4,
+    "/fhir/MedicationRequest": 4,
+    "/fhir/MedicationStatement": 4,
+    "/fhir/Observation": 4,
+    "/fhir/Patient": 4,
+    "/fhir/Procedure": 5,
+    "/fhir/Questionnaire": 3,
+    "/fhir/QuestionnaireResponse": 4,
+    "/fhir/Task": 4,
 }
 
 # Search parameters per FHIR resource; anything not listed is searched by patient.
@@ -108,6 +114,21 @@ def add_rows(*, clinic, patient, count: int) -> None:
     bulk_checkpoints(procedures=mine + theirs)
     bulk_alerts(procedures=theirs)
     bulk_alerts(procedures=mine, state="resolved")
+    FhirResult.objects.bulk_create(
+        FhirResult(resource_type=kind, patient=patient, code="x", resource=result_body(kind, patient))
+        for kind in ("Observation", "MedicationStatement", "MedicationRequest")
+        for _ in range(count)
+    )
+
+
+def result_body(kind: str, patient) -> dict:
+    """A minimal stored FHIR result of `kind` (what the facade stores after a DXA or medication create)."""
+    concept = {"text": "alendronate"}
+    subject = {"reference": f"Patient/{patient.pk}"}
+    if kind == "Observation":
+        return {"resourceType": kind, "status": "final", "code": concept, "subject": subject}
+    body = {"resourceType": kind, "status": "active", "medicationCodeableConcept": concept, "subject": subject}
+    return {**body, "intent": "order"} if kind == "MedicationRequest" else body
 
 
 def fhir_url(path: str, patient) -> str:

@@ -182,13 +182,18 @@ def treated(ehr):
 def test_metadata_needs_no_token_and_lists_every_resource_and_interaction(client):
     body = parsed(client.get(f"{FHIR}/metadata", HTTP_ACCEPT=FHIR_JSON), CapabilityStatement)
     resources = {entry["type"]: {i["code"] for i in entry["interaction"]} for entry in body["rest"][0]["resource"]}
-    assert resources["Patient"] == {"read", "create", "update", "search-type"}
-    assert {"read", "create"} <= resources["Procedure"]
-    assert resources["Questionnaire"] == {"read"}
+    assert resources["Patient"] == {"read", "vread", "create", "update", "search-type"}
+    assert {"read", "vread", "create"} <= resources["Procedure"]
+    assert resources["Questionnaire"] == {"read", "search-type"}
     assert "create" in resources["QuestionnaireResponse"]
     assert "search-type" in resources["Task"] and "search-type" in resources["Flag"]
-    assert resources["Observation"] == resources["MedicationStatement"] == resources["MedicationRequest"] == {"create"}
+    results = {"read", "vread", "create", "search-type"}
+    assert resources["Observation"] == resources["MedicationStatement"] == resources["MedicationRequest"] == results
     assert "application/fhir+json" in body["format"]
+    assert body["fhirVersion"] == "4.0.1"
+    for entry in body["rest"][0]["resource"]:
+        assert entry["versioning"] == "versioned"
+        assert all(param["definition"].startswith("http") for param in entry["searchParam"])
 
 
 def test_an_unknown_path_is_a_404_operation_outcome(ehr):
@@ -201,7 +206,7 @@ def test_an_unknown_path_is_a_404_operation_outcome(ehr):
 def test_a_patient_is_created_read_and_updated_through_the_registry_services(ehr, clinic):
     response = post(ehr, "Patient", patient_body())
     created = parsed(response, FhirPatient, 201)
-    assert response["Location"].endswith(f"/fhir/Patient/{created['id']}")
+    assert response["Location"].endswith(f"/fhir/Patient/{created['id']}/_history/1")
     patient = Patient.objects.get(pk=created["id"])
     assert (patient.clinic, patient.mrn, patient.given_name, patient.family_name) == (
         clinic,
@@ -249,8 +254,12 @@ def test_a_registry_rule_broken_is_a_400_naming_the_element(ehr):
     too_young = patient_body(birthDate=birth_date_for_age(30).isoformat())
     body = outcome(post(ehr, "Patient", too_young), 400)
     assert body["issue"][0]["expression"] == ["Patient.birthDate"] and "40 and 110" in diagnostics(body)
-    parsed(post(ehr, "Patient", patient_body()), FhirPatient, 201)
-    outcome(post(ehr, "Patient", patient_body()), 400)  # the same MRN twice in one clinic
+    first = parsed(post(ehr, "Patient", patient_body()), FhirPatient, 201)
+    # The same MRN twice in one clinic: the same patient (same birth date) is the one already registered,
+    # another birth date is a registry error.
+    assert parsed(post(ehr, "Patient", patient_body()), FhirPatient, 200)["id"] == first["id"]
+    other = patient_body(birthDate=birth_date_for_age(80).isoformat())
+    outcome(post(ehr, "Patient", other), 400)
 
 
 # --- Procedure ----------------------------------------------------------------------------------
@@ -427,7 +436,8 @@ def test_a_dxa_observation_completes_cp06_and_updates_the_lowest_t_score(ehr, tr
     measured_on = timezone.localdate() - timedelta(days=2)
     response = post(ehr, "Observation", dxa_body(patient_id, value=-2.7, on=measured_on))
     body = parsed(response, Observation, 201)
-    assert response["Location"].endswith(f"/fhir/Task/{cp06.pk}")
+    assert response["Location"].endswith(f"/fhir/Observation/{body['id']}/_history/1")
+    assert parsed(ehr.get(f"{FHIR}/Observation/{body['id']}"), Observation) == body
     cp06.refresh_from_db()
     assert cp06.state == CheckpointState.COMPLETED
     assert (str(cp06.dxa_t_score), cp06.dxa_date) == ("-2.7", measured_on)
@@ -470,9 +480,12 @@ def test_a_medication_statement_completes_cp07_and_plans_the_repeat_dxa(ehr, tre
     cancelled = _cancelled(procedure_id)
     started_on = timezone.localdate() - timedelta(days=1)
     response = post(ehr, "MedicationStatement", medication_statement_body(patient_id, on=started_on))
-    parsed(response, MedicationStatement, 201)
+    statement = parsed(response, MedicationStatement, 201)
     cp07 = Checkpoint.objects.get(procedure_id=procedure_id, code="CP-07")
-    assert response["Location"].endswith(f"/fhir/Task/{cp07.pk}")
+    assert response["Location"].endswith(f"/fhir/MedicationStatement/{statement['id']}/_history/1")
+    assert {"reference": f"Task/{cp07.pk}", "display": "CP-07"} in [
+        ext.get("valueReference") for ext in statement["extension"]
+    ]
     assert cp07.state == CheckpointState.COMPLETED
     assert (cp07.medication_started, cp07.medication_drug, cp07.medication_started_on) == (
         True,
@@ -489,10 +502,10 @@ def test_a_medication_statement_completes_cp07_and_plans_the_repeat_dxa(ehr, tre
     assert Checkpoint.objects.get(procedure_id=procedure_id, code="CP-06").state == CheckpointState.COMPLETED
     cp13.refresh_from_db()
     assert cp13.state == CheckpointState.SCHEDULED
-    response = post(ehr, "Observation", dxa_body(patient_id, code="38264-8", value=-2.1))
-    assert response["Location"].endswith(f"/fhir/Task/{cp13.pk}")
+    # An older result never closes the repeat scan due in a year: CP-13 stays open.
+    outcome(post(ehr, "Observation", dxa_body(patient_id, code="38264-8", value=-2.1)), 422)
     cp13.refresh_from_db()
-    assert (cp13.state, str(cp13.dxa_t_score)) == (CheckpointState.COMPLETED, "-2.1")
+    assert cp13.state == CheckpointState.SCHEDULED and cp13.dxa_t_score is None
 
 
 def test_a_medication_request_completes_cp07_but_another_drug_leaves_it_open(ehr, treated):
