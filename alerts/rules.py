@@ -66,7 +66,7 @@ class Report:
     """One symptom report, as the rules read it."""
 
     day: int  # days since the procedure
-    pain_now: int
+    pain_now: int | None  # None: not answered (a partial report); the pain rules then do not run
     pain_average_24h: int | None = None
     red_flags: frozenset[str] = frozenset()
     second_opinion: dict[str, str] = field(default_factory=dict)  # "SO-2": "no"
@@ -221,7 +221,7 @@ def _alert(flag: RedFlag, **evidence) -> Finding:
 
 
 def _pain_rise(report: Report, history: list[PainPoint], rules: Rules) -> dict | None:
-    if not history:
+    if not history or report.pain_now is None:
         return None
     min_rise = rules.pain_rise["min_rise"]
     last, best = history[-1], min(history, key=lambda point: point.pain_now)
@@ -234,7 +234,7 @@ def _pain_rise(report: Report, history: list[PainPoint], rules: Rules) -> dict |
 
 def _not_improving(report: Report, history: list[PainPoint], baseline: int | None, rules: Rules) -> dict | None:
     rule = rules.pain_not_improving
-    if report.day < rule["from_day"] or report.pain_now < rule["pain_at_least"]:
+    if report.pain_now is None or report.day < rule["from_day"] or report.pain_now < rule["pain_at_least"]:
         return None
     if baseline is not None:
         improvement = baseline - report.pain_now
@@ -280,7 +280,8 @@ def evaluate(report: Report, history: list[PainPoint], rules: Rules, *, baseline
         rule = rules.pain_not_improving
         findings.append(Finding(rule["id"], rule["tier"], "review", rule["action"], rule["source"], stalled))
     warning = rules.early_warning
-    if warning["from_day"] <= report.day <= warning["to_day"] and report.pain_now >= warning["pain_at_least"]:
+    in_window = warning["from_day"] <= report.day <= warning["to_day"]
+    if in_window and report.pain_now is not None and report.pain_now >= warning["pain_at_least"]:
         findings.append(
             Finding(
                 warning["id"],

@@ -52,7 +52,7 @@ CHANGELIST_QUERIES = {
     "admin:patients_patient_changelist": 8,
     "admin:patients_procedure_changelist": 10,
 }
-PAGE_QUERIES = {"worklist": 14, "patient overview": 17, "KPI page": 11, "KPI CSV": 9}
+PAGE_QUERIES = {"worklist": 15, "patient overview": 17, "KPI page": 11, "KPI CSV": 9}
 
 
 def changelists() -> list[str]:
