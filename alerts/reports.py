@@ -106,7 +106,9 @@ def _validated_answers(rules: Rules, report: SymptomReport, second_opinion: dict
             errors["second_opinion"] = [f"Unknown question {code!r}; known: {', '.join(sorted(so_known))}."]
         elif answer not in SO_ANSWERS:
             errors["second_opinion"] = [f"{code}: answer must be one of {', '.join(SO_ANSWERS)}."]
-    if not errors and report.pain_now is None and not report.red_flags and not second_opinion and not _others(report):
+    answered_a_flag = bool(report.unanswered) and any(flag.id not in report.unanswered for flag in rules.red_flags)
+    nothing = report.pain_now is None and not report.red_flags and not second_opinion and not answered_a_flag
+    if not errors and nothing and not _others(report):
         errors["__all__"] = ["Give at least one answer: a red-flag question, the pain score or another question."]
     if errors:
         raise ValidationError(errors)
@@ -144,6 +146,7 @@ def _facts(report: SymptomReport) -> Report:
         red_flags=frozenset(report.red_flags),
         second_opinion=report.second_opinion,
         reported_at=report.reported_at,
+        answers={name: getattr(report, name) for name in OPTIONAL_BOOLEANS},
     )
 
 

@@ -168,3 +168,31 @@ def test_a_forged_resume_field_gives_no_checkin(client, invite):
 
     assert response.status_code == 403
     assert not SymptomReport.objects.exists()
+
+
+@pytest.mark.hazard("HAZ-20")
+@pytest.mark.django_db
+def test_a_fall_answered_on_the_form_alone_raises_rf10_and_pages(client, invite, make_patient, clinician):
+    invitation = invite(make_patient(responsible_clinician=clinician))
+    client.get(invitation.path)
+
+    assert client.post(FORM, {"fell_since_last": "yes"}).status_code == 302
+
+    alert = Alert.objects.get(patient=invitation.checkin.patient)
+    assert (alert.code, alert.tier) == ("RF-10", "urgent")
+    assert alert.answers["also"] == {"fell_since_last": "yes"}
+    assert Delivery.objects.get(alert=alert, kind=DeliveryKind.ALERT).recipient_user == clinician
+
+
+@pytest.mark.hazard("HAZ-21")
+@pytest.mark.django_db
+def test_not_sure_whether_concerns_are_heard_opens_a_review(client, invite):
+    from alerts.models import ReviewTask
+
+    invitation = invite()
+    client.get(invitation.path)
+
+    assert client.post(FORM, {"SO-2": "unsure"}).status_code == 302
+
+    task = ReviewTask.objects.get(patient=invitation.checkin.patient)
+    assert (task.code, task.tier) == ("SO-2", "routine")
