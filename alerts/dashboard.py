@@ -76,6 +76,10 @@ def _sections(ids: list[int]) -> dict:
         .select_related("patient")
         .annotate(rank=TIER_RANK)
         .order_by("-rank", "first_seen_at")[:ROWS_PER_SECTION],
+        # Acknowledged is not done: these stay on the list until resolved, the longest-waiting first.
+        "acknowledged": Alert.objects.filter(clinic_id__in=ids, state=AlertState.ACKNOWLEDGED)
+        .select_related("patient", "acknowledged_by")
+        .order_by("acknowledged_at", "first_seen_at")[:ROWS_PER_SECTION],
         "checkpoints": Checkpoint.objects.filter(procedure__patient__clinic_id__in=ids)
         .filter(Q(state__in=actionable) | Q(needs_review=True, state=CheckpointState.SCHEDULED))
         .select_related("procedure__patient")
@@ -107,7 +111,8 @@ def _complete_form(checkpoint) -> CompleteCheckpointForm:
 
 
 def worklist(request, *, site):
-    """Who needs the coordinator now: open alerts (oldest EMERGENCY first), due and missed
+    """Who needs the coordinator now: open alerts (oldest EMERGENCY first), acknowledged alerts not
+    yet resolved (oldest acknowledgement first), due and missed
     checkpoints, check-ins needing a call, clinician reviews, incomplete risk profiles, failed
     deliveries."""
     sections = {name: list(rows) for name, rows in _sections(clinic_ids(request.user)).items()}

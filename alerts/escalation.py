@@ -35,7 +35,9 @@ def policy_for(clinic, tier: str, version: str) -> list[dict]:
 
 def raise_alert(report: SymptomReport, finding: Finding, *, now: datetime) -> Alert:
     """Open a new alert, or update the patient's live alert for the same rule. Notifies at once for
-    a new alert or a higher tier; a repeat at the same or a lower tier only counts."""
+    a new alert or a higher tier; a repeat of an acknowledged (not resolved) alert makes it live
+    again and restarts its escalation (spec §1 capture rules); a repeat of an alert still open and
+    paging only counts."""
     evidence = {"report": report.pk, **finding.evidence}
     alert = (
         Alert.objects.select_for_update()
@@ -48,6 +50,8 @@ def raise_alert(report: SymptomReport, finding: Finding, *, now: datetime) -> Al
     alert.last_seen_at, alert.last_report = now, report
     if TIER_ORDER[finding.tier] > TIER_ORDER[alert.tier]:
         _raise_tier(alert, report, finding, evidence, now=now)
+    elif alert.state == AlertState.ACKNOWLEDGED:
+        _reopen(alert, report, evidence, now=now)
     else:
         alert.save(update_fields=["count", "last_seen_at", "last_report", "updated_at"])
         AlertEvent.objects.create(alert=alert, kind=AlertEvent.Kind.REPEATED, at=now, data={"report": report.pk})
@@ -93,6 +97,25 @@ def _raise_tier(alert: Alert, report: SymptomReport, finding: Finding, evidence:
     )
     notify_step(alert, level=0, now=now)
     write_alert_webhooks(alert, "alert.tier_raised", raised, now=now)
+
+
+def _reopen(alert: Alert, report: SymptomReport, evidence: dict, *, now: datetime) -> None:
+    """The same red flag again after an acknowledgement: the alert is open again, its policy starts
+    over from the first step (a new page), and an AlertEvent says why."""
+    acknowledged = {"by": alert.acknowledged_by_id, "at": alert.acknowledged_at.isoformat()}
+    alert.state, alert.answers, alert.level = AlertState.OPEN, evidence, 0
+    alert.policy_started_at = now
+    alert.acknowledged_at, alert.acknowledged_by, alert.acknowledged_via, alert.acknowledge_note = None, None, "", ""
+    alert.save()
+    reopened = AlertEvent.objects.create(
+        alert=alert,
+        kind=AlertEvent.Kind.REOPENED,
+        at=now,
+        note="Reported again while acknowledged and not resolved: live again, escalation restarted.",
+        data={"report": report.pk, "acknowledged": acknowledged},
+    )
+    notify_step(alert, level=0, now=now)
+    write_alert_webhooks(alert, "alert.raised", reopened, now=now)
 
 
 # --- Paging -------------------------------------------------------------------------------------

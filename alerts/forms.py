@@ -14,10 +14,23 @@ from .rules import Rules
 PAIN_CHOICES = [(value, str(value)) for value in range(11)]
 YES_NO = [("yes", _("Yes")), ("no", _("No"))]
 YES_NO_NA = [("yes", _("Yes")), ("no", _("No")), ("na", _("Does not apply to me"))]
+BOOLEAN_QUESTIONS = (
+    "fell_since_last",
+    "missed_medication_doses",
+    "medication_side_effects",
+    "wearing_brace",
+    "doing_physio",
+)
 
 
-def _yes_no(label, choices=YES_NO, required=True):
-    return forms.ChoiceField(label=label, choices=choices, widget=forms.RadioSelect, required=required)
+def _yes_no(label, choices=YES_NO):
+    return forms.ChoiceField(label=label, choices=choices, widget=forms.RadioSelect, required=False)
+
+
+def _pain(label):
+    return forms.TypedChoiceField(
+        label=label, choices=PAIN_CHOICES, coerce=int, empty_value=None, widget=forms.RadioSelect, required=False
+    )
 
 
 def _as_bool(value):
@@ -25,20 +38,17 @@ def _as_bool(value):
 
 
 class CheckInForm(forms.Form):
-    pain_now = forms.TypedChoiceField(
-        label=_("How bad is your back pain right now? (0 = no pain, 10 = worst pain imaginable)"),
-        choices=PAIN_CHOICES,
-        coerce=int,
-        widget=forms.RadioSelect,
-    )
-    pain_average_24h = forms.TypedChoiceField(
-        label=_("On average, how bad was your back pain over the last 24 hours?"),
-        choices=PAIN_CHOICES,
-        coerce=int,
-        widget=forms.RadioSelect,
-    )
+    """Capture first (spec §1 capture rules): the red-flag questions come first and no question is
+    required. Whatever is answered is saved and evaluated at once; `unanswered()` lists the rest,
+    which the patient may add afterwards (`only=` builds the form of just those questions)."""
+
+    pain_now = _pain(_("How bad is your back pain right now? (0 = no pain, 10 = worst pain imaginable)"))
+    pain_average_24h = _pain(_("On average, how bad was your back pain over the last 24 hours?"))
     painkillers = forms.ChoiceField(
-        label=_("Which painkillers are you taking?"), choices=PainkillerUse.choices, widget=forms.RadioSelect
+        label=_("Which painkillers are you taking?"),
+        choices=PainkillerUse.choices,
+        widget=forms.RadioSelect,
+        required=False,
     )
     fell_since_last = _yes_no(_("Have you fallen since you last answered these questions?"))
     missed_medication_doses = _yes_no(_("Have you missed doses of your bone-strengthening medicine?"), YES_NO_NA)
@@ -52,7 +62,7 @@ class CheckInForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
     )
 
-    def __init__(self, *args, rules: Rules, **kwargs):
+    def __init__(self, *args, rules: Rules, only=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.rules = rules
         for flag in rules.red_flags:
@@ -60,32 +70,63 @@ class CheckInForm(forms.Form):
         for opinion in rules.second_opinion:
             choices = [("yes", _("Yes")), ("no", _("No")), ("unsure", _("Not sure"))]
             self.fields[opinion.id] = _yes_no(opinion.question, choices)
+        self.order_fields([flag.id for flag in rules.red_flags])
+        self.partial_step = only is not None
+        if only is not None:  # the optional second step: the questions left blank, and the free text
+            for name in [name for name in self.fields if name not in {*only, "other_symptoms"}]:
+                del self.fields[name]
 
     @property
     def red_flag_fields(self):
-        return [self[flag.id] for flag in self.rules.red_flags]
+        return [self[flag.id] for flag in self.rules.red_flags if flag.id in self.fields]
 
     @property
     def other_fields(self):
         named = {flag.id for flag in self.rules.red_flags}
         return [field for field in self if field.name not in named]
 
+    def questions(self) -> list[str]:
+        """Every question of this form (the free-text box is not one)."""
+        return [name for name in self.fields if name not in ("other_symptoms", "procedure", "reported_at")]
+
+    def unanswered(self) -> list[str]:
+        return [name for name in self.questions() if self.cleaned_data.get(name) in (None, "")]
+
+    def clean(self):
+        data = super().clean()
+        if not self.partial_step and not self.errors:
+            answered = set(self.questions()) - set(self.unanswered())
+            if not answered and not (data.get("other_symptoms") or "").strip():
+                raise forms.ValidationError(_("Please answer at least one question."))
+        return data
+
     def report_arguments(self) -> dict:
-        """The answers as `submit_report` takes them."""
+        """The answers as `submit_report` takes them; `unanswered` lists the questions left blank."""
         data = self.cleaned_data
-        return {
-            "pain_now": data["pain_now"],
-            "pain_average_24h": data["pain_average_24h"],
-            "red_flags": [flag.id for flag in self.rules.red_flags if data.get(flag.id) == "yes"],
+        flags = [flag for flag in self.rules.red_flags if flag.id in self.fields]
+        arguments = {
+            "red_flags": [flag.id for flag in flags if data.get(flag.id) == "yes"],
             "second_opinion": {so.id: data[so.id] for so in self.rules.second_opinion if data.get(so.id)},
-            "painkillers": data["painkillers"],
-            "fell_since_last": _as_bool(data["fell_since_last"]),
-            "missed_medication_doses": _as_bool(data["missed_medication_doses"]),
-            "medication_side_effects": _as_bool(data["medication_side_effects"]),
-            "wearing_brace": _as_bool(data["wearing_brace"]),
-            "doing_physio": _as_bool(data["doing_physio"]),
-            "other_symptoms": data["other_symptoms"],
+            "unanswered": self.unanswered(),
         }
+        for name in ("pain_now", "pain_average_24h", "painkillers", "other_symptoms"):
+            if name in self.fields:
+                arguments[name] = data.get(name) if data.get(name) is not None else None
+        for name in BOOLEAN_QUESTIONS:
+            if name in self.fields:
+                arguments[name] = _as_bool(data.get(name))
+        if "painkillers" in arguments:
+            arguments["painkillers"] = arguments["painkillers"] or ""
+        if "other_symptoms" in arguments:
+            arguments["other_symptoms"] = arguments["other_symptoms"] or ""
+        return arguments
+
+    def added_answers(self) -> dict:
+        """The answers of the optional second step, as `add_answers` takes them."""
+        arguments = self.report_arguments()
+        arguments.pop("unanswered")
+        arguments["answered_red_flags"] = [f.id for f in self.rules.red_flags if self.cleaned_data.get(f.id)]
+        return arguments
 
 
 class PhoneReportForm(CheckInForm):

@@ -113,7 +113,7 @@ class SymptomReport(models.Model):
     )
     reported_at = models.DateTimeField(default=timezone.now)
     day = models.IntegerField(help_text=_("Days since the procedure."))
-    pain_now = models.PositiveSmallIntegerField(validators=[MaxValueValidator(10)])
+    pain_now = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(10)])
     pain_average_24h = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(10)])
     red_flags = models.JSONField(default=list, blank=True, help_text=_("RF codes answered yes."))
     painkillers = models.CharField(max_length=12, choices=PainkillerUse.choices, blank=True)
@@ -124,6 +124,9 @@ class SymptomReport(models.Model):
     doing_physio = models.BooleanField(null=True, blank=True)
     second_opinion = models.JSONField(default=dict, blank=True, help_text=_('SO answers, e.g. {"SO-2": "no"}.'))
     other_symptoms = models.TextField(blank=True, max_length=2000)
+    unanswered = models.JSONField(
+        default=list, blank=True, help_text=_("Questions left unanswered: a partial report (capture rules, spec §1).")
+    )
     findings = models.JSONField(default=list, blank=True, help_text=_("Codes, tiers and evidence from the rules."))
     protocol_version = models.CharField(max_length=20)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -216,6 +219,7 @@ class AlertEvent(models.Model):
     class Kind(models.TextChoices):
         RAISED = "raised", _("Raised")
         REPEATED = "repeated", _("Reported again")
+        REOPENED = "reopened", _("Reported again after acknowledgement: live again")
         TIER_RAISED = "tier_raised", _("Tier raised")
         NOTIFIED = "notified", _("Notified")
         ESCALATED = "escalated", _("Escalated")

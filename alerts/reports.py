@@ -24,13 +24,21 @@ from .models import CheckIn, ReportSource, SymptomReport
 from .reviews import open_review_task
 from .rules import SO_ANSWERS, Finding, PainPoint, Report, Rules, evaluate, get_rules
 
+OPTIONAL_BOOLEANS = (
+    "fell_since_last",
+    "missed_medication_doses",
+    "medication_side_effects",
+    "wearing_brace",
+    "doing_physio",
+)
+
 
 @transaction.atomic
 def submit_report(
     *,
     procedure: Procedure,
     source: str,
-    pain_now: int,
+    pain_now: int | None = None,
     pain_average_24h: int | None = None,
     red_flags: list[str] | tuple[str, ...] = (),
     second_opinion: dict[str, str] | None = None,
@@ -40,6 +48,10 @@ def submit_report(
     **answers: Any,
 ) -> SymptomReport:
     """Store one symptom report and act on its findings.
+
+    Capture first (spec §1 capture rules): any answer is enough. A report with only a red flag
+    answered is stored and evaluated like a full one; what is missing is listed in `unanswered`
+    (the caller's list of questions left blank) and can be added later with `add_answers`.
 
     Writes the SymptomReport; for each finding of kind "alert" raises or updates an Alert and writes
     its notification Deliveries; for "review" opens a ReviewTask; for "checkin" adds a CheckIn; for
@@ -82,9 +94,7 @@ def _validated_answers(rules: Rules, report: SymptomReport, second_opinion: dict
     errors: dict[str, list[str]] = {}
     for name in ("pain_now", "pain_average_24h"):
         value = getattr(report, name)
-        if value is None and name == "pain_now":
-            errors[name] = ["Pain now (0–10) is required."]
-        elif value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10):
             errors[name] = ["Give a whole number from 0 to 10."]
     known = {flag.id for flag in rules.red_flags}
     unknown = sorted(set(report.red_flags) - known)
@@ -97,9 +107,19 @@ def _validated_answers(rules: Rules, report: SymptomReport, second_opinion: dict
             errors["second_opinion"] = [f"Unknown question {code!r}; known: {', '.join(sorted(so_known))}."]
         elif answer not in SO_ANSWERS:
             errors["second_opinion"] = [f"{code}: answer must be one of {', '.join(SO_ANSWERS)}."]
+    answered_a_flag = bool(report.unanswered) and any(flag.id not in report.unanswered for flag in rules.red_flags)
+    nothing = report.pain_now is None and not report.red_flags and not second_opinion and not answered_a_flag
+    if not errors and nothing and not _others(report):
+        errors["__all__"] = ["Give at least one answer: a red-flag question, the pain score or another question."]
     if errors:
         raise ValidationError(errors)
     return dict(second_opinion or {})
+
+
+def _others(report: SymptomReport) -> bool:
+    return bool(report.painkillers or report.other_symptoms.strip()) or any(
+        getattr(report, name) is not None for name in OPTIONAL_BOOLEANS
+    )
 
 
 def _checked_day(report: SymptomReport, *, now: datetime) -> int:
@@ -127,13 +147,16 @@ def _facts(report: SymptomReport) -> Report:
         red_flags=frozenset(report.red_flags),
         second_opinion=report.second_opinion,
         reported_at=report.reported_at,
+        answers={name: getattr(report, name) for name in OPTIONAL_BOOLEANS},
     )
 
 
 def _history(procedure: Procedure, before: datetime) -> list[PainPoint]:
     return [
         PainPoint(day=day, pain_now=pain)
-        for day, pain in SymptomReport.objects.filter(procedure=procedure, reported_at__lt=before)
+        for day, pain in SymptomReport.objects.filter(
+            procedure=procedure, reported_at__lt=before, pain_now__isnull=False
+        )
         .order_by("reported_at", "id")
         .values_list("day", "pain_now")
     ]
@@ -165,3 +188,42 @@ def _act_on(finding: Finding, report: SymptomReport, *, now: datetime) -> None:
     if finding.imaging_review:
         review = protocol.checkpoint_for_role("imaging_review")
         trigger_checkpoint(procedure=report.procedure, code=review, reason=f"{finding.code} reported")
+
+
+@transaction.atomic
+def add_answers(*, report: SymptomReport, **answers: Any) -> SymptomReport:
+    """Fill in questions a partial report left unanswered (the patient's optional second step).
+
+    Only questions listed in `report.unanswered` are taken; answers already given never change. The
+    rules run again on the completed report and act only on findings the first pass did not have
+    (a red flag alerted at once is not alerted twice). Red flags come as `red_flags` (codes answered
+    yes) plus `answered_red_flags` (every red-flag code answered, yes or no).
+    """
+    patient = Patient.objects.select_for_update().get(pk=report.patient_id)
+    report = SymptomReport.objects.select_related("procedure").get(pk=report.pk)
+    report.patient = patient
+    rules = get_rules(report.protocol_version)
+    open_questions = set(report.unanswered)
+    answered_flags = set(answers.pop("answered_red_flags", ())) & open_questions
+    new_flags = set(answers.pop("red_flags", ())) & answered_flags
+    opinions = {code: answer for code, answer in (answers.pop("second_opinion", None) or {}).items()}
+    opinions = {code: answer for code, answer in opinions.items() if code in open_questions}
+    if not report.other_symptoms:
+        open_questions.add("other_symptoms")
+    given = {name: value for name, value in answers.items() if name in open_questions and value not in (None, "")}
+    for name, value in given.items():
+        setattr(report, name, value)
+    report.red_flags = sorted(set(report.red_flags) | new_flags)
+    report.second_opinion = {**report.second_opinion, **_validated_answers(rules, report, opinions)}
+    report.unanswered = sorted(open_questions - set(given) - answered_flags - set(opinions) - {"other_symptoms"})
+    now = timezone.now()
+    known = {finding["code"] for finding in report.findings}
+    history = _history(report.procedure, report.reported_at)
+    findings = evaluate(_facts(report), history, rules, baseline=report.procedure.baseline_pain)
+    fresh = [finding for finding in findings if finding.code not in known]
+    report.findings = report.findings + [asdict(finding) for finding in fresh]
+    report.full_clean(exclude=["patient", "procedure"])
+    report.save()
+    for finding in fresh:
+        _act_on(finding, report, now=now)
+    return report

@@ -23,13 +23,17 @@ class RedFlag:
     action: str
     source: str
     imaging_review: bool = False
+    # Other yes/no answers that count as this red flag (e.g. the §4 falls question for RF-10), with
+    # the source of that rule.
+    also_when_yes: tuple[str, ...] = ()
+    also_source: str = ""
 
 
 @dataclass(frozen=True)
 class SecondOpinion:
     id: str
     question: str
-    answer: str
+    answers: tuple[str, ...]  # the answers that fire it (SO-2: "no" and "unsure", spec v0.2)
     tier: str
     action: str
     source: str
@@ -65,11 +69,12 @@ class Report:
     """One symptom report, as the rules read it."""
 
     day: int  # days since the procedure
-    pain_now: int
+    pain_now: int | None  # None: not answered (a partial report); the pain rules then do not run
     pain_average_24h: int | None = None
     red_flags: frozenset[str] = frozenset()
     second_opinion: dict[str, str] = field(default_factory=dict)  # "SO-2": "no"
     reported_at: datetime | None = None
+    answers: dict[str, bool | None] = field(default_factory=dict)  # the other yes/no answers, e.g. fell_since_last
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def _tier(value: str, where: str) -> str:
 
 # The keys of each single-table rule section, with their types.
 SECTION_KEYS: dict[str, dict[str, type]] = {
-    "pain_rise": {"id": str, "min_rise": int, "source": str},
+    "pain_rise": {"id": str, "min_rise": int, "rebound_pain_at_least": int, "source": str},
     "pain_not_improving": {
         "id": str,
         "tier": str,
@@ -154,7 +159,11 @@ def _red_flags(data: dict, name: str) -> tuple[RedFlag, ...]:
             action=_need(entry, "action", where, str),
             source=_need(entry, "source", where, str),
             imaging_review=bool(entry.get("imaging_review", False)),
+            also_when_yes=tuple(entry.get("also_when_yes", ())),
+            also_source=entry.get("also_source", ""),
         )
+        if flag.also_when_yes and not flag.also_source:
+            raise ProtocolError(f"{where}: 'also_when_yes' needs its 'also_source'")
         if flag.id in seen:
             raise ProtocolError(f"{name}: duplicate red flag id '{flag.id}'")
         seen.add(flag.id)
@@ -166,14 +175,14 @@ def _second_opinions(data: dict, name: str) -> tuple[SecondOpinion, ...]:
     opinions = []
     for index, entry in enumerate(data.get("second_opinion", [])):
         where = f"{name} second_opinion[{index}] ({entry.get('id', '?')})"
-        answer = _need(entry, "answer", where, str)
-        if answer not in SO_ANSWERS:
-            raise ProtocolError(f"{where}: answer must be one of {', '.join(SO_ANSWERS)}")
+        answers = tuple(_need(entry, "answers", where, list))
+        if not answers or any(answer not in SO_ANSWERS for answer in answers):
+            raise ProtocolError(f"{where}: answers must be taken from {', '.join(SO_ANSWERS)}")
         opinions.append(
             SecondOpinion(
                 id=_need(entry, "id", where, str),
                 question=_need(entry, "question", where, str),
-                answer=answer,
+                answers=answers,
                 tier=_tier(_need(entry, "tier", where, str), where),
                 action=_need(entry, "action", where, str),
                 source=_need(entry, "source", where, str),
@@ -211,20 +220,21 @@ def _alert(flag: RedFlag, **evidence) -> Finding:
 
 
 def _pain_rise(report: Report, history: list[PainPoint], rules: Rules) -> dict | None:
-    if not history:
+    if not history or report.pain_now is None:
         return None
     min_rise = rules.pain_rise["min_rise"]
     last, best = history[-1], min(history, key=lambda point: point.pain_now)
     if report.pain_now - last.pain_now >= min_rise:
         return {"trend": "rise since last report", "previous": last.pain_now, "now": report.pain_now}
-    if report.pain_now - best.pain_now >= min_rise:
+    rebound = report.pain_now >= rules.pain_rise["rebound_pain_at_least"]  # spec v0.2: NRS >= 4 and >= 2 above best
+    if rebound and report.pain_now - best.pain_now >= min_rise:
         return {"trend": "rebound from best score", "best": best.pain_now, "now": report.pain_now}
     return None
 
 
 def _not_improving(report: Report, history: list[PainPoint], baseline: int | None, rules: Rules) -> dict | None:
     rule = rules.pain_not_improving
-    if report.day < rule["from_day"] or report.pain_now < rule["pain_at_least"]:
+    if report.pain_now is None or report.day < rule["from_day"] or report.pain_now < rule["pain_at_least"]:
         return None
     if baseline is not None:
         improvement = baseline - report.pain_now
@@ -257,20 +267,24 @@ def evaluate(report: Report, history: list[PainPoint], rules: Rules, *, baseline
     findings: list[Finding] = []
     for flag in rules.red_flags:
         trend = _pain_rise(report, history, rules) if flag.id == rules.pain_rise["id"] else None
-        if flag.id in report.red_flags or trend:
+        also = {name: "yes" for name in flag.also_when_yes if report.answers.get(name) is True}
+        if flag.id in report.red_flags or trend or also:
             evidence = {"answer": "yes"} if flag.id in report.red_flags else {}
+            if also:
+                evidence |= {"also": also, "also_source": flag.also_source}
             findings.append(_alert(flag, **evidence, **(trend or {})))
     for opinion in rules.second_opinion:
-        if report.second_opinion.get(opinion.id) == opinion.answer:
-            findings.append(
-                Finding(opinion.id, opinion.tier, "review", opinion.action, opinion.source, {"answer": opinion.answer})
-            )
+        answer = report.second_opinion.get(opinion.id)
+        if answer in opinion.answers:
+            evidence = {"answer": answer}
+            findings.append(Finding(opinion.id, opinion.tier, "review", opinion.action, opinion.source, evidence))
     stalled = _not_improving(report, history, baseline, rules)
     if stalled:
         rule = rules.pain_not_improving
         findings.append(Finding(rule["id"], rule["tier"], "review", rule["action"], rule["source"], stalled))
     warning = rules.early_warning
-    if warning["from_day"] <= report.day <= warning["to_day"] and report.pain_now >= warning["pain_at_least"]:
+    in_window = warning["from_day"] <= report.day <= warning["to_day"]
+    if in_window and report.pain_now is not None and report.pain_now >= warning["pain_at_least"]:
         findings.append(
             Finding(
                 warning["id"],

@@ -3,6 +3,7 @@ date; tokens in links are exchanged for a session at once and stored only as dig
 
 from datetime import timedelta
 
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.shortcuts import redirect, render
@@ -14,20 +15,53 @@ from patients.protocol import get_protocol
 
 from . import escalation, reports
 from .forms import CheckInForm
-from .models import AcknowledgeLink, AlertState, CheckIn, CheckInLink, CheckInState, token_digest
+from .models import AcknowledgeLink, AlertState, CheckIn, CheckInLink, CheckInState, SymptomReport, token_digest
 from .rules import get_rules, highest_tier
 
 SESSION_CHECKIN = "checkin_id"
 SESSION_RESULT = "checkin_result"
+RESUME_MAX_AGE = 7 * 24 * 3600  # an expired session's answers can be confirmed for as long as a link lives [DESIGN]
+
+
+RESUME_SALT = "kyphofollow.checkin.resume"
+CLINIC_COOKIE = "kf_checkin_clinic"  # the clinic's id only, so an expired session's page can give its phone
 
 
 def _problem(request, problem: str, clinic=None, status: int = 410):
+    if clinic is None and problem == "session":
+        clinic = _clinic_from_cookie(request)
     return render(request, "alerts/checkin/problem.html", {"problem": problem, "clinic": clinic}, status=status)
 
 
+def _clinic_from_cookie(request):
+    from patients.models import Clinic
+
+    try:
+        clinic_id = request.get_signed_cookie(CLINIC_COOKIE, salt=RESUME_SALT)
+    except (KeyError, signing.BadSignature):
+        return None
+    return Clinic.objects.filter(pk=clinic_id).first()
+
+
+def _open_checkins():
+    return CheckIn.objects.select_related("patient__clinic", "procedure").filter(
+        state__in=[CheckInState.INVITED, CheckInState.CALL_NEEDED]
+    )
+
+
+def _start_session(request, checkin: CheckIn) -> None:
+    request.session.cycle_key()
+    request.session[SESSION_CHECKIN] = checkin.pk
+    protocol = get_protocol(checkin.procedure.protocol_version or checkin.patient.clinic.protocol_version)
+    request.session.set_expiry(int(protocol.link_lifetime("checkin_form").total_seconds()))
+
+
 @never_cache
+@require_http_methods(["GET", "HEAD"])
 def checkin_start(request, token: str):
-    """Exchange a check-in link for a session (once), then show the form at a URL with no token."""
+    """Open a session for the link's check-in and show the form at a URL with no token. The link
+    changes nothing: it opens the form as often as needed (a mail scanner's prefetch, then the
+    patient) until the check-in is answered or the link expires."""
     link = (
         CheckInLink.objects.select_related("checkin__patient__clinic", "checkin__procedure")
         .filter(token_hash=token_digest(token))
@@ -38,31 +72,48 @@ def checkin_start(request, token: str):
     checkin, clinic = link.checkin, link.checkin.patient.clinic
     if checkin.state not in (CheckInState.INVITED, CheckInState.CALL_NEEDED):
         return _problem(request, "answered", clinic)
-    now = timezone.now()
-    if link.expires_at <= now:
+    if link.expires_at <= timezone.now():
         return _problem(request, "expired", clinic)
-    if not CheckInLink.objects.filter(pk=link.pk, used_at__isnull=True).update(used_at=now):
-        return _problem(request, "used", clinic)
-    request.session.cycle_key()
-    request.session[SESSION_CHECKIN] = checkin.pk
-    protocol = get_protocol(checkin.procedure.protocol_version or clinic.protocol_version)
-    request.session.set_expiry(int(protocol.link_lifetime("checkin_form").total_seconds()))
-    return redirect("checkin-form")
+    _start_session(request, checkin)
+    response = redirect("checkin-form")
+    response.set_signed_cookie(
+        CLINIC_COOKIE,
+        clinic.pk,
+        salt=RESUME_SALT,
+        max_age=(link.expires_at - timezone.now()).total_seconds(),
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure(),
+    )
+    return response
+
+
+def _resumed(request) -> CheckIn | None:
+    """The check-in named by the form's signed `resume` field, for a POST whose session has expired."""
+    try:
+        checkin_id = signing.loads(request.POST.get("resume", ""), salt=RESUME_SALT, max_age=RESUME_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    return CheckIn.objects.select_related("patient__clinic", "procedure").filter(pk=checkin_id).first()
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 def checkin_form(request):
-    checkin = (
-        CheckIn.objects.select_related("patient__clinic", "procedure")
-        .filter(pk=request.session.get(SESSION_CHECKIN), state__in=[CheckInState.INVITED, CheckInState.CALL_NEEDED])
-        .first()
-    )
+    checkin = _open_checkins().filter(pk=request.session.get(SESSION_CHECKIN)).first()
+    confirm = False
+    if checkin is None and request.method == "POST":
+        resumed = _resumed(request)
+        if resumed is not None and resumed.state not in (CheckInState.INVITED, CheckInState.CALL_NEEDED):
+            return _problem(request, "answered", resumed.patient.clinic)
+        if resumed is not None:  # the session expired while the page was open: keep the answers, ask to confirm
+            checkin, confirm = resumed, True
+            _start_session(request, checkin)
     if checkin is None:
         return _problem(request, "session", status=403)
     rules = get_rules(checkin.procedure.protocol_version or checkin.patient.clinic.protocol_version)
-    form = CheckInForm(request.POST or None, rules=rules)
-    if request.method == "POST" and form.is_valid():
+    form = CheckInForm(request.POST if request.method == "POST" else None, rules=rules)
+    if request.method == "POST" and not confirm and form.is_valid():
         try:
             report = reports.submit_report(
                 procedure=checkin.procedure, source="form", checkin=checkin, **form.report_arguments()
@@ -72,26 +123,29 @@ def checkin_form(request):
                 form.add_error(field if field in form.fields else None, messages)
         else:
             request.session.pop(SESSION_CHECKIN, None)
-            request.session[SESSION_RESULT] = {
-                "tier": highest_tier_of(report.findings),
-                "second_opinion": any(
-                    get_protocol(rules.version).shows_second_opinion(f["code"]) for f in report.findings
-                ),
-                "clinic_id": checkin.patient.clinic_id,
-                "version": rules.version,
-            }
+            request.session[SESSION_RESULT] = _result(report, rules)
             return redirect("checkin-done")
-    return render(
-        request,
-        "alerts/checkin/form.html",
-        {
-            "form": form,
-            "clinic": checkin.patient.clinic,
-            "wording": rules.wording,
-            "first_red_flag": rules.red_flags[0].id,
-        },
-        status=400 if form.errors else 200,
-    )
+    context = {
+        "form": form,
+        "clinic": checkin.patient.clinic,
+        "wording": rules.wording,
+        "confirm": confirm,
+        "resume": signing.dumps(checkin.pk, salt=RESUME_SALT),
+        "first_red_flag": rules.red_flags[0].id,
+    }
+    return render(request, "alerts/checkin/form.html", context, status=400 if form.errors and not confirm else 200)
+
+
+def _result(report, rules) -> dict:
+    """What the confirmation page shows, kept in the session."""
+    return {
+        "tier": highest_tier_of(report.findings),
+        "second_opinion": any(get_protocol(rules.version).shows_second_opinion(f["code"]) for f in report.findings),
+        "clinic_id": report.patient.clinic_id,
+        "version": rules.version,
+        "report_id": report.pk,
+        "unanswered": len(report.unanswered),
+    }
 
 
 def highest_tier_of(findings: list[dict]) -> str | None:
@@ -110,6 +164,30 @@ def checkin_done(request):
     clinic = Clinic.objects.filter(pk=result["clinic_id"]).first()
     rules = get_rules(result["version"])
     return render(request, "alerts/checkin/done.html", {"result": result, "clinic": clinic, "wording": rules.wording})
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def checkin_more(request):
+    """The optional second step of a partial check-in: the questions left blank. The answers already
+    sent were saved and acted on; these are added to the same report."""
+    result = request.session.get(SESSION_RESULT)
+    report = SymptomReport.objects.filter(pk=(result or {}).get("report_id")).select_related("patient__clinic").first()
+    if report is None:
+        return _problem(request, "session", status=403)
+    rules = get_rules(report.protocol_version)
+    form = CheckInForm(request.POST if request.method == "POST" else None, rules=rules, only=report.unanswered)
+    if request.method == "POST" and form.is_valid():
+        try:
+            report = reports.add_answers(report=report, **form.added_answers())
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, messages)
+        else:
+            request.session[SESSION_RESULT] = _result(report, rules)
+            return redirect("checkin-done")
+    context = {"form": form, "clinic": report.patient.clinic, "wording": rules.wording, "more": True}
+    return render(request, "alerts/checkin/form.html", context, status=400 if form.errors else 200)
 
 
 @never_cache

@@ -18,5 +18,6 @@ urlpatterns = [
     path("c/<str:token>/", alert_views.checkin_start, name="checkin-start"),
     path("checkin/", alert_views.checkin_form, name="checkin-form"),
     path("checkin/done/", alert_views.checkin_done, name="checkin-done"),
+    path("checkin/more/", alert_views.checkin_more, name="checkin-more"),
     path("ack/<str:token>/", alert_views.alert_acknowledge, name="alert-acknowledge"),
 ]

@@ -8,6 +8,8 @@ from django.conf import settings
 
 # The builders' own checks (a check-in planned when expected) report like a test's asserts.
 pytest.register_assert_rewrite("tests.builders")
+# The hazard log's evidence table (docs/safety/hazard-log.md → artifacts/hazards.md).
+pytest_plugins = ["tests.hazards"]
 
 from patients.models import StaffRole  # noqa: E402
 from tests import builders  # noqa: E402

@@ -90,7 +90,8 @@ def test_admin_pages_and_links_answer_each_caller_as_they_should(
     links = {
         "check-in link, fresh": (checkin_link(procedure), 302),
         "check-in link, expired": (checkin_link(procedure, expired=True), 410),
-        "check-in link, used": (checkin_link(procedure, used=True), 410),
+        # Opening a link changes nothing: opened before, it opens the form again until answered (#13).
+        "check-in link, opened before": (checkin_link(procedure, used=True), 302),
         "check-in link, forged": (reverse("checkin-start", args=["forged-token"]), 404),
         "acknowledge link, forged": (reverse("alert-acknowledge", args=["forged-token"]), 404),
         "acknowledge link, fresh (GET changes nothing)": (ack, 200),

@@ -38,6 +38,7 @@ def deliver_pending() -> None:
         deliver(delivery_id=delivery.pk)
 
 
+@pytest.mark.hazard("HAZ-14")
 @pytest.mark.django_db
 def test_no_name_mrn_or_birth_date_leaves_in_subjects_urls_logs_task_messages_or_webhook_headers(
     client,

@@ -74,12 +74,10 @@ def _answer_coding(answer: str) -> dict:
 
 
 def _questionnaire_items(rules: Rules) -> list[dict]:
-    """Pain, the red-flag and second-opinion questions of `rules`, painkillers, the yes/no questions and
-    other symptoms, in the order of the check-in form."""
-    items = [
-        _pain_item("pain_now", required=True, coded=True),
-        _pain_item("pain_average_24h", required=False, coded=False),
-    ]
+    """The red-flag questions of `rules` first, then pain, the second-opinion questions, painkillers, the
+    yes/no questions and other symptoms, in the order of the check-in form. None is required: any
+    answered red flag is evaluated whatever else is missing (capture rules)."""
+    items = []
     for flag in rules.red_flags:
         items.append(
             {
@@ -87,9 +85,13 @@ def _questionnaire_items(rules: Rules) -> list[dict]:
                 "code": [{"system": SYSTEM_RULE, "code": flag.id}],
                 "text": flag.question,
                 "type": "boolean",
-                "required": True,
+                "required": False,
             }
         )
+    items += [
+        _pain_item("pain_now", required=False, coded=True),
+        _pain_item("pain_average_24h", required=False, coded=False),
+    ]
     for opinion in rules.second_opinion:
         items.append(
             {
@@ -168,13 +170,16 @@ class QuestionnaireTypeView(QuestionnaireInstanceView):
 
 
 def _answered_items(report: SymptomReport) -> list[dict]:
-    """The report's answers as QuestionnaireResponse items: every red flag (yes or no), and the other
-    questions where the patient answered them."""
+    """The report's answers as QuestionnaireResponse items: every red flag answered (yes or no; one a
+    partial report left blank is left out), and the other questions where the patient answered them."""
     rules = get_rules(report.protocol_version)
-    items = [{"linkId": "pain_now", "answer": [{"valueInteger": report.pain_now}]}]
-    if report.pain_average_24h is not None:
-        items.append({"linkId": "pain_average_24h", "answer": [{"valueInteger": report.pain_average_24h}]})
+    items = []
+    for name in ("pain_now", "pain_average_24h"):
+        if getattr(report, name) is not None:
+            items.append({"linkId": name, "answer": [{"valueInteger": getattr(report, name)}]})
     for flag in rules.red_flags:
+        if flag.id in report.unanswered:
+            continue
         items.append(
             {"linkId": flag.id, "text": flag.question, "answer": [{"valueBoolean": flag.id in report.red_flags}]}
         )
@@ -299,6 +304,7 @@ def report_arguments(data: dict, rules: Rules) -> dict:
             raise FHIRError(f"{link} takes one answer.", path=f"{path}.answer")
         _take_answer(arguments, link, answers[0], f"{path}.answer[0]", red_flags=red_flags, opinions=opinions)
     arguments.setdefault("pain_now", None)
+    arguments["unanswered"] = sorted({"pain_now", *red_flags, *opinions} - seen)  # a partial report says so
     return arguments
 
 

@@ -64,6 +64,7 @@ def test_the_alert_email_to_the_clinician_carries_an_acknowledge_link_made_for_t
     assert (link.alert, link.user) == (page.alert, clinician)
 
 
+@pytest.mark.hazard("HAZ-06")
 @pytest.mark.django_db
 def test_opening_the_link_shows_a_button_and_changes_nothing(client, page_clinician):
     page = page_clinician()

@@ -87,6 +87,7 @@ def test_second_report_of_same_red_flag_updates_open_alert_without_paging_again(
     assert list(alert.events.values_list("kind", flat=True)) == ["raised", "notified", "repeated"]
 
 
+@pytest.mark.hazard("HAZ-05")
 @pytest.mark.django_db
 def test_a_higher_tier_for_the_same_rule_pages_again_even_after_acknowledgement(procedure, clinician):
     """As when a newer protocol version puts a rule in a higher tier than the alert was raised at."""
@@ -104,6 +105,7 @@ def test_a_higher_tier_for_the_same_rule_pages_again_even_after_acknowledgement(
     assert alert.events.filter(kind=AlertEvent.Kind.TIER_RAISED).exists()
 
 
+@pytest.mark.hazard("HAZ-07")
 @pytest.mark.django_db
 def test_unacknowledged_emergency_escalates_along_the_chain_and_stops_at_its_end(
     procedure, clinician, coordinator, on_call
@@ -153,6 +155,7 @@ def test_acknowledging_stops_escalation_and_cancels_pages_not_yet_sent(procedure
         acknowledge_alert(alert=alert, by=clinician, via="admin")
 
 
+@pytest.mark.hazard("HAZ-13")
 @pytest.mark.django_db
 def test_a_page_failing_past_its_retries_hands_the_alert_to_the_next_step_and_shows_the_failure(procedure, coordinator):
     report(procedure, red_flags=["RF-04"])

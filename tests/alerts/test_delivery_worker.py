@@ -46,6 +46,7 @@ def test_swept_reminders_are_delivered_by_the_worker_to_the_smtp_server_once_eac
     assert {message["Subject"] for message in smtp_server.messages} == {"A message from your care team"}
 
 
+@pytest.mark.hazard("HAZ-08")
 def test_worker_killed_while_sending_loses_nothing_and_repeats_at_most_the_sends_in_flight(
     make_procedure, worker, smtp_server
 ):

@@ -15,6 +15,7 @@ from tests.processes import wait_until
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.mark.hazard("HAZ-07")
 def test_red_flag_pages_clinician_then_coordinator_then_on_call_until_acknowledged(
     clinic, clinician, coordinator, make_patient, make_procedure, worker, smtp_server
 ):

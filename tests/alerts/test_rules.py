@@ -108,6 +108,36 @@ def test_pain_up_one_point_does_not_raise_rf07(history):
     assert findings(day=20, pain=4, history=history) == []
 
 
+@pytest.mark.hazard("HAZ-23")
+@pytest.mark.parametrize("history", [[PainPoint(1, 0), PainPoint(5, 2)], [PainPoint(1, 1), PainPoint(5, 3)]])
+def test_a_stable_low_score_after_a_lower_best_is_not_rf07(history):
+    """Spec v0.2 RF-07: the rebound branch needs NRS >= 4 and >= 2 above the best."""
+    assert findings(day=12, pain=history[-1].pain_now, history=history) == []
+
+
+@pytest.mark.hazard("HAZ-23")
+def test_a_rebound_to_four_two_above_the_best_is_rf07():
+    assert findings(day=30, pain=4, history=[PainPoint(1, 2), PainPoint(10, 3)]) == [("RF-07", "urgent", "alert")]
+
+
+@pytest.mark.hazard("HAZ-20")
+def test_a_fall_since_the_last_check_in_is_rf10_with_the_rule_source():
+    fell = Report(day=20, pain_now=3, answers={"fell_since_last": True})
+
+    [finding] = evaluate(fell, [], RULES)
+
+    assert (finding.code, finding.tier, finding.kind) == ("RF-10", "urgent", "alert")
+    assert finding.evidence["also"] == {"fell_since_last": "yes"}
+    assert finding.evidence["also_source"] == RULES.red_flag("RF-10").also_source
+    assert evaluate(Report(day=20, pain_now=3, answers={"fell_since_last": False}), [], RULES) == []
+
+
+@pytest.mark.hazard("HAZ-21")
+@pytest.mark.parametrize("answer", ["no", "unsure"])
+def test_so2_fires_on_no_and_on_not_sure(answer):
+    assert findings(SO_2=answer, SO_4="no") == [("SO-2", "routine", "review")]
+
+
 def test_rf07_answered_yes_and_seen_in_the_trend_is_one_alert_not_two():
     assert findings(day=20, pain=6, yes=["RF-07"], history=[PainPoint(10, 2)]) == [("RF-07", "urgent", "alert")]
 
@@ -215,6 +245,7 @@ def test_the_highest_tier_never_falls_when_answers_get_worse(values, history, ba
 def _rule_sources() -> list[tuple[str, str]]:
     return (
         [(flag.id, flag.source) for flag in RULES.red_flags]
+        + [(f"{flag.id} also", flag.also_source) for flag in RULES.red_flags if flag.also_when_yes]
         + [(opinion.id, opinion.source) for opinion in RULES.second_opinion]
         + [
             (f"[{section}]", getattr(RULES, section)["source"])
@@ -231,9 +262,9 @@ def test_every_rule_of_the_shipped_protocol_names_design_or_a_spec_source(rule, 
 
 
 def test_the_shipped_protocol_has_both_patient_answered_second_opinion_triggers():
-    assert {(so.id, so.answer, so.tier) for so in RULES.second_opinion} == {
-        ("SO-2", "no", "routine"),
-        ("SO-4", "yes", "routine"),
+    assert {(so.id, so.answers, so.tier) for so in RULES.second_opinion} == {
+        ("SO-2", ("no", "unsure"), "routine"),
+        ("SO-4", ("yes",), "routine"),
     }
 
 

@@ -32,7 +32,13 @@ class SymptomReportSerializer(serializers.ModelSerializer):
         help_text='Answers to the second-opinion questions, e.g. {"SO-2": "no"}.',
     )
     painkillers = serializers.ChoiceField(choices=PainkillerUse.choices, required=False, allow_blank=True)
-    pain_now = serializers.IntegerField(min_value=0, max_value=10)
+    pain_now = serializers.IntegerField(
+        min_value=0,
+        max_value=10,
+        required=False,
+        allow_null=True,
+        help_text="Optional: a report with only red flags answered is taken and evaluated (capture rules).",
+    )
     pain_average_24h = serializers.IntegerField(min_value=0, max_value=10, required=False, allow_null=True)
     findings = FindingSerializer(many=True, read_only=True)
 
