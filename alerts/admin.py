@@ -5,8 +5,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from patients import access
 from patients.admin import ClinicScopedAdmin, ServiceActionsAdmin
-from patients.models import Procedure
+from patients.models import Patient, Procedure
 
 from . import reports
 from .forms import AcknowledgeAlertForm, CompleteReviewForm, LogCallForm, PhoneReportForm, ResolveAlertForm
@@ -53,6 +54,7 @@ class AlertEventInline(admin.TabularInline):
 
 @admin.register(Alert)
 class AlertAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
+    change_action = access.Action.ACT_ON_ALERTS
     change_form_template = "admin/service_actions_change_form.html"
     list_display = ["id", "code", "tier", "state", "patient", "count", "first_seen_at", "last_seen_at", "level"]
     list_filter = ["state", "tier", "code", "clinic"]
@@ -85,7 +87,7 @@ class SymptomReportAdmin(ReadOnlyAdmin):
         ] + super().get_urls()
 
     def phone_report_view(self, request):
-        if not request.user.has_perm("alerts.add_symptomreport"):
+        if not access.clinics_for(request.user, access.Action.RECORD):
             raise PermissionDenied
         procedures = Procedure.objects.filter(patient__in=self._patients(request)).select_related("patient__clinic")
         selected = str(request.POST.get("procedure") or request.GET.get("procedure") or "")
@@ -131,9 +133,7 @@ class SymptomReportAdmin(ReadOnlyAdmin):
         return membership.clinic.time_zone if membership else timezone.get_current_timezone_name()
 
     def _patients(self, request):
-        from patients.models import Patient
-
-        return Patient.objects.for_user(request.user)
+        return access.scoped(Patient.objects.all(), request.user, access.Action.RECORD)
 
 
 def _latest_rules_version() -> str:
@@ -147,6 +147,7 @@ def _latest_rules_version() -> str:
 
 @admin.register(ReviewTask)
 class ReviewTaskAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
+    change_action = access.Action.ACT_ON_ALERTS
     change_form_template = "admin/service_actions_change_form.html"
     list_display = ["id", "code", "patient", "state", "due_at", "action"]
     list_filter = ["state", "code", "clinic"]
@@ -156,6 +157,7 @@ class ReviewTaskAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
 
 @admin.register(CheckIn)
 class CheckInAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
+    change_action = access.Action.ACT_ON_ALERTS
     change_form_template = "admin/service_actions_change_form.html"
     clinic_path = "patient__clinic"
     list_display = ["id", "patient", "reason", "state", "invitations_sent", "next_action_at", "answered_at"]
@@ -169,12 +171,15 @@ class CheckInAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
 
 @admin.register(EscalationPolicy)
 class EscalationPolicyAdmin(ClinicScopedAdmin):
+    change_action = access.Action.MANAGE_CLINIC
     list_display = ["clinic", "tier", "steps", "source"]
     list_filter = ["clinic", "tier"]
 
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(ClinicScopedAdmin):
+    # Endpoint URLs and secrets are the clinic admin's business only.
+    view_action = change_action = access.Action.MANAGE_CLINIC
     list_display = ["id", "clinic", "url", "active", "events"]
     list_filter = ["clinic", "active"]
 
@@ -186,6 +191,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "channel", "state", "attempts", "next_attempt_at", "sent_at", "last_error"]
     list_filter = ["state", "kind", "channel", "clinic"]
     list_select_related = ["clinic"]
+    change_action = access.Action.OUTBOX
     date_hierarchy = "created_at"
 
 

@@ -14,8 +14,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from patients import access
 from patients.forms import CompleteCheckpointForm, RescheduleCheckpointForm
-from patients.models import Checkpoint, CheckpointState, Clinic, Patient, RiskAssessment
+from patients.models import Checkpoint, CheckpointState, Patient, RiskAssessment
 from patients.protocol import get_protocol
 
 from .charts import PainPoint, pain_chart
@@ -42,17 +43,17 @@ class WorklistAcknowledgeForm(AcknowledgeAlertForm):
     via = "worklist"
 
 
-# kind → (model, permission needed, {action: form})
+# kind → (model, what the user must be allowed in the row's clinic, {action: form})
 ACTIONS = {
-    "alert": (Alert, "alerts.change_alert", {"acknowledge": WorklistAcknowledgeForm}),
+    "alert": (Alert, access.Action.ACT_ON_ALERTS, {"acknowledge": WorklistAcknowledgeForm}),
     "checkpoint": (
         Checkpoint,
-        "patients.change_checkpoint",
+        access.Action.RECORD,
         {"complete": CompleteCheckpointForm, "reschedule": RescheduleCheckpointForm},
     ),
-    "checkin": (CheckIn, "alerts.change_checkin", {"log_call": LogCallForm}),
-    "delivery": (Delivery, "alerts.change_delivery", {"retry": RetryDeliveryForm, "dismiss": DismissDeliveryForm}),
-    "review": (ReviewTask, "alerts.change_reviewtask", {"complete": CompleteReviewForm}),
+    "checkin": (CheckIn, access.Action.ACT_ON_ALERTS, {"log_call": LogCallForm}),
+    "delivery": (Delivery, access.Action.OUTBOX, {"retry": RetryDeliveryForm, "dismiss": DismissDeliveryForm}),
+    "review": (ReviewTask, access.Action.ACT_ON_ALERTS, {"complete": CompleteReviewForm}),
 }
 CLINIC_PATH = {
     "alert": "clinic_id",
@@ -63,10 +64,8 @@ CLINIC_PATH = {
 }
 
 
-def clinic_ids(user) -> list[int]:
-    if user.is_superuser:
-        return list(Clinic.objects.values_list("id", flat=True))
-    return list(user.clinic_memberships.values_list("clinic_id", flat=True))
+def clinic_ids(user, action: access.Action = access.Action.VIEW) -> list[int]:
+    return list(access.clinics_for(user, action))
 
 
 def _sections(ids: list[int]) -> dict:
@@ -139,10 +138,10 @@ def worklist(request, *, site):
 def act(request, kind: str, pk: int, action: str):
     if kind not in ACTIONS or action not in ACTIONS[kind][2]:
         raise PermissionDenied
-    model, permission, actions = ACTIONS[kind]
-    if not request.user.has_perm(permission):
-        raise PermissionDenied
+    model, needed, actions = ACTIONS[kind]
     obj = get_object_or_404(model.objects.filter(**{f"{CLINIC_PATH[kind]}__in": clinic_ids(request.user)}), pk=pk)
+    if not access.can(request.user, needed, access.clinic_id_of(obj, CLINIC_PATH[kind].removesuffix("_id"))):
+        raise PermissionDenied  # visible (e.g. an auditor's clinic) but not this user's to act on
     form = actions[action](request.POST, instance=obj, user=request.user)
     if form.is_valid() and form.save():
         messages.success(request, f"{obj}: {action.replace('_', ' ')} done.")
@@ -154,8 +153,6 @@ def act(request, kind: str, pk: int, action: str):
 
 def patient_overview(request, pk: int):
     """Timeline of procedure, checkpoints, check-ins, reports and alerts; the pain chart; the risk."""
-    if not request.user.has_perm("patients.view_patient"):
-        raise PermissionDenied
     patient = get_object_or_404(Patient.objects.filter(clinic_id__in=clinic_ids(request.user)), pk=pk)
     procedures = list(patient.procedures.prefetch_related("levels").order_by("performed_on"))
     checkpoints = list(Checkpoint.objects.filter(procedure__patient=patient).order_by("target_date"))

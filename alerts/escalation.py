@@ -8,10 +8,11 @@ conditional UPDATEs: the loser of a race changes nothing and is told the alert's
 
 from datetime import datetime, timedelta
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from patients import access
 from patients.models import StaffRole
 from patients.protocol import get_protocol
 from patients.rows import claimed_batches, transition
@@ -196,7 +197,10 @@ def sweep_escalations(*, now: datetime, batch_size: int = 100) -> int:
 def acknowledge_alert(*, alert: Alert, by, via: str, note: str = "") -> Alert:
     """Open → acknowledged by a conditional UPDATE, which waits for any page being sent for this
     alert and stops every page not yet sent, and all further escalation. Writes an AlertEvent and
-    the "alert.acknowledged" webhooks."""
+    the "alert.acknowledged" webhooks. A staff user `by` must be allowed to act on alerts in the
+    alert's clinic (PermissionDenied otherwise); `by=None` is an API client, checked by its view."""
+    if by is not None and not access.can(by, access.Action.ACT_ON_ALERTS, alert.clinic_id):
+        raise PermissionDenied("This account may not act on this clinic's alerts.")
     now = timezone.now()
     changed = transition(
         Alert.objects.filter(pk=alert.pk),

@@ -1,6 +1,6 @@
 """The programme KPI page in the admin, and the same numbers as CSV (`?format=csv`).
 
-Staff see the clinics they are members of (a superuser sees all); a clinic outside that list cannot
+Staff see the clinics where `patients.access` lets them view (a superuser sees all); a clinic outside that list cannot
 be chosen. The page runs a fixed number of queries: the user's clinics, then the three of
 `alerts.kpis.compute`.
 """
@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
+from patients import access
 from patients.models import Clinic
 
 from . import kpis
@@ -45,10 +46,7 @@ class KpiFilterForm(forms.Form):
 
 
 def clinics_for(user) -> list[Clinic]:
-    clinics = Clinic.objects.order_by("name", "pk")
-    if not user.is_superuser:
-        clinics = clinics.filter(memberships__user=user)
-    return list(clinics)
+    return list(Clinic.objects.filter(id__in=access.clinics_for(user, access.Action.VIEW)).order_by("name", "pk"))
 
 
 def csv_response(report: kpis.KpiReport) -> HttpResponse:

@@ -4,13 +4,14 @@ date; tokens in links are exchanged for a session at once and stored only as dig
 from datetime import timedelta
 
 from django.core import signing
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from patients import access
 from patients.protocol import get_protocol
 
 from . import escalation, reports
@@ -194,13 +195,17 @@ def checkin_more(request):
 @require_http_methods(["GET", "POST"])
 def alert_acknowledge(request, token: str):
     """GET shows the alert and one button; POST acknowledges. A GET never changes anything, so mail
-    scanners that open links cannot acknowledge an alert."""
+    scanners that open links cannot acknowledge an alert. The link acts as its clinician, who must,
+    at the moment of use, be active and allowed to act on alerts in the alert's clinic."""
     link = (
         AcknowledgeLink.objects.select_related("alert__clinic", "user").filter(token_hash=token_digest(token)).first()
     )
     if link is None:
         return render(request, "alerts/ack.html", {"problem": "unknown"}, status=404)
     alert = link.alert
+    if not access.can(link.user, access.Action.ACT_ON_ALERTS, alert.clinic_id):
+        # Deactivated, or no longer allowed to act on this clinic's alerts: the link is dead.
+        return render(request, "alerts/ack.html", {"problem": "not_allowed"}, status=403)
     if link.used_at or alert.state != AlertState.OPEN:
         return render(request, "alerts/ack.html", {"problem": "done", "alert": alert}, status=410)
     if link.expires_at <= timezone.now():
@@ -213,6 +218,8 @@ def alert_acknowledge(request, token: str):
                 alert = escalation.acknowledge_alert(
                     alert=alert, by=link.user, via="e-mail link", note=request.POST.get("note", "")[:300]
                 )
+        except PermissionDenied:
+            return render(request, "alerts/ack.html", {"problem": "not_allowed"}, status=403)
         except ValidationError:
             return render(request, "alerts/ack.html", {"problem": "done", "alert": alert}, status=410)
         return render(request, "alerts/ack.html", {"acknowledged": True, "alert": alert})

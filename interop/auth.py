@@ -17,11 +17,11 @@ from django.http import Http404
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
-from patients import audit
-from patients.models import ApiClient, Clinic, StaffRole
+from patients import access, audit
+from patients.access import Action
+from patients.models import ApiClient, Clinic
 
 TOKEN_PREFIX = "kf_"  # noqa: S105 - a label that makes leaked tokens easy to spot, not a secret
-WRITE_ROLES = {StaffRole.COORDINATOR, StaffRole.CLINICIAN, StaffRole.CLINIC_ADMIN}
 
 
 def hash_token(raw: str) -> str:
@@ -90,39 +90,24 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-def caller_clinic_ids(request, *, for_write: bool | None = None) -> list[int]:
-    """The clinics the caller may see (or, for a write, change): a client's clinics, or a staff
-    user's memberships (for a write, only those whose role may change patient data)."""
-    writing = request.method not in permissions.SAFE_METHODS if for_write is None else for_write
+def caller_clinic_ids(request, *, for_write: bool | None = None, action: Action | None = None) -> list[int]:
+    """The clinics where the caller (a client's principal or a staff user) may do `action`, as
+    `patients.access` decides; by default VIEW for a read and RECORD for a write."""
+    if action is None:
+        writing = request.method not in permissions.SAFE_METHODS if for_write is None else for_write
+        action = Action.RECORD if writing else Action.VIEW
     cache = request.__dict__.setdefault("_kf_clinic_ids", {})
-    if writing in cache:
-        return cache[writing]
-    user = getattr(request, "user", None)
-    if isinstance(getattr(request, "auth", None), ApiClient):
-        ids = list(request.auth.clinics.values_list("id", flat=True))
-    elif user is None or not user.is_authenticated:
-        ids = []  # also what schema generation sees
-    elif user.is_superuser:
-        ids = list(Clinic.objects.values_list("id", flat=True))
-    else:
-        memberships = request.user.clinic_memberships.all()
-        if writing:
-            memberships = memberships.filter(role__in=WRITE_ROLES)
-        ids = list(memberships.values_list("clinic_id", flat=True))
-    cache[writing] = ids
-    return ids
+    if action not in cache:
+        cache[action] = list(access.clinics_for(getattr(request, "user", None), action))  # none for a schema run
+    return cache[action]
 
 
 def caller_clinics(request) -> QuerySet:
     return Clinic.objects.filter(id__in=caller_clinic_ids(request))
 
 
-def caller_can_write(request) -> bool:
-    if isinstance(request.auth, ApiClient):
-        return request.auth.has_scope("write")
-    if request.user.is_superuser:
-        return True
-    return request.user.clinic_memberships.filter(role__in=WRITE_ROLES).exists()
+def caller_can_write(request, action: Action = Action.RECORD) -> bool:
+    return bool(caller_clinic_ids(request, action=action))
 
 
 def principal_key(request) -> str:
@@ -157,16 +142,24 @@ class ClinicScopedAccess(permissions.BasePermission):
         if settings.STAFF_REQUIRE_2FA and not user.is_verified():
             self.message = "Sign in to the admin with your two-factor code first."
             return False
-        return request.method in permissions.SAFE_METHODS or caller_can_write(request)
+        return request.method in permissions.SAFE_METHODS or caller_can_write(request, _write_action(view))
+
+
+def _write_action(view) -> Action:
+    return getattr(view, "write_action", Action.RECORD)
 
 
 class ClinicScopedMixin:
-    """Narrows `get_queryset()` to the caller's clinics via `clinic_lookup`."""
+    """Narrows `get_queryset()` to the clinics where the caller may read (GET) or do `write_action`
+    (any other method), via `clinic_lookup`."""
 
     clinic_lookup = "clinic_id"
+    write_action = Action.RECORD
 
     def scope(self, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(**{f"{self.clinic_lookup}__in": caller_clinic_ids(self.request)})
+        reading = self.request.method in permissions.SAFE_METHODS
+        action = Action.VIEW if reading else self.write_action
+        return queryset.filter(**{f"{self.clinic_lookup}__in": caller_clinic_ids(self.request, action=action)})
 
     def get_object(self):
         try:

@@ -1,9 +1,12 @@
+import functools
+
 from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from . import services
+from . import access, services
+from .admin_scoping import ClinicScopedAdmin, ParentScopedInline, ScopedClinicFilter
 from .forms import CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
 from .models import (
     ApiClient,
@@ -15,7 +18,6 @@ from .models import (
     Procedure,
     RiskAssessment,
     RiskTier,
-    StaffRole,
     TreatedLevel,
 )
 from .roles import sync_staff_groups
@@ -34,36 +36,10 @@ def _take_identity(obj, saved) -> None:
     obj._state.adding, obj._state.db = False, saved._state.db
 
 
-class ClinicScopedAdmin(admin.ModelAdmin):
-    """Staff see only rows of clinics they belong to; `clinic_path` leads from the row to its clinic."""
+class ClinicMembershipInline(ParentScopedInline, admin.TabularInline):
+    """A clinic's staff, edited on the clinic's page: only by a clinic admin of THAT clinic, so nobody
+    grants a role in a clinic they do not manage (themselves included)."""
 
-    clinic_path = "clinic"
-    # One COUNT for the paginator is enough; the unfiltered total would count the whole table again.
-    show_full_result_count = False
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(**{f"{self.clinic_path}__memberships__user": request.user}).distinct()
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "clinic" and not request.user.is_superuser:
-            kwargs["queryset"] = Clinic.objects.filter(memberships__user=request.user)
-        if db_field.name == "patient" and not request.user.is_superuser:
-            kwargs["queryset"] = Patient.objects.for_user(request.user)
-        if db_field.name in ("responsible_clinician", "performing_clinician"):
-            # Only staff of the user's clinics: the user list itself stays out of reach.
-            from django.contrib.auth import get_user_model
-
-            staff = get_user_model().objects.filter(is_active=True, clinic_memberships__role=StaffRole.CLINICIAN)
-            if not request.user.is_superuser:
-                staff = staff.filter(clinic_memberships__clinic__memberships__user=request.user)
-            kwargs["queryset"] = staff.distinct().order_by("last_name", "first_name")
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
-class ClinicMembershipInline(admin.TabularInline):
     model = ClinicMembership
     extra = 0
     autocomplete_fields = ["user"]
@@ -72,16 +48,11 @@ class ClinicMembershipInline(admin.TabularInline):
 @admin.register(Clinic)
 class ClinicAdmin(ClinicScopedAdmin):
     clinic_path = ""
+    change_action = access.Action.MANAGE_CLINIC
     list_display = ["name", "slug", "time_zone", "phone"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [ClinicMembershipInline]
-
-    def get_queryset(self, request):
-        queryset = admin.ModelAdmin.get_queryset(self, request)
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(memberships__user=request.user).distinct()
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -89,7 +60,7 @@ class ClinicAdmin(ClinicScopedAdmin):
             sync_staff_groups(membership.user)
 
 
-class ProcedureInline(admin.TabularInline):
+class ProcedureInline(ParentScopedInline, admin.TabularInline):
     """A patient's procedures, read-only: one is recorded (with its levels) and changed on its own
     page, where the risk and the schedule follow through the services."""
 
@@ -160,7 +131,7 @@ class PatientAdmin(ClinicScopedAdmin):
     ]
 
 
-class TreatedLevelInline(admin.TabularInline):
+class TreatedLevelInline(ParentScopedInline, admin.TabularInline):
     model = TreatedLevel
     extra = 1
     min_num = 1
@@ -341,17 +312,66 @@ class CheckpointAdmin(ServiceActionsAdmin):
 
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
-    """EHR integrations. Tokens are created with `manage.py create_api_client` and shown once; here
-    they can only be revoked."""
+    """EHR integrations, managed per clinic: a clinic admin sees and changes only clients whose
+    clinics are all theirs, and adds only clinics they manage. Tokens are created with
+    `manage.py create_api_client` and shown once; here they can only be revoked. Every change of
+    scopes or clinics and every revocation is a history record."""
 
     list_display = ["name", "token_prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["clinics"]
+    list_filter = [("clinics", ScopedClinicFilter)]
     fields = ["name", "clinics", "scopes", "token_prefix", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["token_prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
+    view_action = access.Action.MANAGE_CLINIC
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(pk__in=access.manageable_api_clients(request.user).values("pk"))
+
+    def _manages(self, request, obj) -> bool:
+        if obj is None:
+            return bool(access.clinics_for(request.user, access.Action.MANAGE_CLINIC))
+        return access.manageable_api_clients(request.user).filter(pk=obj.pk).exists()
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) and self._manages(request, obj)
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._manages(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self._manages(request, obj)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "clinics":
+            managed = access.clinics_for(request.user, access.Action.MANAGE_CLINIC)
+            kwargs["queryset"] = Clinic.objects.filter(id__in=managed)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_related(self, request, form, formsets, change):
+        before = sorted(form.instance.clinics.values_list("id", flat=True)) if change else []
+        super().save_related(request, form, formsets, change)
+        after = sorted(form.instance.clinics.values_list("id", flat=True))
+        if change and before != after:
+            # The clinics are a many-to-many relation, which the row's history does not hold: say it.
+            form.instance._change_reason = f"clinics {before} -> {after}"
+            form.instance.save()
+
+    def get_action(self, action):
+        found = super().get_action(action)
+        if found is None:
+            return None
+        func, name, description = found
+
+        @functools.wraps(func)
+        def on_managed_clients(modeladmin, request, queryset):
+            return func(
+                modeladmin, request, queryset.filter(pk__in=access.manageable_api_clients(request.user).values("pk"))
+            )
+
+        return on_managed_clients, name, description
 
     @admin.action(description="Revoke the selected clients' tokens")
     def revoke(self, request, queryset):
@@ -363,7 +383,9 @@ class ApiClientAdmin(admin.ModelAdmin):
 
 
 class AuditRecordAdmin(ClinicScopedAdmin):
-    """Audit records: readable by those with view permission (auditors), changeable by nobody."""
+    """Audit records: readable where the user may audit (auditors), changeable by nobody."""
+
+    view_action = access.Action.AUDIT
 
     date_hierarchy = "history_date"
     list_filter = ["history_type", "source"]

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from alerts import escalation
 from alerts.models import Alert
+from patients.access import Action
 
 from ..auth import ClinicScopedMixin, request_actor
 from ..openapi import ERRORS
@@ -21,6 +22,7 @@ from .serializers.alerts import AcknowledgeSerializer, AlertSerializer, ResolveS
 class AlertViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = AlertSerializer
     filterset_class = AlertFilter
+    write_action = Action.ACT_ON_ALERTS
     ordering_fields = ["id", "first_seen_at", "last_seen_at", "updated_at"]
 
     def get_queryset(self):

@@ -42,11 +42,6 @@ class CheckpointQuerySet(models.QuerySet):
     def reminder_due(self, *, at) -> "CheckpointQuerySet":
         return self.filter(state__in=OPEN_STATES, next_reminder_at__lte=at, closes_at__gt=at)
 
-    def for_user(self, user) -> "CheckpointQuerySet":
-        if user.is_superuser:
-            return self
-        return self.filter(procedure__patient__clinic__memberships__user=user)
-
 
 class Checkpoint(models.Model):
     """One planned follow-up item of spec §3 for one procedure.

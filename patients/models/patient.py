@@ -29,11 +29,6 @@ class PatientStatus(models.TextChoices):
 
 
 class PatientQuerySet(models.QuerySet):
-    def for_user(self, user) -> "PatientQuerySet":
-        if user.is_superuser:
-            return self
-        return self.filter(clinic__memberships__user=user)
-
     def active(self) -> "PatientQuerySet":
         return self.filter(status=PatientStatus.ACTIVE)
 
