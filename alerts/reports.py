@@ -47,16 +47,13 @@ def submit_report(
     entered_by=None,
     **answers: Any,
 ) -> SymptomReport:
-    """Store one symptom report and act on its findings.
+    """Store one symptom report and act on its findings; everything or nothing is written.
 
-    Capture first (spec §1 capture rules): any answer is enough. A report with only a red flag
-    answered is stored and evaluated like a full one; what is missing is listed in `unanswered`
-    (the caller's list of questions left blank) and can be added later with `add_answers`.
-
-    Writes the SymptomReport; for each finding of kind "alert" raises or updates an Alert and writes
-    its notification Deliveries; for "review" opens a ReviewTask; for "checkin" adds a CheckIn; for
-    imaging red flags plans the protocol's imaging review checkpoint. A report through a check-in link marks the
-    check-in answered (once) and completes its checkpoint. Everything or nothing is written.
+    Capture first (spec §1): any answer is enough. A report with only a red flag answered is stored and
+    evaluated like a full one; what is missing is listed in `unanswered` and can be added later with
+    `add_answers`. For each finding of kind "alert" raises or updates an Alert and writes its Deliveries;
+    for "review" opens a ReviewTask; for "checkin" adds a CheckIn; for imaging red flags plans the
+    protocol's imaging review. A report through a check-in link answers it and completes its checkpoint.
     """
     now = timezone.now()
     patient = Patient.objects.select_for_update().get(pk=procedure.patient_id)  # one report at a time per patient

@@ -174,6 +174,21 @@ OBSERVATION_PATHS = {
 }
 
 
+def _t_score(quantity: dict) -> Decimal:
+    """The T-score of an Observation's valueQuantity, refused with the path when it is missing or not one."""
+    if quantity.get("value") is None:
+        raise FHIRError("The T-score goes in valueQuantity.value.", code="required", path="Observation.valueQuantity")
+    unit = quantity.get("code") or quantity.get("unit")
+    if unit and unit not in T_SCORE_UNITS:
+        raise FHIRError(
+            f"valueQuantity must be a T-score (unit {{T-score}}), not {unit!r}.", path="Observation.valueQuantity"
+        )
+    try:
+        return Decimal(str(quantity["value"]))
+    except InvalidOperation:
+        raise FHIRError("valueQuantity.value is not a number.", path="Observation.valueQuantity.value") from None
+
+
 class ObservationTypeView(ResultTypeView):
     field_paths = OBSERVATION_PATHS
     resource_type = "Observation"
@@ -196,19 +211,7 @@ class ObservationTypeView(ResultTypeView):
                 path="Observation.code",
             )
         quantity = data.get("valueQuantity") or {}
-        if quantity.get("value") is None:
-            raise FHIRError(
-                "The T-score goes in valueQuantity.value.", code="required", path="Observation.valueQuantity"
-            )
-        unit = quantity.get("code") or quantity.get("unit")
-        if unit and unit not in T_SCORE_UNITS:
-            raise FHIRError(
-                f"valueQuantity must be a T-score (unit {{T-score}}), not {unit!r}.", path="Observation.valueQuantity"
-            )
-        try:
-            t_score = Decimal(str(quantity["value"]))
-        except InvalidOperation:
-            raise FHIRError("valueQuantity.value is not a number.", path="Observation.valueQuantity.value") from None
+        t_score = _t_score(quantity)
         measured_on = date_of(data.get("effectiveDateTime"), "Observation.effectiveDateTime")
         dxa, repeat_dxa = _role_codes(patient, "dxa", "repeat_dxa")
 
