@@ -1,0 +1,54 @@
+"""A page whose worker is SIGKILLed in the middle of the send arrives within 60 s of the kill, from the
+surviving worker, once more at most: the claim of a page is renewed by its live worker every
+DELIVERY_HEARTBEAT_SECONDS and taken over by the delivery sweep (beat, every DELIVERY_SWEEP_SECONDS)
+once it has not been renewed for DELIVERY_PAGE_LEASE_SECONDS; an EMERGENCY page never waits on the
+5-minute lease of the other messages."""
+
+import os
+import time
+
+import pytest
+from django.utils import timezone
+
+from alerts.models import Delivery, DeliveryKind, DeliveryState
+from alerts.reports import submit_report
+from tests.faults.helpers import process_group_sending_from
+from tests.processes import wait_until
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+RECOVERY_LIMIT_SECONDS = 60
+
+
+def test_a_page_killed_in_flight_with_its_worker_arrives_within_60_s_and_once_more_at_most(
+    clinician, make_patient, make_procedure, fault_worker, fault_beat, holding_smtp, broker
+):
+    env = {"EMAIL_URL": holding_smtp.url}
+    recorder = holding_smtp.recorder
+    fault_worker(env=env, concurrency=1)
+    fault_beat()
+    procedure = make_procedure(patient=make_patient(responsible_clinician=clinician))
+    submit_report(procedure=procedure, source="api", pain_now=7, red_flags=["RF-02"])
+    page = Delivery.objects.get(kind=DeliveryKind.ALERT)
+
+    # The page is in flight: its body is at the SMTP server, which holds its answer.
+    wait_until(lambda: recorder.in_flight, timeout=30, message="the page at the SMTP server")
+    survivor = fault_worker(env=env, concurrency=1)  # takes nothing until the page is handed out again
+    port = next(iter(recorder.in_flight))
+    group = process_group_sending_from(port)
+    assert group and group != survivor.process.pid, "the page must be in flight in the first worker"
+    os.killpg(group, 9)
+    killed_at = time.time()
+    with recorder.lock:
+        recorder.hold = False
+    assert Delivery.objects.get(pk=page.pk).state == DeliveryState.SENDING
+
+    wait_until(lambda: recorder.arrivals, timeout=RECOVERY_LIMIT_SECONDS + 30, message="the page after the kill")
+    recovery = recorder.arrivals[0] - killed_at
+    time.sleep(3)  # a second copy would have come by now
+    assert recovery <= RECOVERY_LIMIT_SECONDS, f"the page arrived {recovery:.1f} s after its worker was killed"
+    assert recorder.received() == {page.pk: 1}, "the killed send was never completed: one copy, not two"
+    page.refresh_from_db()
+    assert (page.state, page.attempts) == (DeliveryState.SENT, 2)
+    assert page.sent_at <= timezone.now()
+    print(f"page recovered {recovery:.1f} s after the kill")
