@@ -209,6 +209,7 @@ class _Heartbeat:
             with self.lock:
                 ids = list(self.sending)
             if not ids:
+                connection.close()  # no send in flight: hold no database connection meanwhile
                 continue
             try:
                 Delivery.objects.filter(id__in=ids, state=DeliveryState.SENDING).update(heartbeat_at=timezone.now())

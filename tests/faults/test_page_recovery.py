@@ -23,7 +23,7 @@ RECOVERY_LIMIT_SECONDS = 60
 def test_a_page_killed_in_flight_with_its_worker_arrives_within_60_s_and_once_more_at_most(
     clinician, make_patient, make_procedure, fault_worker, fault_beat, holding_smtp, broker
 ):
-    env = {"EMAIL_URL": holding_smtp.url}
+    env = {"EMAIL_URL": holding_smtp.url, "EMAIL_TIMEOUT": "120"}  # the held send waits for its answer
     recorder = holding_smtp.recorder
     fault_worker(env=env, concurrency=1)
     fault_beat()
@@ -33,15 +33,20 @@ def test_a_page_killed_in_flight_with_its_worker_arrives_within_60_s_and_once_mo
 
     # The page is in flight: its body is at the SMTP server, which holds its answer.
     wait_until(lambda: recorder.in_flight, timeout=30, message="the page at the SMTP server")
+    held_since = time.time()
+    group = wait_until(
+        lambda: process_group_sending_from(next(iter(recorder.in_flight))), timeout=10, message="the sending worker"
+    )
     survivor = fault_worker(env=env, concurrency=1)  # takes nothing until the page is handed out again
-    port = next(iter(recorder.in_flight))
-    group = process_group_sending_from(port)
-    assert group and group != survivor.process.pid, "the page must be in flight in the first worker"
+    assert group != survivor.process.pid
+    # Its live worker renews the claim: however long the send takes, the sweep leaves it alone.
+    wait_until(lambda: time.time() - held_since > 15, timeout=30, message="a send longer than the page lease")
+    assert Delivery.objects.filter(pk=page.pk, state=DeliveryState.SENDING, attempts=1).exists()
     os.killpg(group, 9)
     killed_at = time.time()
+    time.sleep(1)  # the server sees the connection drop (the held message is dropped with it)
     with recorder.lock:
         recorder.hold = False
-    assert Delivery.objects.get(pk=page.pk).state == DeliveryState.SENDING
 
     wait_until(lambda: recorder.arrivals, timeout=RECOVERY_LIMIT_SECONDS + 30, message="the page after the kill")
     recovery = recorder.arrivals[0] - killed_at
