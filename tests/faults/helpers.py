@@ -231,6 +231,15 @@ class HoldingRecorder:
             self.arrivals.append(time.time())
         return "250 Message accepted for delivery"
 
+    def arrival_of(self, delivery_id: int) -> float | None:
+        """When the first copy of `delivery_id` was accepted (or kept)."""
+        from email import message_from_bytes
+
+        with self.lock:
+            pairs = list(zip(self.raw, self.arrivals, strict=True))
+        times = [at for raw, at in pairs if int(message_from_bytes(raw)["X-Kyphofollow-Delivery"]) == delivery_id]
+        return min(times, default=None)
+
     def received(self) -> Counter:
         """Delivery id -> copies accepted (or, with `answer_late`, kept)."""
         from email import message_from_bytes
