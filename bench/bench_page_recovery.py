@@ -93,10 +93,11 @@ def arrived(recorder, pages: list[int]) -> list[float] | None:
     return times if all(times) else None
 
 
-def run_rounds(clinic, clinician, recorder, smtp_url: str, log_dir: Path) -> tuple[list[float], int]:
+def run_rounds(clinic, clinician, recorder, smtp_port: int, log_dir: Path) -> tuple[list[float], int]:
     from tests.faults.helpers import process_group_sending_from
 
     recoveries, duplicates = [], 0
+    smtp_url = f"smtp://127.0.0.1:{smtp_port}"
     worker = start_worker(smtp_url, log_dir, 0)
     for round_ in range(ROUNDS):
         with recorder.lock:
@@ -104,7 +105,7 @@ def run_rounds(clinic, clinician, recorder, smtp_url: str, log_dir: Path) -> tup
             recorder.in_flight.clear()
         pages = raise_pages(clinic, clinician, first=round_ * PER_ROUND)
         wait_for(lambda: len(recorder.in_flight) >= PER_ROUND, 60, "every page of the round in flight")
-        groups = {process_group_sending_from(port) for port in list(recorder.in_flight)}
+        groups = {process_group_sending_from(port, smtp_port) for port in list(recorder.in_flight)}
         if groups != {worker.process.pid}:
             sys.exit(f"the pages are not all in flight in the worker to be killed: {groups}")
         survivor = start_worker(smtp_url, log_dir, round_ + 1)
@@ -157,9 +158,7 @@ def main() -> None:
             try:
                 clinic, clinician = make_clinic()
                 started = time.monotonic()
-                recoveries, duplicates = run_rounds(
-                    clinic, clinician, recorder, f"smtp://127.0.0.1:{controller.port}", log_dir
-                )
+                recoveries, duplicates = run_rounds(clinic, clinician, recorder, controller.port, log_dir)
                 note(f"{len(recoveries)} pages killed in flight in {time.monotonic() - started:.0f} s")
             finally:
                 beat.kill()

@@ -172,13 +172,14 @@ class BeatProcess:
             self.process.wait(timeout=10)
 
 
-def process_group_sending_from(port: int) -> int | None:
+def process_group_sending_from(port: int, server_port: int) -> int | None:
     """The process group (one worker, its pool children included) of the process whose TCP
-    connection has local port `port`: the worker sending the message the SMTP server is receiving."""
+    connection from local port `port` goes to `server_port`: the worker sending the message the SMTP
+    server is receiving."""
     import psutil
 
     for conn in psutil.net_connections(kind="tcp"):
-        if conn.laddr and conn.laddr.port == port and conn.pid:
+        if conn.laddr and conn.raddr and (conn.laddr.port, conn.raddr.port) == (port, server_port) and conn.pid:
             return os.getpgid(conn.pid)
     return None
 

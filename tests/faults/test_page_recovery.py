@@ -35,7 +35,9 @@ def test_a_page_killed_in_flight_with_its_worker_arrives_within_60_s_and_once_mo
     wait_until(lambda: recorder.in_flight, timeout=30, message="the page at the SMTP server")
     held_since = time.time()
     group = wait_until(
-        lambda: process_group_sending_from(next(iter(recorder.in_flight))), timeout=10, message="the sending worker"
+        lambda: process_group_sending_from(next(iter(recorder.in_flight)), holding_smtp.port),
+        timeout=10,
+        message="the sending worker",
     )
     survivor = fault_worker(env=env, concurrency=1)  # takes nothing until the page is handed out again
     assert group != survivor.process.pid
