@@ -44,18 +44,9 @@ def fhir_response(patient_id: int) -> dict:
     }
 
 
-def test_red_flags_by_form_phone_rest_and_fhir_are_saved_and_paged_with_redis_down(
-    clinic,
-    clinician,
-    coordinator,
-    make_patient,
-    make_procedure,
-    fault_worker,
-    fault_beat,
-    smtp_server,
-    broker,
-    settings,
-):
+@pytest.fixture
+def cache_on_broker(broker, settings):
+    """This process's cache (API throttling) on the private redis-server, as configured in production."""
     settings.CACHES = {
         "default": {
             "BACKEND": "kyphofollow.cache.FailOpenRedisCache",
@@ -63,16 +54,11 @@ def test_red_flags_by_form_phone_rest_and_fhir_are_saved_and_paged_with_redis_do
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
-    procedures = {source: make_procedure(patient=make_patient(responsible_clinician=clinician)) for source in SOURCES}
-    link = checkin_link(procedures["form"])
-    _, token = create_api_client(name="EHR", clinics=[clinic], scopes=["read", "write"])
-    api = APIClient(raise_request_exception=False)
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    patient, staff = Client(raise_request_exception=False), Client(raise_request_exception=False)
-    staff.force_login(coordinator)
 
-    broker.kill()
-    assert not broker.ping()
+
+def report_everywhere(procedures, link: str, patient: Client, staff: Client, api: APIClient) -> tuple[dict, object]:
+    """RF-01 by the check-in form, a phone entry, REST and FHIR; the responses, and the patient's
+    confirmation page."""
     responses = {}
     assert patient.get(link).status_code == 302
     responses["form"] = patient.post("/checkin/", form_answers(**{"RF-01": "yes"}))
@@ -100,6 +86,33 @@ def test_red_flags_by_form_phone_rest_and_fhir_are_saved_and_paged_with_redis_do
         data=json.dumps(fhir_response(procedures["fhir"].patient_id)),
         content_type="application/fhir+json",
     )
+
+    return responses, done
+
+
+def test_red_flags_by_form_phone_rest_and_fhir_are_saved_and_paged_with_redis_down(
+    clinic,
+    clinician,
+    coordinator,
+    make_patient,
+    make_procedure,
+    fault_worker,
+    fault_beat,
+    smtp_server,
+    broker,
+    cache_on_broker,
+):
+    procedures = {source: make_procedure(patient=make_patient(responsible_clinician=clinician)) for source in SOURCES}
+    link = checkin_link(procedures["form"])
+    _, token = create_api_client(name="EHR", clinics=[clinic], scopes=["read", "write"])
+    api = APIClient(raise_request_exception=False)
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    patient, staff = Client(raise_request_exception=False), Client(raise_request_exception=False)
+    staff.force_login(coordinator)
+
+    broker.kill()
+    assert not broker.ping()
+    responses, done = report_everywhere(procedures, link, patient, staff, api)
 
     statuses = {source: response.status_code for source, response in responses.items()}
     assert statuses == {"form": 302, "phone": 302, "api": 201, "fhir": 201}, statuses
