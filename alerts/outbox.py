@@ -221,16 +221,17 @@ class _Heartbeat:
 HEARTBEAT = _Heartbeat()
 
 
-def deliver(*, delivery_id: int) -> Outcome:
+def deliver(*, delivery_id: int, now: datetime | None = None) -> Outcome:
     """Claim one pending, due delivery, send it, and record the result.
 
     A transient failure puts the row back to pending with a backed-off `next_attempt_at`; a permanent
     one, or the last attempt, marks it failed for a coordinator. A message whose cause went away
     meanwhile (checkpoint completed, check-in answered, alert acknowledged) is cancelled, not sent.
     The claim commits before the send, so a worker killed mid-send leaves the row `sending` with its
-    attempt counted, for the sweep to hand out again once its lease has run out.
+    attempt counted, for the sweep to hand out again once its lease has run out. `now` is the moment
+    of the attempt (the demo clock passes its simulated one); the worker passes none.
     """
-    now = timezone.now()
+    now = now or timezone.now()
     kind = _claim(delivery_id, now=now)
     if kind is None:
         return Outcome("skipped")
