@@ -6,20 +6,25 @@ import os
 import smtplib
 import threading
 from dataclasses import dataclass, field
+from email import message_from_bytes, policy
 
 import requests
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+from django.core.mail.message import sanitize_address
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from standardwebhooks import Webhook
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, permanent: bool):
+    """`unknown`: the whole message went out but no answer came; the server may have delivered it."""
+
+    def __init__(self, message: str, *, permanent: bool, unknown: bool = False):
         super().__init__(message)
         self.permanent = permanent
+        self.unknown = unknown
 
 
 @dataclass
@@ -30,6 +35,54 @@ class EmailMessage:
     html: str
     attachments: list[tuple[str, bytes, str]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # the message as sent (set by the channel), or a stored one to re-send as is
+
+
+class _StoredEmail(EmailMultiAlternatives):
+    """A stored message handed to a non-SMTP backend (files, locmem) unchanged."""
+
+    def __init__(self, raw: bytes, to: str):
+        super().__init__(to=[to], from_email=settings.DEFAULT_FROM_EMAIL)
+        self._stored = message_from_bytes(raw, policy=policy.SMTP)
+
+    def message(self, *args, **kwargs):
+        return self._stored
+
+
+class _BodySentTracking:
+    """smtplib.SMTP that notes whether a message's body, final dot included, went to the socket: a
+    failure after that (no end-of-DATA answer) leaves the outcome unknown."""
+
+    body_sent = False
+    _in_data = False
+
+    def data(self, msg):
+        self.body_sent, self._in_data = False, True
+        try:
+            return super().data(msg)
+        finally:
+            self._in_data = False
+
+    def send(self, s):
+        super().send(s)
+        if self._in_data and isinstance(s, bytes):  # data() sends its command as str, the body as bytes
+            self.body_sent = True
+
+
+class _SMTP(_BodySentTracking, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_BodySentTracking, smtplib.SMTP_SSL):
+    pass
+
+
+class TrackingSMTPBackend(SMTPBackend):
+    """Django's SMTP backend on the tracking connection classes above."""
+
+    @property
+    def connection_class(self):
+        return _SMTPSSL if self.use_ssl else _SMTP
 
 
 logger = logging.getLogger(__name__)
@@ -50,6 +103,36 @@ class EmailChannel:
         self._local = threading.local()  # one SMTP connection per thread of each process
 
     def send(self, message: EmailMessage) -> None:
+        """Send `message` (its stored bytes as they are, when it has them), and set `message.raw` to
+        the bytes sent, for an identical retry."""
+        email = _StoredEmail(message.raw, message.to) if message.raw is not None else self._email(message)
+        try:
+            connection = get_connection()
+            if isinstance(connection, SMTPBackend):
+                message.raw = message.raw or email.message().as_bytes(linesep="\r\n")
+                self._send_smtp(TrackingSMTPBackend(), message.to, message.raw)
+            else:
+                with connection:
+                    connection.send_messages([email])
+                message.raw = message.raw or email.message().as_bytes(linesep="\r\n")
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise DeliveryError("recipient refused by the mail server", permanent=True) from exc
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError(
+                f"mail server answered {exc.smtp_code}",
+                permanent=500 <= exc.smtp_code < 600 and exc.smtp_code not in (521, 554),
+            ) from exc
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            if getattr(exc, "body_sent", False):
+                raise DeliveryError(
+                    f"mail server did not answer the end of the message: outcome unknown ({type(exc).__name__})",
+                    permanent=False,
+                    unknown=True,
+                ) from exc
+            raise DeliveryError(f"mail server unreachable: {type(exc).__name__}", permanent=False) from exc
+
+    @staticmethod
+    def _email(message: EmailMessage) -> EmailMultiAlternatives:
         email = EmailMultiAlternatives(
             subject=message.subject,
             body=message.text,
@@ -61,24 +144,9 @@ class EmailChannel:
             email.attach_alternative(message.html, "text/html")
         for name, content, mimetype in message.attachments:
             email.attach(name, content, mimetype)
-        try:
-            connection = get_connection()
-            if isinstance(connection, SMTPBackend):
-                self._send_smtp(connection, email)
-            else:
-                with connection:
-                    connection.send_messages([email])
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryError("recipient refused by the mail server", permanent=True) from exc
-        except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(
-                f"mail server answered {exc.smtp_code}",
-                permanent=500 <= exc.smtp_code < 600 and exc.smtp_code not in (521, 554),
-            ) from exc
-        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"mail server unreachable: {type(exc).__name__}", permanent=False) from exc
+        return email
 
-    def _send_smtp(self, fresh: SMTPBackend, email: EmailMultiAlternatives) -> None:
+    def _send_smtp(self, fresh: SMTPBackend, to: str, raw: bytes) -> None:
         key = (os.getpid(), fresh.host, fresh.port, fresh.username, fresh.use_tls, fresh.use_ssl)
         kept = getattr(self._local, "smtp", None)
         if kept is not None and (kept[0] != key or not _answers_noop(kept[1])):
@@ -87,9 +155,15 @@ class EmailChannel:
         if kept is None:
             fresh.open()
             kept = self._local.smtp = (key, fresh)
+        smtp = kept[1].connection
         try:
-            kept[1].send_messages([email])
-        except BaseException:
+            smtp.sendmail(
+                sanitize_address(settings.DEFAULT_FROM_EMAIL, settings.DEFAULT_CHARSET),
+                [sanitize_address(to, settings.DEFAULT_CHARSET)],
+                raw,
+            )
+        except BaseException as exc:
+            exc.body_sent = getattr(smtp, "body_sent", False)
             self._discard(quit=False)  # no QUIT to a server that may be hanging
             raise
 

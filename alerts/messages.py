@@ -37,6 +37,20 @@ def build(delivery: Delivery) -> EmailMessage | WebhookMessage:
     return builders[delivery.kind](delivery)
 
 
+def stored(delivery: Delivery) -> EmailMessage:
+    """The e-mail exactly as it was first sent (an identical retry: same bytes, same Message-ID)."""
+    return EmailMessage(to=delivery.recipient, subject="", text="", html="", raw=bytes(delivery.message))
+
+
+def _headers(delivery: Delivery, **extra: str) -> dict[str, str]:
+    """The delivery id, and a Message-ID made from it: every copy of one delivery, even one rebuilt
+    after a worker died mid-send, carries the same Message-ID, so mail systems can drop repeats."""
+    domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip("> ") or "kyphofollow.invalid"
+    stamp = int(delivery.created_at.timestamp() * 1000)
+    message_id = f"<delivery-{delivery.pk}.{stamp}@{domain}>"
+    return {"X-Kyphofollow-Delivery": str(delivery.pk), "Message-ID": message_id, **extra}
+
+
 def _checkin(delivery: Delivery) -> EmailMessage:
     """The invitation carries a fresh single-use link, made now so that only its digest is stored."""
     checkin = delivery.checkin
@@ -58,7 +72,7 @@ def _checkin(delivery: Delivery) -> EmailMessage:
         subject=REMINDER_SUBJECT,
         text=text,
         html=html,
-        headers={"X-Kyphofollow-Delivery": str(delivery.pk)},
+        headers=_headers(delivery),
     )
 
 
@@ -79,7 +93,7 @@ def _alert(delivery: Delivery) -> EmailMessage:
         subject=ALERT_SUBJECTS[alert.tier],
         text=render_to_string("alerts/email/alert.txt", context),
         html="",
-        headers={"X-Kyphofollow-Delivery": str(delivery.pk), "X-Priority": "1" if alert.tier == "emergency" else "3"},
+        headers=_headers(delivery, **{"X-Priority": "1" if alert.tier == "emergency" else "3"}),
     )
 
 
@@ -157,7 +171,7 @@ def _reminder(delivery: Delivery) -> EmailMessage:
         text=text,
         html=html,
         attachments=attachments,
-        headers={"X-Kyphofollow-Delivery": str(delivery.pk)},
+        headers=_headers(delivery),
     )
 
 
@@ -197,5 +211,5 @@ def _digest(delivery: Delivery) -> EmailMessage:
         subject=DIGEST_SUBJECT,
         text=render_to_string("alerts/email/digest.txt", context),
         html=render_to_string("alerts/email/digest.html", context),
-        headers={"X-Kyphofollow-Delivery": str(delivery.pk)},
+        headers=_headers(delivery),
     )

@@ -7,6 +7,7 @@ import secrets
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -423,6 +424,16 @@ class Delivery(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
+    # When the row was last handed to the worker (NULL: not handed out, e.g. the broker was down), so
+    # that the sweep hands out only what was lost, once per attempt.
+    enqueued_at = models.DateTimeField(null=True, blank=True, db_default=Now())
+    # Renewed by the sending worker process while a send is in flight; a stale one means the worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The e-mail exactly as first sent (kept while a retry may follow), so that a retry re-sends the
+    # same bytes with the same Message-ID; cleared once the row is final.
+    message = models.BinaryField(null=True, blank=True, editable=False)
+    # Sends whose end-of-DATA answer never came (the server may have delivered them).
+    unknown_outcomes = models.PositiveSmallIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,18 +1,27 @@
 """The outbox: Delivery rows are claimed, sent and marked by id; lost ones are found again by a sweep.
 
 Every message is first a Delivery row written in the same transaction as its cause. A task claims
-the row by a conditional UPDATE (pending → sending), sends, and marks it sent, so two workers never
-send one row; a send killed in flight is repeated once at most, after its lease runs out.
+the row by a conditional UPDATE (pending and due → sending), sends, and marks it sent, so two workers
+never send one row and a row backing off is never sent early. While a send is in flight the worker
+process renews the claim's heartbeat; a claim not renewed for its kind's lease (pages: seconds) was
+lost with its worker and is handed out again, so a send killed in flight is repeated once at most.
+A send whose end-of-DATA answer never came may have been delivered: it is re-sent once, byte for
+byte the same message (same Message-ID), after a long wait, and never again after that.
 """
 
 import logging
 import random
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import current_app
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from patients.models import Clinic, PatientStatus
@@ -25,12 +34,19 @@ from .models import Alert, AlertEvent, AlertState, CheckInState, Delivery, Deliv
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8  # then the delivery is marked failed for a coordinator [DESIGN]
-BACKOFF_BASE_SECONDS = 30
-BACKOFF_MAX_SECONDS = 600  # below the broker's visibility timeout (RELIABILITY.md §1)
-SENDING_LEASE = timedelta(minutes=5)  # a send claimed longer ago than this was lost with its worker
+BACKOFF_BASE_SECONDS = settings.DELIVERY_BACKOFF_BASE_SECONDS
+BACKOFF_MAX_SECONDS = settings.DELIVERY_BACKOFF_MAX_SECONDS  # below the broker's visibility timeout
+SENDING_LEASE = timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)  # reminders, check-ins, digests, webhooks
+PAGE_LEASE = timedelta(seconds=settings.DELIVERY_PAGE_LEASE_SECONDS)  # alert pages: an EMERGENCY cannot wait
+HEARTBEAT_SECONDS = settings.DELIVERY_HEARTBEAT_SECONDS
+OUTCOME_UNKNOWN_WAIT = timedelta(seconds=settings.DELIVERY_OUTCOME_UNKNOWN_WAIT_SECONDS)
 ENQUEUE_BATCH = 100  # delivery ids per task
 # Sent by name, so that this module need not import the tasks module that imports it (alerts/tasks.py).
 DELIVER_TASK = "alerts.tasks.deliver_task"
+
+
+def lease(kind: str) -> timedelta:
+    return PAGE_LEASE if kind == DeliveryKind.ALERT else SENDING_LEASE
 
 
 def enqueue_deliveries(ids: list[int]) -> None:
@@ -40,7 +56,12 @@ def enqueue_deliveries(ids: list[int]) -> None:
     for start in range(0, len(ids), ENQUEUE_BATCH):
 
         def hand_out(batch=ids[start : start + ENQUEUE_BATCH]) -> None:
-            current_app.send_task(DELIVER_TASK, args=[batch], ignore_result=True)
+            try:
+                current_app.send_task(DELIVER_TASK, args=[batch], ignore_result=True)
+            except Exception:
+                # Not handed out: the next sweep takes these rows at once, without waiting for a lease.
+                Delivery.objects.filter(id__in=batch, state=DeliveryState.PENDING).update(enqueued_at=None)
+                raise
 
         transaction.on_commit(hand_out, robust=True)
 
@@ -83,7 +104,9 @@ PAGE_SQL = """
     SELECT a.id, a.state, a.tier, a.code, a.protocol_version, a.rule_source, a.action,
            a.last_seen_at, a.count, a.clinic_id,
            c.name AS page_clinic_name, d.channel AS page_channel, d.recipient AS page_recipient,
-           d.recipient_user_id AS page_recipient_user_id, d.attempts AS page_attempts
+           d.recipient_user_id AS page_recipient_user_id, d.attempts AS page_attempts,
+           d.message AS page_message, d.unknown_outcomes AS page_unknown_outcomes,
+           d.created_at AS page_created_at
       FROM alerts_delivery d
       JOIN alerts_alert a ON a.id = d.alert_id
       JOIN patients_clinic c ON c.id = d.clinic_id
@@ -102,6 +125,9 @@ def _fetch_page(delivery_id: int) -> Delivery:
         recipient=alert.page_recipient,
         recipient_user_id=alert.page_recipient_user_id,
         attempts=alert.page_attempts,
+        message=alert.page_message,
+        unknown_outcomes=alert.page_unknown_outcomes,
+        created_at=alert.page_created_at,
         state=DeliveryState.SENDING,
         clinic=Clinic(id=alert.clinic_id, name=alert.page_clinic_name),
         alert=alert,
@@ -140,86 +166,172 @@ def _failed_for_good(delivery: Delivery, error: str) -> None:
 
 
 def _claim(delivery_id: int, *, now: datetime) -> str | None:
-    """pending → sending, attempt counted, in one statement that also returns the delivery's kind
-    (so that the row can then be read with what its kind needs); None if it was not pending."""
+    """pending and due → sending, attempt counted, in one statement that also returns the delivery's
+    kind (so that the row can then be read with what its kind needs); None if it was not pending, or
+    is backing off until a later `next_attempt_at`."""
     at = connection.ops.adapt_datetimefield_value(now)
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE alerts_delivery SET state = %s, claimed_at = %s, attempts = attempts + 1, updated_at = %s "
-            "WHERE id = %s AND state = %s RETURNING kind",
-            [DeliveryState.SENDING, at, at, delivery_id, DeliveryState.PENDING],
+            "UPDATE alerts_delivery SET state = %s, claimed_at = %s, heartbeat_at = NULL, "
+            "attempts = attempts + 1, updated_at = %s "
+            "WHERE id = %s AND state = %s AND next_attempt_at <= %s RETURNING kind",
+            [DeliveryState.SENDING, at, at, delivery_id, DeliveryState.PENDING, at],
         )
         row = cursor.fetchone()
     return row[0] if row else None
 
 
-def deliver(*, delivery_id: int) -> Outcome:
-    """Claim one pending delivery, send it, and record the result.
+class _Heartbeat:
+    """One thread per worker process renews `heartbeat_at` of the rows this process is sending, so
+    that a live send, however slow, keeps its claim, and a dead worker's claim goes stale in seconds."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.sending: set[int] = set()
+        self.thread: threading.Thread | None = None
+
+    @contextmanager
+    def renewing(self, delivery_id: int):
+        with self.lock:
+            self.sending.add(delivery_id)
+            if self.thread is None or not self.thread.is_alive():  # none yet in this (forked) process
+                self.thread = threading.Thread(target=self._run, name="delivery-heartbeat", daemon=True)
+                self.thread.start()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.sending.discard(delivery_id)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            with self.lock:
+                ids = list(self.sending)
+            if not ids:
+                connection.close()  # no send in flight: hold no database connection meanwhile
+                continue
+            try:
+                Delivery.objects.filter(id__in=ids, state=DeliveryState.SENDING).update(heartbeat_at=timezone.now())
+            except Exception:  # the database is away: the lease decides, as for a dead worker
+                logger.warning("delivery heartbeat not recorded", exc_info=True)
+                connection.close()
+
+
+HEARTBEAT = _Heartbeat()
+
+
+def deliver(*, delivery_id: int, now: datetime | None = None) -> Outcome:
+    """Claim one pending, due delivery, send it, and record the result.
 
     A transient failure puts the row back to pending with a backed-off `next_attempt_at`; a permanent
     one, or the last attempt, marks it failed for a coordinator. A message whose cause went away
     meanwhile (checkpoint completed, check-in answered, alert acknowledged) is cancelled, not sent.
     The claim commits before the send, so a worker killed mid-send leaves the row `sending` with its
-    attempt counted, for the sweep to hand out again once the lease has run out.
+    attempt counted, for the sweep to hand out again once its lease has run out. `now` is the moment
+    of the attempt (the demo clock passes its simulated one); the worker passes none.
     """
-    now = timezone.now()
+    now = now or timezone.now()
     kind = _claim(delivery_id, now=now)
     if kind is None:
         return Outcome("skipped")
     mine = Delivery.objects.filter(id=delivery_id, claimed_at=now)  # still sending under this claim
-    delivery = None
-    try:
-        # Sent and recorded in one transaction; a DeliveryError rolls it back (with any link made
-        # for the message) and is recorded below.
-        with transaction.atomic():
-            delivery = _fetch(delivery_id, kind)
-            if not _still_wanted(delivery):
-                transition(mine, DeliveryState.SENDING, DeliveryState.CANCELLED, last_error="no longer wanted")
-                return Outcome(DeliveryState.CANCELLED)
-            CHANNELS[delivery.channel].send(messages.build(delivery))
-            transition(mine, DeliveryState.SENDING, DeliveryState.SENT, sent_at=timezone.now(), last_error="")
-            return Outcome(DeliveryState.SENT)
-    except DeliveryError as exc:
-        error = str(exc)[:300]
-        if exc.permanent or delivery.attempts >= MAX_ATTEMPTS:
-            transition(mine, DeliveryState.SENDING, DeliveryState.FAILED, last_error=error)
-            _failed_for_good(delivery, error)
-            return Outcome(DeliveryState.FAILED)
-        wait = backoff_seconds(delivery.attempts)
+    # Sent and recorded in one transaction. A failure is recorded in it too, so that the link made for
+    # a message the server may have kept stays valid, and the message is kept for an identical retry.
+    with transaction.atomic(), HEARTBEAT.renewing(delivery_id):
+        delivery = _fetch(delivery_id, kind)
+        if not _still_wanted(delivery):
+            transition(
+                mine, DeliveryState.SENDING, DeliveryState.CANCELLED, last_error="no longer wanted", message=None
+            )
+            return Outcome(DeliveryState.CANCELLED)
+        message = messages.build(delivery) if delivery.message is None else messages.stored(delivery)
+        try:
+            CHANNELS[delivery.channel].send(message)
+        except DeliveryError as exc:
+            return _record_failure(delivery, mine, exc, getattr(message, "raw", None))
+        transition(mine, DeliveryState.SENDING, DeliveryState.SENT, sent_at=timezone.now(), last_error="", message=None)
+        return Outcome(DeliveryState.SENT)
+
+
+def _record_failure(delivery: Delivery, mine, exc: DeliveryError, raw: bytes | None) -> Outcome:
+    error = str(exc)[:300]
+    if exc.permanent or delivery.attempts >= MAX_ATTEMPTS or (exc.unknown and delivery.unknown_outcomes):
+        if exc.unknown and delivery.unknown_outcomes:
+            error = f"{error}; not re-sent again, the recipient may have it twice"[:300]
+        transition(mine, DeliveryState.SENDING, DeliveryState.FAILED, last_error=error, message=None)
+        _failed_for_good(delivery, error)
+        return Outcome(DeliveryState.FAILED)
+    now = timezone.now()
+    if exc.unknown:
+        # The server may have the message: one identical retry, after the RFC 5321 DATA wait, handed
+        # out by the sweep (no countdown task that long).
         transition(
             mine,
             DeliveryState.SENDING,
             DeliveryState.PENDING,
             last_error=error,
             claimed_at=None,
-            next_attempt_at=timezone.now() + timedelta(seconds=wait),
+            next_attempt_at=now + OUTCOME_UNKNOWN_WAIT,
+            enqueued_at=None,
+            unknown_outcomes=delivery.unknown_outcomes + 1,
+            message=raw,
         )
-        logger.info("delivery %s attempt %s failed, retry in %s s: %s", delivery.pk, delivery.attempts, wait, error)
-        return Outcome(DeliveryState.PENDING, retry_in=wait)
+        logger.info("delivery %s attempt %s outcome unknown, one retry at %s", delivery.pk, delivery.attempts, now)
+        return Outcome(DeliveryState.PENDING)
+    wait = backoff_seconds(delivery.attempts)
+    due = now + timedelta(seconds=wait)
+    transition(
+        mine,
+        DeliveryState.SENDING,
+        DeliveryState.PENDING,
+        last_error=error,
+        claimed_at=None,
+        next_attempt_at=due,
+        enqueued_at=due,  # the retry task below is handed out for that moment
+        message=raw,
+    )
+    logger.info("delivery %s attempt %s failed, retry in %s s: %s", delivery.pk, delivery.attempts, wait, error)
+    return Outcome(DeliveryState.PENDING, retry_in=wait)
 
 
 def sweep_deliveries(*, now: datetime, batch_size: int = 1000) -> int:
-    """Find deliveries whose task was lost and hand them out again.
+    """Find deliveries whose send or task was lost and hand them out again, once.
 
-    Rows left in `sending` past the lease go back to pending. Pending rows whose attempt is due are
-    enqueued, and their `next_attempt_at` is pushed one lease ahead so that the next sweep does not
-    enqueue them again while they wait in the queue. Returns the number enqueued.
+    A row in `sending` whose claim has not been renewed for its kind's lease goes back to pending (its
+    worker died mid-send). A pending row whose attempt is due is enqueued if it was never handed out
+    (the broker was down), or if its last hand-out is older than its kind's lease (the task was lost
+    with the broker or a worker); enqueuing stamps `enqueued_at`, so the next sweep leaves it alone.
+    Returns the number enqueued.
     """
     transition(
-        Delivery.objects.stuck(claimed_before=now - SENDING_LEASE),
+        Delivery.objects.filter(_older_than_lease("claimed_at", "heartbeat_at", now), state=DeliveryState.SENDING),
         DeliveryState.SENDING,
         DeliveryState.PENDING,
         claimed_at=None,
-        next_attempt_at=now,
+        heartbeat_at=None,
+        enqueued_at=None,  # its attempt was due when it was claimed: the ready query below takes it
         updated_at=now,
     )
     enqueued = 0
-    ready = Delivery.objects.ready(at=now).order_by("next_attempt_at").values_list("id", flat=True)
+    lost = Q(enqueued_at__isnull=True) | _older_than_lease("enqueued_at", None, now)
+    ready = Delivery.objects.ready(at=now).filter(lost).order_by("next_attempt_at").values_list("id", flat=True)
     for ids in claimed_batches(ready, batch_size):
-        Delivery.objects.filter(id__in=ids).update(next_attempt_at=now + SENDING_LEASE, updated_at=now)
+        Delivery.objects.filter(id__in=ids).update(enqueued_at=now, updated_at=now)
         enqueue_deliveries(ids)
         enqueued += len(ids)
     return enqueued
+
+
+def _older_than_lease(field: str, renewed: str | None, now: datetime) -> Q:
+    """`field` (or `renewed`, once set) older than the lease of the row's kind."""
+    condition = Q()
+    for kinds, span in ((Q(kind=DeliveryKind.ALERT), PAGE_LEASE), (~Q(kind=DeliveryKind.ALERT), SENDING_LEASE)):
+        stale = Q(**{f"{field}__lt": now - span})
+        if renewed:
+            stale = Q(**{f"{renewed}__isnull": True}) & stale | Q(**{f"{renewed}__lt": now - span})
+        condition |= kinds & stale
+    return condition
 
 
 def retry_delivery(*, delivery: Delivery, by=None) -> Delivery:
@@ -231,8 +343,10 @@ def retry_delivery(*, delivery: Delivery, by=None) -> Delivery:
             DeliveryState.FAILED,
             DeliveryState.PENDING,
             attempts=0,
+            unknown_outcomes=0,
             next_attempt_at=now,
             claimed_at=None,
+            enqueued_at=now,
             updated_at=now,
         )
         if not changed:
@@ -251,6 +365,7 @@ def dismiss_delivery(*, delivery: Delivery, note: str, by=None) -> Delivery:
         DeliveryState.FAILED,
         DeliveryState.CANCELLED,
         last_error=f"dismissed: {note}"[:300],
+        message=None,
     )
     if not changed:
         raise ValidationError({"state": ["Only a failed delivery can be dismissed."]})

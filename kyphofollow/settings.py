@@ -261,6 +261,22 @@ CELERY_DB_REUSE_MAX = 1000
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Delivery timing (alerts/outbox.py). Retries back off exponentially with jitter from the base to the
+# cap (kept below the broker's visibility timeout). A send lost with its worker is handed out again
+# once its claim has not been renewed for the lease: pages (alerts) have a short one, the sending
+# worker renews it every DELIVERY_HEARTBEAT_SECONDS, so a live slow send is never taken over.
+# A send whose end-of-DATA answer never came is retried once, after RFC 5321's 10-minute DATA
+# termination timeout (§4.5.3.2.6); a second such send is not retried. [DESIGN]
+DELIVERY_BACKOFF_BASE_SECONDS = _int("DELIVERY_BACKOFF_BASE_SECONDS", 30, minimum=1)
+DELIVERY_BACKOFF_MAX_SECONDS = _int("DELIVERY_BACKOFF_MAX_SECONDS", 600, minimum=1)
+DELIVERY_PAGE_LEASE_SECONDS = _int("DELIVERY_PAGE_LEASE_SECONDS", 10, minimum=3)
+DELIVERY_LEASE_SECONDS = _int("DELIVERY_LEASE_SECONDS", 300, minimum=3)
+DELIVERY_HEARTBEAT_SECONDS = _int("DELIVERY_HEARTBEAT_SECONDS", 2, minimum=1)
+DELIVERY_OUTCOME_UNKNOWN_WAIT_SECONDS = _int("DELIVERY_OUTCOME_UNKNOWN_WAIT_SECONDS", 600, minimum=1)
+if DELIVERY_HEARTBEAT_SECONDS * 3 > DELIVERY_PAGE_LEASE_SECONDS:
+    raise ImproperlyConfigured("DELIVERY_PAGE_LEASE_SECONDS must be at least 3 x DELIVERY_HEARTBEAT_SECONDS")
+# How often beat ticks the delivery sweep: with the page lease it bounds how long a lost page waits.
+DELIVERY_SWEEP_SECONDS = _int("DELIVERY_SWEEP_SECONDS", 5, minimum=1)
 # Beat only ticks sweepers; what is due is decided by rows in the database, never by beat. One entry
 # per sweep, so that one failing leaves the others running; `manage.py demo_clock` runs these same
 # entries, in this order, for each simulated hour.
@@ -271,7 +287,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-reminders": {"task": "alerts.tasks.sweep_reminders_task", "schedule": 60.0},
     "sweep-checkins": {"task": "alerts.tasks.sweep_checkins_task", "schedule": 60.0},
     "sweep-digests": {"task": "alerts.tasks.sweep_digests_task", "schedule": 60.0},
-    "sweep-deliveries": {"task": "alerts.tasks.sweep_deliveries_task", "schedule": 60.0},
+    "sweep-deliveries": {"task": "alerts.tasks.sweep_deliveries_task", "schedule": float(DELIVERY_SWEEP_SECONDS)},
     "worker-heartbeat": {"task": "alerts.tasks.record_heartbeat_task", "schedule": 30.0},
 }
 # A worker whose last heartbeat is older than this is reported as down by /health/.
@@ -332,9 +348,15 @@ SPECTACULAR_SETTINGS = {
         "interop.openapi.add_links",
     ],
 }
+# The cache (API throttling) fails open when Redis is unreachable: Redis is never on the path that
+# records a report (kyphofollow/cache.py). Sessions live in the database (Django's default engine).
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "kyphofollow.cache.FailOpenRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

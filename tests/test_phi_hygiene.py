@@ -34,8 +34,9 @@ def leaks(text: str) -> list[str]:
 
 
 def deliver_pending() -> None:
+    """Every pending delivery, each at its due moment (sweeps here run for simulated moments)."""
     for delivery in Delivery.objects.filter(state=DeliveryState.PENDING).order_by("id"):
-        deliver(delivery_id=delivery.pk)
+        deliver(delivery_id=delivery.pk, now=max(timezone.now(), delivery.next_attempt_at))
 
 
 @pytest.mark.hazard("HAZ-14")

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core import mail
 from django.db import connection
 from django.utils import timezone
@@ -56,8 +57,11 @@ def pages(alert) -> list[Delivery]:
 
 
 def deliver_all() -> None:
+    """Each pending delivery, sent when it is due (a sweep run for a later `now` writes rows due then;
+    the claim never takes a row before its `next_attempt_at`)."""
     for delivery in Delivery.objects.filter(state=DeliveryState.PENDING).order_by("id"):
-        deliver(delivery_id=delivery.pk)
+        with time_machine.travel(max(timezone.now(), delivery.next_attempt_at), tick=True):
+            deliver(delivery_id=delivery.pk)
 
 
 @pytest.mark.django_db
@@ -271,7 +275,10 @@ def test_a_failing_ehr_endpoint_is_retried_then_marked_failed_on_a_client_error(
     webhook_receiver.status = 503
     assert deliver(delivery_id=hook.pk).state == DeliveryState.PENDING
     webhook_receiver.status = 200
-    assert deliver(delivery_id=hook.pk).state == DeliveryState.SENT
+    assert deliver(delivery_id=hook.pk).state == "skipped", "not before its backoff has run out"
+    hook.refresh_from_db()
+    with time_machine.travel(hook.next_attempt_at, tick=True):
+        assert deliver(delivery_id=hook.pk).state == DeliveryState.SENT
 
     report(procedure, red_flags=["RF-02"])
     second = Delivery.objects.filter(kind=DeliveryKind.WEBHOOK).latest("id")
@@ -302,7 +309,7 @@ def test_an_acknowledgement_racing_a_page_in_flight_commits_only_after_that_page
 
     racer = threading.Thread(target=acknowledge_when_the_page_is_on_the_wire)
     racer.start()
-    outcome = deliver(delivery_id=escalation.pk)
+    outcome = deliver(delivery_id=escalation.pk, now=max(timezone.now(), escalation.next_attempt_at))
     racer.join()
 
     assert outcome.state == DeliveryState.SENT

@@ -202,7 +202,8 @@ def test_transient_smtp_failure_is_retried_with_backoff_and_a_permanent_one_is_m
     assert delivery.next_attempt_at > delivery.updated_at - timedelta(seconds=1)
     assert "451" in delivery.last_error
 
-    second = deliver(delivery_id=delivery.pk)
+    assert deliver(delivery_id=delivery.pk).state == "skipped", "not before its backoff has run out"
+    second = deliver(delivery_id=delivery.pk, now=delivery.next_attempt_at)
     assert second.state == DeliveryState.SENT
     assert len(smtp_settings.messages) == 1
 
@@ -215,7 +216,7 @@ def test_transient_smtp_failure_is_retried_with_backoff_and_a_permanent_one_is_m
         next_attempt_at=delivery.next_attempt_at,
     )
     smtp_settings.fail(1, "550 5.1.1 No such mailbox")
-    assert deliver(delivery_id=other.pk).state == DeliveryState.FAILED
+    assert deliver(delivery_id=other.pk, now=other.next_attempt_at).state == DeliveryState.FAILED
     other.refresh_from_db()
     assert other.state == DeliveryState.FAILED and "550" in other.last_error
 

@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from alerts.models import WorkerHeartbeat
 from alerts.reports import submit_report
-from tests.faults.helpers import RedisServer, celery_broker
-from tests.processes import WorkerProcess, wait_until
+from tests.faults.helpers import BeatProcess, HoldingRecorder, RedisServer, celery_broker
+from tests.processes import WorkerProcess, free_port, wait_until
 
 
 def pytest_configure(config):
@@ -102,3 +102,35 @@ def raise_alerts(make_procedure):
         return procedures
 
     return raise_
+
+
+@pytest.fixture
+def fault_beat(broker, tmp_path):
+    """fault_beat(env={…}) starts `celery beat` with the project's schedule on the private broker."""
+    started: list[BeatProcess] = []
+
+    def start(*, env: dict[str, str] | None = None) -> BeatProcess:
+        beat = BeatProcess(broker_url=broker.url, tmp_path=tmp_path, env=env).start()
+        started.append(beat)
+        return beat
+
+    yield start
+    for beat in started:
+        beat.kill()
+
+
+@pytest.fixture
+def holding_smtp():
+    """An aiosmtpd server whose handler holds, refuses or answers late (tests/faults/helpers.py);
+    `.recorder` is the handler, `.url` the EMAIL_URL."""
+    from aiosmtpd.controller import Controller
+
+    recorder = HoldingRecorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    controller.recorder = recorder
+    controller.url = f"smtp://127.0.0.1:{controller.port}"
+    yield controller
+    with recorder.lock:
+        recorder.hold = False
+    controller.stop()

@@ -138,3 +138,112 @@ def run_together(functions, *, timeout: float = 120) -> list:
     if errors:
         raise errors[0]
     return results
+
+
+class BeatProcess:
+    """`celery -A kyphofollow beat` with the project's own schedule (the delivery sweep every
+    DELIVERY_SWEEP_SECONDS), publishing to `broker_url`."""
+
+    def __init__(self, *, broker_url: str, tmp_path: Path, env: dict[str, str] | None = None):
+        self.log_path = tmp_path / "beat.log"
+        self.schedule = tmp_path / "beat-schedule"
+        self.env = {"REDIS_URL": broker_url, "CELERY_BROKER_URL": broker_url, **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "BeatProcess":
+        import sys
+
+        from tests.processes import ROOT, django_env
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "kyphofollow", "beat", "--loglevel=INFO"]
+            + ["--schedule", str(self.schedule)],
+            cwd=ROOT,
+            env=django_env(**self.env),
+            stdout=open(self.log_path, "ab"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=10)
+
+
+def process_group_sending_from(port: int, server_port: int) -> int | None:
+    """The process group (one worker, its pool children included) of the process whose TCP
+    connection from local port `port` goes to `server_port`: the worker sending the message the SMTP
+    server is receiving."""
+    import psutil
+
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.raddr and (conn.laddr.port, conn.raddr.port) == (port, server_port) and conn.pid:
+            return os.getpgid(conn.pid)
+    return None
+
+
+class HoldingRecorder:
+    """An aiosmtpd handler that, while `hold` is set, keeps every message at end-of-DATA without an
+    answer (the client's send is in flight) and records nothing unless the answer is given; otherwise
+    it accepts. `answer_late` instead records the message at once and answers only after that many
+    seconds (a server that keeps the message but is slower than the client's timeout)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.hold = True
+        self.answer_late = 0.0
+        self.raw: list[bytes] = []
+        self.arrivals: list[float] = []
+        self.attempts: list[tuple[str, float]] = []  # (delivery id, when its DATA ended), refused ones too
+        self.refuse: str | None = None  # an SMTP reply to answer every message with (an outage)
+        self.in_flight: dict[int, str] = {}  # client port -> delivery id, while held
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        import asyncio
+        import time
+        from email import message_from_bytes
+
+        raw = envelope.original_content or envelope.content
+        delivery = message_from_bytes(raw).get("X-Kyphofollow-Delivery", "")
+        port = session.peer[1]
+        with self.lock:
+            self.attempts.append((delivery, time.time()))
+            if self.refuse:
+                return self.refuse
+            if self.answer_late:
+                self.raw.append(raw)
+                self.arrivals.append(time.time())
+        if self.answer_late:
+            await asyncio.sleep(self.answer_late)
+            return "250 Message accepted for delivery"
+        with self.lock:
+            held = self.hold
+            if held:
+                self.in_flight[port] = delivery
+        while held:
+            await asyncio.sleep(0.05)  # cancelled when the client goes away
+            with self.lock:
+                held = self.hold
+        with self.lock:
+            self.in_flight.pop(port, None)
+            self.raw.append(raw)
+            self.arrivals.append(time.time())
+        return "250 Message accepted for delivery"
+
+    def arrival_of(self, delivery_id: int) -> float | None:
+        """When the first copy of `delivery_id` was accepted (or kept)."""
+        from email import message_from_bytes
+
+        with self.lock:
+            pairs = list(zip(self.raw, self.arrivals, strict=True))
+        times = [at for raw, at in pairs if int(message_from_bytes(raw)["X-Kyphofollow-Delivery"]) == delivery_id]
+        return min(times, default=None)
+
+    def received(self) -> Counter:
+        """Delivery id -> copies accepted (or, with `answer_late`, kept)."""
+        from email import message_from_bytes
+
+        with self.lock:
+            return Counter(int(message_from_bytes(raw)["X-Kyphofollow-Delivery"]) for raw in self.raw)

@@ -9,7 +9,14 @@ from django.utils import timezone
 
 from alerts.channels import WebhookChannel
 from alerts.models import Alert, AlertEvent, Delivery, DeliveryKind, DeliveryState, WebhookEndpoint
-from alerts.outbox import BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS, MAX_ATTEMPTS, deliver, sweep_deliveries
+from alerts.outbox import (
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_MAX_SECONDS,
+    MAX_ATTEMPTS,
+    OUTCOME_UNKNOWN_WAIT,
+    deliver,
+    sweep_deliveries,
+)
 from alerts.reports import submit_report
 from tests.faults.helpers import delivery_ids_received, webhook_ids_received
 from tests.processes import settled, wait_until
@@ -37,10 +44,21 @@ def backoff_ceiling(attempts: int) -> int:
 
 
 def assert_backed_off(delivery: Delivery) -> None:
-    """A pending row after a failure waits between half and all of the capped exponential ceiling."""
+    """A pending row after a failure waits between half and all of the capped exponential ceiling; after a
+    send whose end-of-DATA answer never came, the long outcome-unknown wait."""
     wait = (delivery.next_attempt_at - delivery.updated_at).total_seconds()
+    if "outcome unknown" in delivery.last_error:
+        assert abs(wait - OUTCOME_UNKNOWN_WAIT.total_seconds()) <= 1, wait
+        return
     ceiling = backoff_ceiling(delivery.attempts)
     assert ceiling // 2 - 1 <= wait <= ceiling + 1 <= BACKOFF_MAX_SECONDS + 1, (delivery.attempts, wait)
+
+
+def due_now(rows) -> None:
+    """The backoff has run out (time passes: the claim honours `next_attempt_at`, so the rows are made
+    due rather than swept early) and the retry tasks were lost: the sweep hands every row out again."""
+    rows.update(next_attempt_at=timezone.now(), enqueued_at=None)
+    sweep_deliveries(now=timezone.now())
 
 
 @pytest.mark.worker
@@ -69,16 +87,17 @@ def test_worker_retries_through_smtp_451_smtp_timeout_and_http_503_until_each_me
     assert rows.count() == 6
     after_round(1, "mail server answered 451", "endpoint answered 503")
 
-    # Round 2: the mail server accepts the connection but never answers DATA within EMAIL_TIMEOUT (1 s).
+    # Round 2: the mail server takes the message but never answers end-of-DATA within EMAIL_TIMEOUT
+    # (1 s): the outcome is unknown, so the page waits the long outcome-unknown wait, not the backoff.
     smtp_server.recorder.delay_seconds = 3
-    sweep_deliveries(now=max(rows.values_list("next_attempt_at", flat=True)))
-    after_round(2, "mail server unreachable", "endpoint answered 503")
+    due_now(rows)
+    after_round(2, "mail server did not answer the end of the message", "endpoint answered 503")
 
     # Round 3: both recover.
     smtp_server.recorder.delay_seconds = 0
     webhook_receiver.status = 204
     accepted_from = len(webhook_receiver.requests)
-    sweep_deliveries(now=max(rows.values_list("next_attempt_at", flat=True)))
+    due_now(rows)
     wait_until(lambda: all(d.state == DeliveryState.SENT for d in rows.all()), timeout=60, message="every message sent")
     settled(lambda: len(smtp_server.messages), quiet_seconds=1, timeout=10, message="the SMTP server")
 
@@ -117,6 +136,8 @@ def test_backoff_doubles_to_the_600_s_cap_then_a_page_fails_for_good_and_a_webho
                     pk=delivery.pk
                 ), "a sweep before the backoff ran out would retry early"
                 assert Delivery.objects.ready(at=delivery.next_attempt_at).filter(pk=delivery.pk)
+                assert deliver(delivery_id=delivery.pk).state == "skipped", "a retry before its time"
+                Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())  # time passes
             outcome = deliver(delivery_id=delivery.pk)
             delivery.refresh_from_db()
             assert delivery.attempts == attempt
@@ -125,6 +146,7 @@ def test_backoff_doubles_to_the_600_s_cap_then_a_page_fails_for_good_and_a_webho
                 assert outcome.retry_in <= BACKOFF_MAX_SECONDS
                 assert_backed_off(delivery)
                 expected = "unreachable" if timeout else ("451" if delivery == page else "503")
+                assert delivery != page or not timeout, "a page whose answer never came is not backed off"
                 assert expected in delivery.last_error, (attempt, delivery.last_error)
 
     assert max(waits) > BACKOFF_MAX_SECONDS // 2, "the cap was never reached"

@@ -1,12 +1,15 @@
 """The broker is not a database: Redis killed and flushed with tasks queued loses the tasks, never the
 messages, because the delivery sweep hands out again what the database still holds as pending."""
 
+import time
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from alerts.models import Alert, Delivery, DeliveryState, SymptomReport
-from alerts.outbox import sweep_deliveries
+from alerts.outbox import PAGE_LEASE, sweep_deliveries
 from interop.auth import create_api_client
 from patients.models import StaffRole
 from tests.builders import bulk_staff
@@ -38,7 +41,9 @@ def test_tasks_lost_with_a_flushed_redis_are_sent_once_by_the_delivery_sweep(
     pending = Delivery.objects.filter(state=DeliveryState.PENDING)
     assert pending.count() == 60, "the lost tasks' rows must still be pending"
 
-    sweep_deliveries(now=max(pending.values_list("next_attempt_at", flat=True)))
+    # Handed out once already (their tasks were lost with Redis): handed out again once the page lease
+    # has passed without a claim.
+    sweep_deliveries(now=timezone.now() + PAGE_LEASE + timedelta(seconds=1))
     wait_until(
         lambda: Delivery.objects.filter(state=DeliveryState.SENT).count() == 60, timeout=60, message="60 pages sent"
     )
@@ -58,7 +63,9 @@ def test_a_worker_running_through_the_outage_reconnects_and_nothing_is_sent_twic
     wait_until(lambda: len(smtp_server.messages) >= 5, timeout=30, message="the first pages")
 
     restart_empty(broker)
-    # The worker reconnects by itself; the sweep re-enqueues what is still pending from the database.
+    # The worker reconnects by itself; the sweep re-enqueues what is still pending from the database once
+    # the page lease has passed without a claim.
+    time.sleep(PAGE_LEASE.total_seconds() + 1)
     sweep_deliveries(now=timezone.now())
     wait_until(
         lambda: Delivery.objects.filter(state=DeliveryState.SENT).count() == 60,

@@ -74,7 +74,7 @@ class Command(BaseCommand):
                 if error is not None:
                     self.stderr.write(f"{now:%Y-%m-%d %H:%M}: {entry.name} failed: {type(error).__name__}: {error}")
             for delivery_id in Delivery.objects.filter(state=DeliveryState.PENDING).values_list("id", flat=True):
-                sent[deliver(delivery_id=delivery_id).state] += 1
+                sent[deliver(delivery_id=delivery_id, now=now).state] += 1
         self.stdout.write(
             f"Advanced {days} days from {start:%Y-%m-%d %H:%M} UTC: "
             + "; ".join(entry.summary() for entry in entries)
