@@ -322,6 +322,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     # OPTIONS describes nothing (405): the schema at /api/schema/ is the description.
     "DEFAULT_METADATA_CLASS": None,
+    # Errors in a list keep the shape clients already parse (`{"levels": [{}, {"level": [...]}]}`), not
+    # DRF 3.18's `{"levels": {"1": ...}}`; the index-keyed form is a versioned API change of its own.
+    "LIST_SERIALIZER_ERRORS_AS_DICT": False,
 }
 # Request bodies larger than this get 413 on the API (and are refused by Django elsewhere).
 DATA_UPLOAD_MAX_MEMORY_SIZE = _int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
