@@ -291,6 +291,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-digests": {"task": "alerts.tasks.sweep_digests_task", "schedule": 60.0},
     "sweep-deliveries": {"task": "alerts.tasks.sweep_deliveries_task", "schedule": 60.0},
     "worker-heartbeat": {"task": "alerts.tasks.record_heartbeat_task", "schedule": 30.0},
+    # Expired sessions, idempotency records after 24 h, expired import previews (patients/retention.py).
+    "sweep-retention": {"task": "patients.tasks.sweep_retention_task", "schedule": 3600.0},
 }
 # A worker whose last heartbeat is older than this is reported as down by /health/.
 HEALTH_WORKER_MAX_AGE_SECONDS = _int("HEALTH_WORKER_MAX_AGE_SECONDS", 120, minimum=30)
@@ -328,6 +330,9 @@ REST_FRAMEWORK = {
 }
 # Request bodies larger than this get 413 on the API (and are refused by Django elsewhere).
 DATA_UPLOAD_MAX_MEMORY_SIZE = _int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
+# An uploaded file larger than this is streamed to a temporary file rather than held in memory; the
+# patient import also stops reading any upload past its own 10 MB limit (patients/admin_import.py).
+FILE_UPLOAD_MAX_MEMORY_SIZE = _int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "kyphofollow API",
     "DESCRIPTION": (

@@ -42,9 +42,11 @@ from .checkpoint import (
     CheckpointState,
 )
 from .api_client import ApiClient, ApiScope, HistoricalApiClient, IdempotencyRecord
+from .import_preview import IMPORT_PREVIEW_LIFETIME, ImportPreview
 # isort: on
 
 __all__ = [
+    "IMPORT_PREVIEW_LIFETIME",
     "OPEN_STATES",
     "TIME_ZONE_CHOICES",
     "VERTEBRAE",
@@ -66,6 +68,7 @@ __all__ = [
     "HistoricalProcedure",
     "HistoricalTreatedLevel",
     "IdempotencyRecord",
+    "ImportPreview",
     "LeakSite",
     "Patient",
     "PatientQuerySet",
