@@ -38,4 +38,5 @@ RUN DJANGO_ENV=production SECRET_KEY=collectstatic-build-only-not-a-secret ALLOW
 USER kyphofollow
 
 EXPOSE 8000
-CMD ["gunicorn", "kyphofollow.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# gunicorn.conf.py (read from /app) keeps the access log off: Django logs route patterns, never paths.
+CMD ["gunicorn", "kyphofollow.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
