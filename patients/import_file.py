@@ -110,7 +110,11 @@ class RowError:
 
 
 class UnreadableFile(Exception):
-    """The file is not a CSV or XLSX table with a header row."""
+    """The file is not a CSV or XLSX table with a header row; `row` is the file row it stopped at."""
+
+    def __init__(self, message: str, *, row: int = 1):
+        super().__init__(message)
+        self.row = row
 
 
 # --- Reading ------------------------------------------------------------------------------------
@@ -157,7 +161,18 @@ def _read_csv(content: bytes) -> list[list[str]]:
         raise UnreadableFile("The CSV file is not UTF-8 text; save it as “CSV UTF-8”.") from exc
     first_line = text.split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count)
-    return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        return list(reader)
+    except csv.Error as exc:  # a cell over csv.field_size_limit() (128 KiB), or a broken quote
+        row = reader.line_num
+        raise UnreadableFile(f"Row {row}: {_csv_problem(exc)}; nothing was imported.", row=row) from exc
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return f"a cell is longer than {csv.field_size_limit() // 1024} KiB"
+    return "the row is not valid CSV"
 
 
 def template_csv() -> str:

@@ -1,14 +1,21 @@
-"""The patients app's Celery task: the checkpoint-state sweep, ticked by its own beat entry. It takes an
-optional `now` (beat passes none; `demo_clock` passes the moment it simulates) and returns the counts."""
+"""The patients app's Celery tasks: the checkpoint-state sweep and the retention sweep, each ticked by its own
+beat entry. Each takes an optional `now` (beat passes none; `demo_clock` passes the moment it simulates)
+and returns the counts."""
 
+from dataclasses import asdict
 from datetime import datetime
 
 from celery import shared_task
 from django.utils import timezone
 
-from . import services
+from . import retention, services
 
 
 @shared_task
 def sweep_checkpoints_task(now: datetime | None = None) -> dict[str, int]:
     return services.sweep_checkpoint_states(now=now or timezone.now())
+
+
+@shared_task
+def sweep_retention_task(now: datetime | None = None) -> dict[str, int]:
+    return asdict(retention.purge_expired(now=now or timezone.now()))

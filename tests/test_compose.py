@@ -382,7 +382,12 @@ def test_dockerfile_runs_as_a_non_root_user_and_bakes_in_no_secret():
     assert users and users[-1] not in {"root", "0", "0:0"}
     for line in re.findall(r"^(?:ENV|ARG)\s.*$", dockerfile, flags=re.MULTILINE):
         assert not re.search(r"SECRET|PASSWORD|DATABASE_URL|EMAIL_URL", line), line
-    assert re.search(r"^RUN pip install \.", dockerfile, flags=re.MULTILINE)
+    # Dependencies from the hashed lock file, then the project without resolving anything.
+    assert re.search(
+        r"^RUN pip install --require-hashes -r requirements/run\.txt && pip install --no-deps \.$",
+        dockerfile,
+        flags=re.MULTILINE,
+    )
 
 
 def test_dockerfile_collects_static_files_in_production_mode():

@@ -15,6 +15,7 @@ PRODUCTION = {
     "DATABASE_URL": "postgres://kf:secret@db.internal:5432/kyphofollow",
     "REDIS_URL": "redis://redis.internal:6379/0",
     "EMAIL_URL": "smtp+tls://mailer:secret@smtp.example.org:587",
+    "SITE_URL": "https://kyphofollow.example.org",
 }
 
 
@@ -56,6 +57,30 @@ def test_production_refuses_to_start_without_a_secret_key():
 
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DJANGO_ENV=production" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DEBUG", "true", "DEBUG must be false when DJANGO_ENV=production"),
+        ("SECRET_KEY", "short-but-random-Qm2vR9pL4wZ8nK1cT6hJ3", "SECRET_KEY must be at least 50 characters"),
+        ("SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef", "not the example key"),
+        ("STAFF_REQUIRE_2FA", "false", "STAFF_REQUIRE_2FA must be true when DJANGO_ENV=production"),
+        ("SITE_URL", "http://kyphofollow.example.org", "SITE_URL must be an https:// address"),
+        ("SITE_URL", "http://localhost.example.org", "SITE_URL must be an https:// address"),
+    ],
+)
+def test_production_refuses_to_start_unsafe_naming_the_variable(variable, value, message):
+    result = run_manage("check", **{**PRODUCTION, variable: value})
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_example_secret_key_is_the_one_production_refuses():
+    example = (ROOT / ".env.example").read_text()
+
+    assert "# SECRET_KEY=dev-only-insecure-key-do-not-use-in-production-0123456789abcdef\n" in example
 
 
 def test_production_settings_pass_check_deploy_without_warnings():

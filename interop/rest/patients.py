@@ -36,7 +36,7 @@ def _default_clinic(request, data) -> Clinic:
 class PatientViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = PatientSerializer
     filterset_class = PatientFilter
-    ordering_fields = ["id", "updated_at", "family_name"]
+    ordering_fields = ["id", "updated_at"]
     search_fields = ["=mrn"]
 
     def get_queryset(self):

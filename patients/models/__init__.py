@@ -43,10 +43,12 @@ from .checkpoint import (
 )
 from .api_client import ApiClient, ApiScope, HistoricalApiClient, IdempotencyRecord
 from .result import FhirResult
+from .import_preview import IMPORT_PREVIEW_LIFETIME, ImportPreview
 # isort: on
 
 __all__ = [
     "FhirResult",
+    "IMPORT_PREVIEW_LIFETIME",
     "OPEN_STATES",
     "TIME_ZONE_CHOICES",
     "VERTEBRAE",
@@ -68,6 +70,7 @@ __all__ = [
     "HistoricalProcedure",
     "HistoricalTreatedLevel",
     "IdempotencyRecord",
+    "ImportPreview",
     "LeakSite",
     "Patient",
     "PatientQuerySet",

@@ -49,6 +49,8 @@ class IdempotencyRecord(models.Model):
     principal = models.CharField(max_length=60, help_text=_("client:<id> or user:<id>"))
     key = models.CharField(max_length=255)
     method = models.CharField(max_length=10)
+    # The route pattern (`/api/v1/patients/`), never the path: a path may carry an MRN. A key is one
+    # request only for this principal, method and route; the same key elsewhere is a new request.
     path = models.CharField(max_length=300)
     request_hash = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField(null=True)
@@ -56,7 +58,12 @@ class IdempotencyRecord(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["principal", "key"], name="one_response_per_idempotency_key")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["principal", "method", "path", "key"], name="one_response_per_idempotency_key_and_route"
+            )
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} [{self.key}]"
