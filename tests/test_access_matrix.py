@@ -31,7 +31,7 @@ DENIED = {302, 400, 403, 404, 405}
 NO_CLINIC_DATA = {
     "admin:login", "admin:logout", "admin:password_change", "admin:password_change_done", "admin:jsi18n",
     "admin:otp-setup", "admin:view_on_site", "admin:app_list", "admin:tables", "admin:autocomplete",
-    "api-schema", "api-docs", "api-redoc", "health", "checkin-start", "checkin-form", "checkin-done",
+    "api-schema", "api-docs", "api-redoc", "health", "checkin-start", "checkin-form", "checkin-done", "checkin-more",
     "api-root", "fhir-metadata", "fhir-root", "fhir-unknown", "fhir-questionnaire", "patients-import-template",
 }  # fmt: skip
 

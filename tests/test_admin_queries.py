@@ -49,7 +49,7 @@ CHANGELIST_QUERIES = {
     "admin:patients_patient_changelist": 9,
     "admin:patients_procedure_changelist": 11,
 }
-PAGE_QUERIES = {"worklist": 16, "patient overview": 17, "KPI page": 12, "KPI CSV": 10}
+PAGE_QUERIES = {"worklist": 15, "patient overview": 17, "KPI page": 12, "KPI CSV": 10}
 
 
 def changelists() -> list[str]:
