@@ -1,12 +1,10 @@
-import functools
-
 from django.contrib import admin, messages
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from . import access, services
-from .admin_scoping import ClinicScopedAdmin, ParentScopedInline, ScopedClinicFilter
+from .admin_scoping import ClinicScopedAdmin, ParentScopedInline, ScopedClinicFilter, WritableRowActions
 from .forms import CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
 from .models import (
     ApiClient,
@@ -311,7 +309,7 @@ class CheckpointAdmin(ServiceActionsAdmin):
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(WritableRowActions, admin.ModelAdmin):
     """EHR integrations, managed per clinic: a clinic admin sees and changes only clients whose
     clinics are all theirs, and adds only clinics they manage. Tokens are created with
     `manage.py create_api_client` and shown once; here they can only be revoked. Every change of
@@ -359,19 +357,8 @@ class ApiClientAdmin(admin.ModelAdmin):
             form.instance._change_reason = f"clinics {before} -> {after}"
             form.instance.save()
 
-    def get_action(self, action):
-        found = super().get_action(action)
-        if found is None:
-            return None
-        func, name, description = found
-
-        @functools.wraps(func)
-        def on_managed_clients(modeladmin, request, queryset):
-            return func(
-                modeladmin, request, queryset.filter(pk__in=access.manageable_api_clients(request.user).values("pk"))
-            )
-
-        return on_managed_clients, name, description
+    def writable(self, request, queryset):
+        return queryset.filter(pk__in=access.manageable_api_clients(request.user).values("pk"))
 
     @admin.action(description="Revoke the selected clients' tokens")
     def revoke(self, request, queryset):

@@ -17,7 +17,24 @@ class ScopedClinicFilter(admin.RelatedFieldListFilter):
         return [(clinic.pk, str(clinic)) for clinic in clinics.order_by("name")]
 
 
-class ClinicScopedAdmin(admin.ModelAdmin):
+class WritableRowActions:
+    """A ModelAdmin mixin: every bulk action runs on the selected rows the admin's `writable(request,
+    queryset)` keeps (the rows the user may change), never on the others."""
+
+    def get_action(self, action):
+        found = super().get_action(action)
+        if found is None:
+            return None
+        func, name, description = found
+
+        @functools.wraps(func)
+        def on_writable_rows(modeladmin, request, queryset):
+            return func(modeladmin, request, modeladmin.writable(request, queryset))
+
+        return on_writable_rows, name, description
+
+
+class ClinicScopedAdmin(WritableRowActions, admin.ModelAdmin):
     """Every row is decided by `patients.access` for the row's clinic (`clinic_path` leads there):
     `view_action` to list or open it, `change_action` to add, change, delete it or run an action on
     it. Django's global permissions on top only decide which menus show."""
@@ -52,19 +69,6 @@ class ClinicScopedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return super().has_delete_permission(request, obj) and self._may(request, self.change_action, obj)
-
-    def get_action(self, action):
-        """Every bulk action runs on the selected rows the user may change, never on the others."""
-        found = super().get_action(action)
-        if found is None:
-            return None
-        func, name, description = found
-
-        @functools.wraps(func)
-        def on_writable_rows(modeladmin, request, queryset):
-            return func(modeladmin, request, modeladmin.writable(request, queryset))
-
-        return on_writable_rows, name, description
 
     def get_list_filter(self, request):
         return [
