@@ -21,7 +21,7 @@ from alerts.escalation import sweep_escalations
 from alerts.models import Alert
 from alerts.reminders import sweep_reminders
 from patients.models import Checkpoint, Patient
-from tests.builders import make_api_token
+from tests.builders import form_answers, make_api_token
 from tests.processes import ROOT, WorkerProcess, django_env, free_port, wait_until
 from tests.test_phi_hygiene import BORN, FAMILY, GIVEN, MRN, SENTINELS
 
@@ -71,19 +71,16 @@ def form_post(session: requests.Session, url: str, data: dict) -> requests.Respo
     return session.post(page.url, data={**data, "csrfmiddlewaretoken": token}, timeout=30)
 
 
-RED_FLAG_ANSWERS = {f"RF-{n:02d}": "no" for n in range(2, 11)} | {
-    "RF-01": "yes",
-    "pain_now": "6",
-    "pain_average_24h": "5",
-    "painkillers": "none",
-    "fell_since_last": "no",
-    "missed_medication_doses": "na",
-    "medication_side_effects": "na",
-    "wearing_brace": "na",
-    "doing_physio": "no",
-    "SO-2": "no",
-    "SO-4": "no",
-}
+RED_FLAG_ANSWERS = form_answers(
+    **{
+        "RF-01": "yes",
+        "pain_now": "6",
+        "pain_average_24h": "5",
+        "painkillers": "none",
+        "doing_physio": "no",
+        "SO-2": "no",
+    }
+)
 
 
 @pytest.mark.worker

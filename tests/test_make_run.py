@@ -30,6 +30,7 @@ from django.urls import reverse
 
 from patients.models import StaffRole
 from patients.roles import ROLE_PERMISSIONS
+from tests.builders import form_answers
 from tests.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,19 +234,16 @@ def answer_emergency_checkin(base: str, env: dict) -> None:
     link = urllib.parse.urlsplit(manage(env, "demo_checkin_link").strip()).path
     status, form_page = patient.open(link)
     assert status == 200 and "How are you doing?" in form_page
-    answers = {f"RF-{n:02d}": "no" for n in range(2, 11)} | {
-        "RF-01": "yes",
-        "pain_now": "6",
-        "pain_average_24h": "5",
-        "painkillers": "none",
-        "fell_since_last": "no",
-        "missed_medication_doses": "na",
-        "medication_side_effects": "na",
-        "wearing_brace": "na",
-        "doing_physio": "no",
-        "SO-2": "yes",
-        "SO-4": "no",
-    }
+    answers = form_answers(
+        **{
+            "RF-01": "yes",
+            "pain_now": "6",
+            "pain_average_24h": "5",
+            "painkillers": "none",
+            "doing_physio": "no",
+            "SO-2": "yes",
+        }
+    )
     status, done_page = patient.open("/checkin/", answers)
     assert status == 200
     assert "Call emergency services now" in done_page

@@ -22,6 +22,7 @@ from alerts.outbox import deliver
 from alerts.reminders import sweep_reminders
 from interop.auth import create_api_client
 from patients.models import Checkpoint
+from tests.builders import form_answers
 
 GIVEN, FAMILY, MRN, BORN = "Zyxwvsentinel", "Qqqsentinelfam", "MRNSENT0001", "1944-02-29"
 SENTINELS = [GIVEN, FAMILY, MRN, BORN, "29/02/1944", "02/29/1944", "29 February 1944"]
@@ -118,19 +119,16 @@ def test_no_name_mrn_or_birth_date_leaves_in_subjects_urls_logs_task_messages_or
 
         link = next(u for m in mail.outbox for u in URL.findall(m.body) if "/c/" in u)
         responses.append(client.get(link.replace(settings.SITE_URL, "")))
-        answers = {f"RF-{n:02d}": "no" for n in range(2, 11)} | {
-            "RF-01": "yes",
-            "pain_now": "6",
-            "pain_average_24h": "5",
-            "painkillers": "none",
-            "fell_since_last": "no",
-            "missed_medication_doses": "na",
-            "medication_side_effects": "na",
-            "wearing_brace": "na",
-            "doing_physio": "no",
-            "SO-2": "no",
-            "SO-4": "no",
-        }
+        answers = form_answers(
+            **{
+                "RF-01": "yes",
+                "pain_now": "6",
+                "pain_average_24h": "5",
+                "painkillers": "none",
+                "doing_physio": "no",
+                "SO-2": "no",
+            }
+        )
         responses.append(client.post("/checkin/", answers))
         responses.append(client.get("/checkin/done/"))
         sweep_escalations(now=timezone.now() + timedelta(minutes=15))
