@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 RECOVERY_LIMIT_SECONDS = 60
 
 
+@pytest.mark.hazard("HAZ-38")
 def test_a_page_killed_in_flight_with_its_worker_arrives_within_60_s_and_once_more_at_most(
     clinician, make_patient, make_procedure, fault_worker, fault_beat, holding_smtp, broker
 ):

@@ -90,6 +90,7 @@ def report_everywhere(procedures, link: str, patient: Client, staff: Client, api
     return responses, done
 
 
+@pytest.mark.hazard("HAZ-39")
 def test_red_flags_by_form_phone_rest_and_fhir_are_saved_and_paged_with_redis_down(
     clinic,
     clinician,

@@ -33,6 +33,7 @@ def raise_pages(make_patient, make_procedure, clinician, count: int) -> list[int
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.hazard("HAZ-40")
 def test_a_server_answering_after_the_timeout_gets_one_identical_extra_copy_at_most(
     clinician, make_patient, make_procedure, fault_worker, fault_beat, holding_smtp, broker
 ):
@@ -77,6 +78,7 @@ def _stamp(pk: int) -> int:
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.hazard("HAZ-40")
 def test_a_two_minute_outage_fails_nothing_and_spaces_every_attempt_as_the_backoff_says(
     clinician, make_patient, make_procedure, fault_worker, fault_beat, holding_smtp, broker
 ):
@@ -121,6 +123,7 @@ def test_a_two_minute_outage_fails_nothing_and_spaces_every_attempt_as_the_backo
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.hazard("HAZ-40")
 def test_deliver_called_again_and_again_for_a_row_backing_off_does_nothing_until_its_next_attempt(
     clinician, make_patient, make_procedure, smtp_settings, monkeypatch
 ):
