@@ -28,6 +28,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from patients import access
 from patients.models import StaffRole
 from patients.roles import ROLE_PERMISSIONS
 from tests.builders import form_answers
@@ -181,14 +182,22 @@ class Browser:
             ]
 
 
-def as_visitor(*, permissions=(), superuser: bool = False):
-    """A request whose user has these permissions, to ask the admin what it lets them open."""
+def as_visitor(*, role: str | None = None, superuser: bool = False):
+    """A request whose user has `role` in one clinic (its Django permissions and its per-clinic actions,
+    as `patients.access` would read them from the membership), to ask the admin what it lets them open."""
+    permissions = ROLE_PERMISSIONS[role] if role else ()
+    actions = set(access.Action) if superuser else access.ROLE_ACTIONS[role]
     user = types.SimpleNamespace(
         is_active=True,
+        is_authenticated=True,
         is_staff=True,
         is_superuser=superuser,
         has_perm=lambda perm, obj=None: superuser or perm in permissions,
         has_module_perms=lambda app: superuser or any(perm.startswith(f"{app}.") for perm in permissions),
+    )
+    # The demo has one clinic: the grants `patients.access` would compute for this user there.
+    setattr(
+        user, access.CACHE_ATTRIBUTE, {action: frozenset({1} if action in actions else ()) for action in access.Action}
     )
     return types.SimpleNamespace(user=user)
 
@@ -258,7 +267,7 @@ def check_coordinator_pages(base: str, rows: dict[str, int | None]) -> None:
     assert status == 200 and 'id="kpi-report"' in kpis and 'id="kpi-ack"' in kpis and "Demo Spine Clinic" in kpis
     status, kpi_csv = coordinator.open("/admin/kpis/?format=csv")
     assert status == 200 and "demo-spine" in kpi_csv
-    role = as_visitor(permissions=ROLE_PERMISSIONS[StaffRole.COORDINATOR])
+    role = as_visitor(role=StaffRole.COORDINATOR)
     pages = staff_pages(rows) + registry_pages(role, rows)
     assert sum(expected == 200 for _, expected in pages) >= 25, "the coordinator should see most pages"
     assert coordinator.unexpected(pages) == []

@@ -514,7 +514,6 @@ def walk(client, url: str, params: dict) -> tuple[list[int], int]:
 
 PAGINGS = [
     ("patients", None),
-    ("patients", "family_name"),  # every patient is called "Family": one long tie
     ("patients", "-updated_at"),
     ("procedures", "-performed_on"),
     ("checkpoints", "due_at"),  # five schedules from the same day: ties across procedures
