@@ -1,8 +1,6 @@
 """Everything that reaches a person or a system: check-ins and their reports, red-flag alerts and
 their escalation, webhooks, the outbox of deliveries, and the worker heartbeat."""
 
-import base64
-import binascii
 import hashlib
 import secrets
 
@@ -17,6 +15,8 @@ from django.utils.translation import gettext_lazy as _
 from patients.audit import SOURCES, current_client_id, current_source
 from patients.models import ApiClient, Checkpoint, Clinic, Patient, Procedure, audit_trail
 from patients.protocol import NOTIFY_TARGETS
+
+from .webhook_secrets import webhook_secret_problem
 
 
 def new_token() -> tuple[str, str]:
@@ -369,19 +369,6 @@ class WebhookEndpoint(models.Model):
         problem = webhook_secret_problem(self.secret or "")
         if problem:
             raise ValidationError({"secret": problem})
-
-
-def webhook_secret_problem(secret: str) -> str | None:
-    """Why `secret` cannot sign Standard Webhooks payloads (`whsec_` + base64 of 24 to 64 bytes), or None."""
-    if not secret.startswith("whsec_"):
-        return _("The secret must start with whsec_.")
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except binascii.Error:
-        return _("After whsec_ the secret must be base64.")
-    if not 24 <= len(key) <= 64:
-        return _("The secret must encode 24 to 64 bytes.")
-    return None
 
 
 # --- Outbox -------------------------------------------------------------------------------------

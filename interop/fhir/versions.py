@@ -55,16 +55,11 @@ def historical(row, version: str):
 
 
 class VersionedInstanceView(FHIRView):
-    """read and vread (`GET <type>/<id>/_history/<version>`) of one resource type: `row(pk)` finds the
-    caller's row (404 otherwise), `render(row)` builds the resource."""
+    """read and vread (`GET <type>/<id>/_history/<version>`) of one resource type. Each subclass defines
+    `row(pk)`, which finds the caller's row (404 otherwise), and `render(row) -> dict`, which builds the
+    resource."""
 
     resource_type = ""
-
-    def row(self, pk: str):
-        raise NotImplementedError
-
-    def render(self, row) -> dict:
-        raise NotImplementedError
 
     def get(self, request, pk, vid=None):
         row = self.row(pk)
