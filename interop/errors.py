@@ -5,6 +5,8 @@ from django.db import DataError, InterfaceError, OperationalError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+DATABASE_UNAVAILABLE = "The service is temporarily unavailable (database unreachable). Nothing was saved; retry later."
+
 
 def api_exception_handler(exc, context):
     """DRF's handler, plus: a model or service ValidationError is a 400 with field messages, and an
@@ -18,10 +20,7 @@ def api_exception_handler(exc, context):
         return Response(detail, status=400)
     if isinstance(exc, OperationalError | InterfaceError):
         return Response(
-            {
-                "detail": "The service is temporarily unavailable (database unreachable). "
-                "Nothing was saved; retry later."
-            },
+            {"detail": DATABASE_UNAVAILABLE},
             status=503,
             headers={"Retry-After": "30"},
         )

@@ -139,6 +139,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "kyphofollow.unavailable.DatabaseUnavailableMiddleware",
     "kyphofollow.middleware.AccessLogMiddleware",
     "kyphofollow.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -6,6 +6,8 @@ from alerts import views as alert_views
 
 from .health import health
 
+handler500 = "kyphofollow.unavailable.server_error"
+
 urlpatterns = [
     path("", include("interop.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

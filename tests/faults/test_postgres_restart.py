@@ -6,6 +6,7 @@ This restarts the SHARED cluster (every database on it), so it is marked `restar
 faults conftest moves it to the very end of the session; the outage is kept to a few seconds.
 """
 
+import re
 import shutil
 import subprocess
 import threading
@@ -13,16 +14,22 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from html import unescape
 from pathlib import Path
 
 import pytest
 import requests
+import time_machine
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent, SymptomReport
+from alerts.rules import get_rules
 from interop.auth import create_api_client
 from patients.models import Procedure
+from tests.builders import CHECKIN_DUE, PERFORMED_ON, form_answers, plan_checkin, send_invitation
 
 pytestmark = [pytest.mark.restarts_postgres, pytest.mark.django_db(transaction=True)]
 
@@ -30,6 +37,8 @@ OUTAGE_SECONDS = 4
 WRITERS = 2
 PAUSE = 0.1  # between a writer's requests
 LEVELS = [{"level": "T12"}, {"level": "L1"}]
+PHONE_ENTRY = reverse("admin:alerts_symptomreport_phone")
+WORKLIST = reverse("admin:index")
 
 
 def pg_ctl(action: str) -> None:
@@ -185,3 +194,53 @@ def test_api_answers_503_while_postgres_restarts_then_recovers_with_nothing_half
         f"{len(procedures)} procedures and {len(reports)} reports stored; "
         f"first 201 {recovered[0].started - starting_at:.2f} s after the restart began"
     )
+
+
+@pytest.mark.hazard("HAZ-60")
+def test_pages_answer_503_in_words_while_postgres_is_down_and_an_unsent_red_flag_tells_the_patient_what_to_do(
+    clinic, coordinator, clinician, make_patient, make_procedure
+):
+    """The check-in form, the phone entry and the staff worklist during a real outage: a 503 page (not a
+    500), nothing saved, and a patient whose unsent answers hold an emergency red flag is told to call
+    emergency services on that page. When the database is back the same answers are saved and paged."""
+    procedure = make_procedure(patient=make_patient(responsible_clinician=clinician), performed_on=PERFORMED_ON)
+    with time_machine.travel(CHECKIN_DUE, tick=True):
+        invitation = send_invitation(checkin=plan_checkin(procedure=procedure))
+        patient = Client(raise_request_exception=False)
+        assert patient.get(invitation.path).status_code == 302
+        assert patient.get("/checkin/").status_code == 200
+        staff = Client(raise_request_exception=False)
+        staff.force_login(coordinator)
+        answers = form_answers(**{"RF-01": "yes"})
+        try:
+            pg_ctl("stop")
+            unsent = patient.post("/checkin/", answers)
+            unsent_urgent = patient.post("/checkin/", {"RF-06": "yes"})
+            phone = staff.post(PHONE_ENTRY, {"procedure": str(procedure.pk), "RF-01": "yes"})
+            worklist = staff.get(WORKLIST)
+        finally:
+            pg_ctl("start")
+        connection.close()
+
+        assert [r.status_code for r in (unsent, unsent_urgent, phone, worklist)] == [503] * 4
+        assert all(r["Retry-After"] and r["Cache-Control"] == "no-store" for r in (unsent, phone, worklist))
+        page = visible_text(unsent)
+        assert get_rules("2026.1").wording["emergency"] in page
+        assert "your clinician has not been told" in page
+        assert "Your clinician has not been told" in visible_text(unsent_urgent)
+        assert "Nothing from this request was saved" in visible_text(phone)
+        assert not SymptomReport.objects.exists()
+
+        for _ in range(50):  # the first requests after a restart may still meet the old connection
+            saved = patient.post("/checkin/", answers)
+            if saved.status_code != 503:
+                break
+            time.sleep(0.2)
+        assert saved.status_code == 302, saved.status_code
+    report = SymptomReport.objects.get(procedure=procedure)
+    assert report.red_flags == ["RF-01"]
+    assert Alert.objects.get(patient=procedure.patient, code="RF-01").tier == "emergency"
+
+
+def visible_text(response) -> str:
+    return unescape(re.sub(r"<[^>]+>", " ", response.content.decode()))
