@@ -6,8 +6,14 @@ counts too) this writes `artifacts/hazards.md` (hazard → tests → pass/fail) 
 hazard of docs/safety/hazard-log.md has no test that ran and passed. Hazards under the log's heading
 "Open hazards (controls not yet built)" are listed in the table but not required. A partial run
 neither writes the table nor fails on it. A marker naming an id the log does not have is an error.
+
+`make test` runs the suite in two invocations (on two pytest-xdist workers, then the PostgreSQL
+restart alone): the first, with HAZARD_TABLE=collect, keeps its evidence in `artifacts/.hazard-runs.json`;
+the second, with HAZARD_TABLE=1, adds its own and judges the whole. Under xdist the hazard ids travel
+from the workers in each report's `user_properties`.
 """
 
+import json
 import os
 import re
 from pathlib import Path
@@ -16,6 +22,7 @@ import pytest
 
 LOG = Path(__file__).resolve().parent.parent / "docs" / "safety" / "hazard-log.md"
 TABLE = Path(__file__).resolve().parent.parent / "artifacts" / "hazards.md"
+EVIDENCE = TABLE.parent / ".hazard-runs.json"
 OPEN_HEADING = "## Open hazards (controls not yet built)"
 HAZARD_HEADING = re.compile(r"^### (HAZ-\d{2,3})\b[\s—:-]*(.*)$", re.M)
 
@@ -37,7 +44,7 @@ class HazardTable:
         self.outcomes: dict[str, str] = {}  # node id → passed / failed / skipped
 
     def whole_run(self) -> bool:
-        if os.environ.get("HAZARD_TABLE") == "1":
+        if os.environ.get("HAZARD_TABLE") in {"1", "collect"}:
             return True
         options = self.config.option
         return not self.config.invocation_params.args and not options.keyword and not options.markexpr
@@ -50,10 +57,13 @@ class HazardTable:
                 for hazard in marker.args:
                     if hazard not in known:
                         raise pytest.UsageError(f"{item.nodeid}: hazard {hazard!r} is not in {LOG.name}")
-                    self.tests.setdefault(hazard, []).append(item.nodeid)
+                    item.user_properties.append(("hazard", hazard))
 
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report):
+        for name, hazard in report.user_properties:
+            if name == "hazard" and report.nodeid not in self.tests.setdefault(hazard, []):
+                self.tests[hazard].append(report.nodeid)
         if report.failed:
             self.outcomes[report.nodeid] = "failed"
         elif report.when == "call" and report.passed:
@@ -79,11 +89,26 @@ class HazardTable:
         lines += [f"- {hazard} {title}: tests {len(self.tests.get(hazard, []))}" for hazard, title in self.open.items()]
         return "\n".join(lines) + "\n"
 
+    def merge_earlier_runs(self) -> None:
+        """Add the evidence an earlier invocation of the same `make test` kept (HAZARD_TABLE=collect)."""
+        if not EVIDENCE.exists():
+            return
+        earlier = json.loads(EVIDENCE.read_text(encoding="utf-8"))
+        for hazard, tests in earlier["tests"].items():
+            self.tests.setdefault(hazard, []).extend(t for t in tests if t not in self.tests[hazard])
+        for test, outcome in earlier["outcomes"].items():
+            self.outcomes.setdefault(test, outcome)
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session, exitstatus):
-        if not self.whole_run():
+        if not self.whole_run() or hasattr(self.config, "workerinput"):  # an xdist worker: the controller judges
             return
         TABLE.parent.mkdir(exist_ok=True)
+        if os.environ.get("HAZARD_TABLE") == "collect":
+            EVIDENCE.write_text(json.dumps({"tests": self.tests, "outcomes": self.outcomes}), encoding="utf-8")
+            return
+        self.merge_earlier_runs()
+        EVIDENCE.unlink(missing_ok=True)
         TABLE.write_text(self.markdown(), encoding="utf-8")
         missing = self.unproven()
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -13,12 +13,6 @@ from tests.faults.helpers import BeatProcess, HoldingRecorder, RedisServer, cele
 from tests.processes import WorkerProcess, free_port, wait_until
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "restarts_postgres: stops and starts the shared PostgreSQL cluster; runs last in the session"
-    )
-
-
 def pytest_collection_modifyitems(session, config, items):
     """Run the PostgreSQL restart last, so that nothing else in this run sees the outage."""
     last = [item for item in items if item.get_closest_marker("restarts_postgres")]
