@@ -54,7 +54,8 @@ NO_CLINIC_DATA = {
     "admin:login", "admin:logout", "admin:password_change", "admin:password_change_done", "admin:jsi18n",
     "admin:otp-setup", "admin:otp-enrol", "admin:view_on_site", "admin:app_list", "admin:tables", "admin:autocomplete",
     "api-schema", "api-docs", "api-redoc", "health", "checkin-start", "checkin-form", "checkin-done", "checkin-more",
-    "api-root", "fhir-metadata", "fhir-root", "fhir-unknown", "fhir-questionnaire", "fhir-questionnaire-type", "patients-import-template",
+    "api-root", "fhir-metadata", "fhir-root", "fhir-unknown", "fhir-questionnaire", "fhir-questionnaire-type",
+    "patients-import-template",
 }  # fmt: skip
 
 
