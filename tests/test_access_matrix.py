@@ -130,6 +130,8 @@ def b_rows(model_admin, world) -> list:
     model = model_admin.model
     if model is ApiClient:
         return list(ApiClient.objects.filter(clinics=world["clinic_b"]))
+    if model is ApiClient.history.model:
+        return list(model.objects.filter(id__in=ApiClient.objects.filter(clinics=world["clinic_b"]).values("pk")))
     path = getattr(model_admin, "clinic_path", None)
     if path is None:
         return []

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('alerts', '0003_delivery_guarantees'),
-        ('patients', '0005_access_enrolment_link'),
+        ('patients', '0005_access_enrolment_link_and_roles'),
     ]
 
     operations = [

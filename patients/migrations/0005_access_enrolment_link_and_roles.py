@@ -5,11 +5,19 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def refresh_role_groups(apps, schema_editor):
+    """Clinic admins may now read their API clients' history (patients.view_historicalapiclient)."""
+    from patients.roles import ensure_role_groups
+
+    ensure_role_groups(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
         ('patients', '0004_import_preview_and_idempotency_scope'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
@@ -24,4 +32,5 @@ class Migration(migrations.Migration):
                 ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
         ),
+        migrations.RunPython(refresh_role_groups, migrations.RunPython.noop),
     ]
