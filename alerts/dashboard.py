@@ -5,6 +5,7 @@ carries the form of the action that clears it, which calls the same service as t
 """
 
 import math
+from operator import attrgetter
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -64,6 +65,18 @@ CLINIC_PATH = {
 }
 
 
+# worklist section → (the ACTIONS kind whose right its buttons need, the row's clinic)
+SECTION_ACTIONS = {
+    "alerts": ("alert", attrgetter("clinic_id")),
+    "acknowledged": ("alert", attrgetter("clinic_id")),  # its button resolves the alert
+    "checkpoints": ("checkpoint", attrgetter("procedure.patient.clinic_id")),
+    "checkins": ("checkin", attrgetter("patient.clinic_id")),
+    "reviews": ("review", attrgetter("clinic_id")),
+    "incomplete": ("checkpoint", attrgetter("procedure.patient.clinic_id")),  # edit the patient's records
+    "failures": ("delivery", attrgetter("clinic_id")),
+}
+
+
 def clinic_ids(user, action: access.Action = access.Action.VIEW) -> list[int]:
     return list(access.clinics_for(user, action))
 
@@ -115,7 +128,8 @@ def worklist(request, *, site):
     checkpoints, check-ins needing a call, clinician reviews, incomplete risk profiles, failed
     deliveries."""
     sections = {name: list(rows) for name, rows in _sections(clinic_ids(request.user)).items()}
-    for checkpoint in sections["checkpoints"]:
+    _mark_actionable(sections, request.user)
+    for checkpoint in (cp for cp in sections["checkpoints"] if cp.can_act):
         # Forms of their own per row, so that every field has a label bound to a unique id.
         checkpoint.complete_form = _complete_form(checkpoint)
         checkpoint.reschedule_form = RescheduleCheckpointForm(
@@ -132,6 +146,16 @@ def worklist(request, *, site):
         },
     }
     return TemplateResponse(request, "admin/dashboard/worklist.html", context)
+
+
+def _mark_actionable(sections: dict, user) -> None:
+    """Set `can_act` on every row: may `user` press its buttons, by their role in the row's clinic?
+    A row shown through a read-only role (an auditor's clinic) gets none. The clinics are asked once
+    per kind of action, not per row."""
+    allowed = {kind: access.clinics_for(user, needed) for kind, (_, needed, _) in ACTIONS.items()}
+    for section, (kind, clinic_of) in SECTION_ACTIONS.items():
+        for row in sections[section]:
+            row.can_act = clinic_of(row) in allowed[kind]
 
 
 @require_POST

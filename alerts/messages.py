@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from patients.models import Audience
+from patients.models import Audience, EnrolmentLink
 from patients.protocol import get_protocol
 
 from .channels import EmailMessage, WebhookMessage
@@ -19,6 +19,7 @@ from .rules import get_rules
 
 REMINDER_SUBJECT = "A message from your care team"
 DIGEST_SUBJECT = "kyphofollow: daily follow-up digest"
+ENROLMENT_SUBJECT = "kyphofollow: set up two-factor sign-in"
 ALERT_SUBJECTS = {
     "emergency": "EMERGENCY: a patient needs review now",
     "urgent": "URGENT: a patient needs review today",
@@ -33,6 +34,7 @@ def build(delivery: Delivery) -> EmailMessage | WebhookMessage:
         DeliveryKind.DIGEST: _digest,
         DeliveryKind.ALERT: _alert,
         DeliveryKind.WEBHOOK: _webhook,
+        DeliveryKind.ENROLMENT: _enrolment,
     }
     return builders[delivery.kind](delivery)
 
@@ -94,6 +96,25 @@ def _alert(delivery: Delivery) -> EmailMessage:
         text=render_to_string("alerts/email/alert.txt", context),
         html="",
         headers=_headers(delivery, **{"X-Priority": "1" if alert.tier == "emergency" else "3"}),
+    )
+
+
+def enrolment_link_lifetime() -> timedelta:
+    return timedelta(minutes=settings.STAFF_ENROLMENT_LINK_MINUTES)
+
+
+def _enrolment(delivery: Delivery) -> EmailMessage:
+    """A staff member's authenticator enrolment link, made now so that only its digest is stored."""
+    raw, digest = new_token()
+    expires_at = timezone.now() + enrolment_link_lifetime()
+    EnrolmentLink.objects.create(user_id=delivery.recipient_user_id, token_hash=digest, expires_at=expires_at)
+    context = {"link": settings.SITE_URL + reverse("admin:otp-enrol", args=[raw]), "expires_at": expires_at}
+    return EmailMessage(
+        to=delivery.recipient,
+        subject=ENROLMENT_SUBJECT,
+        text=render_to_string("alerts/email/enrolment.txt", context),
+        html="",
+        headers=_headers(delivery),
     )
 
 

@@ -380,6 +380,7 @@ class DeliveryKind(models.TextChoices):
     DIGEST = "digest", _("Coordinator digest")
     ALERT = "alert", _("Alert page")
     WEBHOOK = "webhook", _("Webhook event")
+    ENROLMENT = "enrolment", _("Two-factor enrolment link")
 
 
 class Channel(models.TextChoices):
@@ -417,7 +418,8 @@ class Delivery(models.Model):
     channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.EMAIL)
     cause = models.CharField(max_length=120, help_text=_("What made this message, e.g. reminder:<checkpoint>:<n>."))
     recipient = models.CharField(max_length=254)
-    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
+    # Empty only for a staff member's own sign-in mail when they belong to no clinic.
+    clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     checkin = models.ForeignKey(CheckIn, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")

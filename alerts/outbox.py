@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_otp import user_has_device
 
 from patients.models import Clinic, PatientStatus
 from patients.rows import claimed_batches, transition
@@ -79,6 +80,7 @@ RELATED = {
     DeliveryKind.REMINDER: ("clinic", "checkpoint__procedure__patient"),
     DeliveryKind.CHECKIN: ("clinic", "checkin__patient", "checkin__procedure"),
     DeliveryKind.DIGEST: ("clinic",),
+    DeliveryKind.ENROLMENT: ("recipient_user",),
 }
 
 
@@ -148,6 +150,10 @@ def _still_wanted(delivery: Delivery) -> bool:
             and patient.status == PatientStatus.ACTIVE
             and patient.email_consent
         )
+    if delivery.kind == DeliveryKind.ENROLMENT:
+        # Not sent to an account deactivated or enrolled meanwhile.
+        user = delivery.recipient_user
+        return user is not None and user.is_active and not user_has_device(user, confirmed=True)
     return True
 
 

@@ -164,10 +164,21 @@ STAFF_REQUIRE_2FA = _bool("STAFF_REQUIRE_2FA", default=PRODUCTION)
 if PRODUCTION and not STAFF_REQUIRE_2FA:
     raise ImproperlyConfigured("STAFF_REQUIRE_2FA must be true when DJANGO_ENV=production")
 OTP_TOTP_ISSUER = "kyphofollow"
+# A staff member enrols an authenticator only through a single-use link e-mailed to them (a second
+# proof besides the password), valid this long after it is sent. [DESIGN]
+STAFF_ENROLMENT_LINK_MINUTES = _int("STAFF_ENROLMENT_LINK_MINUTES", 30, minimum=5)
 # Lockout after repeated failed logins (django-axes), per user name and address. [DESIGN]
 AXES_FAILURE_LIMIT = _int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=_int("AXES_COOLOFF_MINUTES", 30, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# How many reverse proxies stand in front of gunicorn, each appending the address it was reached from
+# to X-Forwarded-For: the client is the entry that many places from the right (entries further left
+# are the client's own claims and are ignored). 0: gunicorn is reached directly (the compose stack),
+# and the header is ignored altogether. A wrong count lets an attacker pick the address a lockout
+# is keyed on, so it is set for the deployment, never guessed from the request.
+TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "kyphofollow.client_ip.client_ip"
+AXES_VERBOSE = False
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 SIMPLE_HISTORY_REVERT_DISABLED = True

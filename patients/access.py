@@ -124,11 +124,17 @@ def clinic_id_of(obj, clinic_path: str) -> int | None:
 
 def manageable_api_clients(actor) -> QuerySet:
     """API clients every one of whose clinics `actor` manages (a client with no clinic: operators only)."""
+    return api_clients_within(actor, Action.MANAGE_CLINIC)
+
+
+def api_clients_within(actor, *actions: Action) -> QuerySet:
+    """API clients every one of whose clinics allows `actor` one of `actions` (a client with no
+    clinic: operators only)."""
     clients = ApiClient.objects.all()
     if getattr(actor, "is_superuser", False) and getattr(actor, "is_active", False):
         return clients
-    managed = clinics_for(actor, Action.MANAGE_CLINIC)
-    return clients.filter(clinics__in=managed).exclude(clinics__in=Clinic.objects.exclude(id__in=managed)).distinct()
+    allowed = frozenset().union(*(clinics_for(actor, action) for action in actions))
+    return clients.filter(clinics__in=allowed).exclude(clinics__in=Clinic.objects.exclude(id__in=allowed)).distinct()
 
 
 def staff_in(clinic_ids, *, role: str) -> QuerySet:

@@ -416,6 +416,30 @@ class TreatedLevelAuditAdmin(AuditRecordAdmin):
     subject = ["id", "procedure", "level"]
 
 
+@admin.register(ApiClient.history.model)
+class ApiClientAuditAdmin(AuditRecordAdmin):
+    """Changes of an API client's name, scopes and clinics, and its revocation: readable by whoever
+    manages or audits every clinic of the client (as its own admin page: clinics are many, so no one
+    clinic path leads to them)."""
+
+    subject = ["id", "name", "scopes", "revoked_at", "history_change_reason"]
+    readers = (access.Action.MANAGE_CLINIC, access.Action.AUDIT)
+
+    def _readable(self, request):
+        return access.api_clients_within(request.user, *self.readers).values("pk")
+
+    def get_queryset(self, request):
+        return admin.ModelAdmin.get_queryset(self, request).filter(id__in=self._readable(request))
+
+    def writable(self, request, queryset):
+        return queryset.none()
+
+    def _may(self, request, action, obj) -> bool:
+        if obj is None:
+            return any(access.clinics_for(request.user, reader) for reader in self.readers)
+        return self.get_queryset(request).filter(pk=obj.pk).exists()
+
+
 @admin.register(ClinicMembership.history.model)
 class MembershipAuditAdmin(AuditRecordAdmin):
     subject = ["id", "user", "role", "on_call"]

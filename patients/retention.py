@@ -1,6 +1,6 @@
 """What is kept only for a while, deleted by the hourly retention sweep (beat entry "sweep-retention"):
 expired staff sessions (Django's `clearsessions`), idempotency records (stored API responses, which hold
-patient data) after IDEMPOTENCY_RETENTION, and import previews (uploaded files) once expired."""
+patient data) after IDEMPOTENCY_RETENTION, import previews (uploaded files) and staff enrolment links once expired."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -8,7 +8,7 @@ from importlib import import_module
 
 from django.conf import settings
 
-from .models import IdempotencyRecord, ImportPreview
+from .models import EnrolmentLink, IdempotencyRecord, ImportPreview
 
 # A client retrying a POST later than this gets a new request, not the stored answer. [DESIGN]
 IDEMPOTENCY_RETENTION = timedelta(hours=24)
@@ -18,6 +18,7 @@ IDEMPOTENCY_RETENTION = timedelta(hours=24)
 class Purged:
     idempotency_records: int
     import_previews: int
+    enrolment_links: int = 0
 
 
 def purge_expired(*, now: datetime) -> Purged:
@@ -26,4 +27,5 @@ def purge_expired(*, now: datetime) -> Purged:
     import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
     records, _ = IdempotencyRecord.objects.filter(created_at__lt=now - IDEMPOTENCY_RETENTION).delete()
     previews, _ = ImportPreview.objects.filter(expires_at__lte=now).delete()
-    return Purged(idempotency_records=records, import_previews=previews)
+    links, _ = EnrolmentLink.objects.filter(expires_at__lte=now).delete()
+    return Purged(idempotency_records=records, import_previews=previews, enrolment_links=links)

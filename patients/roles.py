@@ -63,6 +63,7 @@ ROLE_PERMISSIONS = {
         "alerts.change_webhookendpoint",
         "patients.view_apiclient",
         "patients.change_apiclient",
+        "patients.view_historicalapiclient",
     ],
     StaffRole.AUDITOR: VIEW_ALL + AUDIT,
 }

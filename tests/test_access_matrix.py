@@ -19,20 +19,43 @@ from django.utils import timezone
 from alerts.messages import issue_acknowledge_link
 from alerts.models import Alert, AlertState, EscalationPolicy, WebhookEndpoint
 from alerts.reports import submit_report
+from interop.fhir.base import version_of
 from patients import access
-from patients.models import ApiClient, Checkpoint, CheckpointState, ClinicMembership, Patient, StaffRole
+from patients.models import (
+    ApiClient,
+    Checkpoint,
+    CheckpointState,
+    ClinicMembership,
+    FhirResult,
+    Patient,
+    StaffRole,
+)
 from tests import builders
 
 pytestmark = pytest.mark.django_db
 ARTIFACT = Path(__file__).resolve().parent.parent / "artifacts" / "access-matrix.md"
 B_MRN, B_NAME = "ZEBB-0001", "Zebedee"
 DENIED = {302, 400, 403, 404, 405}
+# Every FHIR instance route (read, and vread at `_history/<vid>`) by URL name, with the row of clinic B
+# it is probed with; its search route is the same name + "-type". Named here one by one, so a new FHIR
+# route that is not added here (and probed cross-clinic) fails the matrix.
+FHIR_ROWS = {
+    "fhir-patient": "patient",
+    "fhir-procedure": "procedure",
+    "fhir-task": "checkpoint",
+    "fhir-flag": "alert",
+    "fhir-questionnaireresponse": "report",
+    "fhir-observation": "observation",
+    "fhir-medicationstatement": "medicationstatement",
+    "fhir-medicationrequest": "medicationrequest",
+}
 # URL names of pages with no clinic data (sign-in, the schema, health, the patient's own check-in pages).
 NO_CLINIC_DATA = {
     "admin:login", "admin:logout", "admin:password_change", "admin:password_change_done", "admin:jsi18n",
-    "admin:otp-setup", "admin:view_on_site", "admin:app_list", "admin:tables", "admin:autocomplete",
+    "admin:otp-setup", "admin:otp-enrol", "admin:view_on_site", "admin:app_list", "admin:tables", "admin:autocomplete",
     "api-schema", "api-docs", "api-redoc", "health", "checkin-start", "checkin-form", "checkin-done", "checkin-more",
-    "api-root", "fhir-metadata", "fhir-root", "fhir-unknown", "fhir-questionnaire", "patients-import-template",
+    "api-root", "fhir-metadata", "fhir-root", "fhir-unknown", "fhir-questionnaire", "fhir-questionnaire-type",
+    "patients-import-template",
 }  # fmt: skip
 
 
@@ -54,13 +77,27 @@ def clinic_world(clinic, *, mrn: str, family_name: str, clinician):
     Checkpoint.objects.filter(procedure=procedure).update(state=CheckpointState.DUE)
     EscalationPolicy.objects.create(clinic=clinic, tier="urgent", steps=[{"after_minutes": 0, "notify": "on_call"}])
     WebhookEndpoint.objects.create(clinic=clinic, url=f"https://{clinic.slug}.invalid/hook", secret="whsec_dGVzdA==")
+    subject = {"reference": f"Patient/{patient.pk}", "display": family_name}
+    drug = {"text": "alendronate"}
+    stored = {
+        "Observation": {"status": "final", "code": {"text": "DXA"}},
+        "MedicationStatement": {"status": "active", "medicationCodeableConcept": drug},
+        "MedicationRequest": {"status": "active", "intent": "order", "medicationCodeableConcept": drug},
+    }
+    results = {
+        kind.lower(): FhirResult.objects.create(
+            resource_type=kind, patient=patient, code=kind, resource={"resourceType": kind, **body, "subject": subject}
+        )
+        for kind, body in stored.items()
+    }
+    alert = Alert.objects.select_related("first_report").get(patient=patient)
     return {
         "patient": patient,
         "procedure": procedure,
-        "alert": Alert.objects.get(patient=patient),
+        "alert": alert,
         "checkpoint": Checkpoint.objects.filter(procedure=procedure).first(),
-        "report": procedure.symptom_reports.first() if hasattr(procedure, "symptom_reports") else None,
-    }
+        "report": alert.first_report,
+    } | results
 
 
 @pytest.fixture
@@ -93,6 +130,8 @@ def b_rows(model_admin, world) -> list:
     model = model_admin.model
     if model is ApiClient:
         return list(ApiClient.objects.filter(clinics=world["clinic_b"]))
+    if model is ApiClient.history.model:
+        return list(model.objects.filter(id__in=ApiClient.objects.filter(clinics=world["clinic_b"]).values("pk")))
     path = getattr(model_admin, "clinic_path", None)
     if path is None:
         return []
@@ -335,15 +374,38 @@ def _api_urls(world) -> dict[str, str]:
         urls[f"REST {kind} list"] = reverse(f"{kind}-list") + f"?patient={b['patient'].pk}"
         urls[f"REST {kind} detail (B)"] = reverse(f"{kind}-detail", args=[key])
     urls["REST patient risk (B)"] = reverse("patient-risk", args=[pk["patient"]])
-    fhir = {"patient": "patient", "procedure": "procedure", "task": "checkpoint", "flag": "alert"}
-    fhir["questionnaireresponse"] = "symptom-report"
-    for name, kind in fhir.items():
-        urls[f"FHIR {name} search"] = reverse(f"fhir-{name}-type") + f"?patient={pk['patient']}"
-        urls[f"FHIR {name} read (B)"] = reverse(f"fhir-{name}", args=[pk[kind]])
-    for name in ("observation", "medicationstatement", "medicationrequest"):
-        urls[f"FHIR {name} search"] = reverse(f"fhir-{name}-type") + f"?patient={pk['patient']}"
     urls["REST protocol"] = reverse("api-protocol")
+    return urls | _fhir_urls(world)
+
+
+def _fhir_urls(world) -> dict[str, str]:
+    """Search, read and vread of every FHIR route in FHIR_ROWS, each aimed at B's row."""
+    b = world["B"]
+    urls = {}
+    for name, key in FHIR_ROWS.items():
+        row = b[key]
+        by = "_id" if name == "fhir-patient" else "patient"
+        urls[f"FHIR {name} search"] = reverse(f"{name}-type") + f"?{by}={b['patient'].pk}"
+        urls[f"FHIR {name} read (B)"] = reverse(name, kwargs={"pk": row.pk})
+        vid = version_of(row)
+        urls[f"FHIR {name} _history/{vid} (B)"] = reverse(name, kwargs={"pk": row.pk, "vid": vid})
     return urls
+
+
+def _api_read_ok(name: str, caller: str, got) -> bool:
+    """A client of A+B reads B (200: the control that each probe URL is real); a revoked one gets 401;
+    every other client gets B's rows refused (4xx) or an empty answer, and never B's name or MRN."""
+    if caller == "API client revoked":
+        return got.status_code == 401
+    if caller == "API client A+B":
+        return got.status_code == 200
+    body = got.content.decode()
+    if B_MRN in body or B_NAME in body:
+        return False
+    if name.endswith("(B)") or got.status_code != 200:
+        return got.status_code in DENIED
+    # A FHIR search for B's patient finds nothing (a REST list may show A's rows, never B's).
+    return not (name.startswith("FHIR") and got.json().get("entry"))
 
 
 def _probe_api(world, cell):
@@ -358,11 +420,7 @@ def _probe_api(world, cell):
         may_read_b = caller == "API client A+B"
         for name, url in _api_urls(world).items():
             got = api.get(url)
-            body = got.content.decode()
-            ok = may_read_b or (B_MRN not in body and B_NAME not in body)
-            if caller == "API client revoked":
-                ok = got.status_code == 401
-            cell(name, caller, got.status_code, ok)
+            cell(name, caller, got.status_code, _api_read_ok(name, caller, got))
         if may_read_b:
             continue
         for name, (url, data) in writes.items():
@@ -395,12 +453,15 @@ def _walk(patterns, prefix=""):
             yield prefix + entry.name
 
 
-def _probe_urls_are_covered(cell):
-    """Every named URL is probed above (admin model pages by the registry loop) or has no clinic data."""
+def _uncovered(names) -> list[str]:
+    """The URL names neither probed above (admin model pages by the registry loop, FHIR routes by
+    FHIR_ROWS) nor free of clinic data."""
     probed = {"admin:index", "admin:worklist-act", "admin:patient-overview", "kpis", "patients-import"}
     probed |= {"alert-acknowledge", "api-protocol", "alerts_symptomreport_phone"}
+    probed |= set(FHIR_ROWS) | {f"{name}-type" for name in FHIR_ROWS}
     model_pages = ("_changelist", "_add", "_change", "_delete", "_history")
-    for name in set(_walk(get_resolver().url_patterns)):
+    uncovered = []
+    for name in sorted(set(names)):
         registered = any(
             name.startswith(f"admin:{m._meta.app_label}_{m._meta.model_name}") for m in admin.site._registry
         )
@@ -408,10 +469,30 @@ def _probe_urls_are_covered(cell):
             name in probed
             or name in NO_CLINIC_DATA
             or (registered and (name.endswith(model_pages) or "_" in name.removeprefix("admin:")))
-            or name.startswith(("patient-", "procedure-", "checkpoint-", "symptom-report-", "alert-", "fhir-"))
+            or name.startswith(("patient-", "procedure-", "checkpoint-", "symptom-report-", "alert-"))
         )
         if not covered:
-            cell(f"URL {name} not covered by the matrix", "-", "-", False)
+            uncovered.append(name)
+    return uncovered
+
+
+def _probe_urls_are_covered(cell):
+    for name in _uncovered(_walk(get_resolver().url_patterns)):
+        cell(f"URL {name} not covered by the matrix", "-", "-", False)
+
+
+def test_a_fhir_route_without_a_cross_clinic_probe_fails_the_matrix():
+    """The matrix names each FHIR route; one it does not name (a new resource, a new operation) is
+    reported, so it cannot slip past the probes."""
+    fhir_routes = [name for name in _walk(get_resolver().url_patterns) if name.startswith("fhir-")]
+
+    assert _uncovered(fhir_routes) == []
+    assert set(FHIR_ROWS) | {f"{name}-type" for name in FHIR_ROWS} <= set(fhir_routes), "every probe is routed"
+    assert _uncovered([*fhir_routes, "fhir-condition", "fhir-condition-type", "fhir-patient-everything"]) == [
+        "fhir-condition",
+        "fhir-condition-type",
+        "fhir-patient-everything",
+    ]
 
 
 def test_clinic_admin_of_a_cannot_add_clinic_b_to_a_token_and_the_token_still_cannot_read_b(world):

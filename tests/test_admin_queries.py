@@ -42,6 +42,7 @@ CHANGELIST_QUERIES = {
     "admin:patients_checkpoint_changelist": 12,
     "admin:patients_checkpointevent_changelist": 10,
     "admin:patients_clinic_changelist": 8,
+    "admin:patients_historicalapiclient_changelist": 10,
     "admin:patients_historicalclinicmembership_changelist": 10,
     "admin:patients_historicalpatient_changelist": 10,
     "admin:patients_historicalprocedure_changelist": 10,
@@ -143,6 +144,7 @@ def add_api_clients(clinic, count: int) -> None:
     ApiClient.clinics.through.objects.bulk_create(
         ApiClient.clinics.through(apiclient=c, clinic=clinic) for c in clients
     )
+    ApiClient.history.bulk_history_create(clients)
 
 
 def add_follow_up(procedures: list, *, alert_state: str, by) -> None:

@@ -44,9 +44,11 @@ from .checkpoint import (
 from .api_client import ApiClient, ApiScope, HistoricalApiClient, IdempotencyRecord
 from .result import FhirResult
 from .import_preview import IMPORT_PREVIEW_LIFETIME, ImportPreview
+from .enrolment import EnrolmentLink
 # isort: on
 
 __all__ = [
+    "EnrolmentLink",
     "FhirResult",
     "IMPORT_PREVIEW_LIFETIME",
     "OPEN_STATES",

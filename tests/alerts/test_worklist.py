@@ -100,3 +100,58 @@ def test_patient_overview_shows_timeline_pain_chart_and_risk_sources(client, coo
     assert "<svg" in page and "Pain score over time" in page
     assert "Timeline" in page and "Alert RF-01" in page
     assert "S0; E2" in page  # the TL-junction factor's source (L1 is at the junction)
+
+
+def _busy(make_patient, make_procedure, clinic, family_name: str):
+    """A patient of `clinic` with an open alert, a review task, due checkpoints and a missing risk fact."""
+    procedure = make_procedure(
+        patient=make_patient(clinic=clinic, family_name=family_name),
+        performed_on=timezone.localdate() - timedelta(days=30),
+        fracture_diagnosed_on=timezone.localdate() - timedelta(days=40),
+    )
+    submit_report(procedure=procedure, source="api", pain_now=7, red_flags=["RF-01"])
+    return procedure
+
+
+def test_rows_of_a_clinic_where_the_user_only_audits_show_no_action_buttons(
+    client, clinic, other_clinic, make_patient, make_procedure
+):
+    """Coordinator at A, auditor at B: B's rows are listed (an auditor reads them) without the buttons
+    that would only answer 403; A's rows keep theirs. The page costs the same queries however many rows."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from patients.models import ClinicMembership, StaffRole
+    from patients.services import sweep_checkpoint_states
+    from tests.builders import make_staff, sync_staff_groups
+
+    user = make_staff(username="mixed", clinic=clinic, role=StaffRole.COORDINATOR)
+    ClinicMembership.objects.create(user=user, clinic=other_clinic, role=StaffRole.AUDITOR)
+    sync_staff_groups(user)
+    mine = _busy(make_patient, make_procedure, clinic, "Ours")
+    theirs = _busy(make_patient, make_procedure, other_clinic, "Theirs")
+    sweep_checkpoint_states(now=timezone.now())
+    client.force_login(user)
+    with CaptureQueriesContext(connection) as first:
+        page = client.get(reverse("admin:index")).content.decode()
+
+    a_alert, b_alert = Alert.objects.get(patient=mine.patient), Alert.objects.get(patient=theirs.patient)
+    assert "Theirs" in page and f'id="alert-{b_alert.pk}"' in page, "the auditor of B sees B's rows"
+    assert reverse("admin:worklist-act", args=["alert", a_alert.pk, "acknowledge"]) in page
+    assert reverse("admin:worklist-act", args=["alert", b_alert.pk, "acknowledge"]) not in page
+    b_checkpoints = Checkpoint.objects.filter(procedure=theirs, state__in=[CheckpointState.DUE, CheckpointState.MISSED])
+    a_checkpoint = Checkpoint.objects.filter(procedure=mine, state=CheckpointState.MISSED).first()
+    assert b_checkpoints.exists() and a_checkpoint is not None
+    assert reverse("admin:worklist-act", args=["checkpoint", a_checkpoint.pk, "complete"]) in page
+    for checkpoint in b_checkpoints:
+        for action in ("complete", "reschedule"):
+            assert reverse("admin:worklist-act", args=["checkpoint", checkpoint.pk, action]) not in page
+    assert reverse("admin:patients_procedure_change", args=[theirs.pk]) not in page
+    assert page.count("Read only: your role in this clinic") >= 2
+
+    _busy(make_patient, make_procedure, other_clinic, "More")
+    _busy(make_patient, make_procedure, clinic, "Ourmore")
+    sweep_checkpoint_states(now=timezone.now())
+    with CaptureQueriesContext(connection) as second:
+        client.get(reverse("admin:index"))
+    assert len(second) == len(first), "no query per row"
