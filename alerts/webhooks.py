@@ -3,10 +3,17 @@
 Alert events (raised, tier raised, escalated, acknowledged, resolved) are written in the same
 transaction as the AlertEvent they report. Checkpoint transitions are relayed by a sweep from the
 CheckpointEvent rows that the patients app writes with each transition.
+
+The body is frozen in the Delivery row when it is written (`context["body"]`): the event's own time,
+the state that event produced, and a `sequence` that increases with each event of the same alert (or
+checkpoint), so that a receiver applies an event only if its sequence is above the last it applied.
+Every attempt sends these bytes under the same `webhook-id`.
 """
 
+import json
 from datetime import datetime
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 from patients.models import CheckpointEvent
@@ -26,17 +33,24 @@ def write_alert_webhooks(alert: Alert, event: str, cause: AlertEvent, *, now: da
     """One webhook Delivery per active endpoint of the alert's clinic that listens to `event`,
     enqueued on commit."""
     endpoints = WebhookEndpoint.objects.filter(clinic=alert.clinic, active=True)
-    deliveries = Delivery.objects.bulk_create(
-        _delivery(endpoint, event, reports="alert_event", row_id=cause.pk, now=now, alert=alert)
-        for endpoint in endpoints
-        if not endpoint.events or event in endpoint.events
-    )
-    enqueue_deliveries([delivery.pk for delivery in deliveries])
+    body = None
+    deliveries = []
+    for endpoint in endpoints:
+        if not endpoint.events or event in endpoint.events:
+            body = body or frozen_body(event, at=cause.at, data=alert_data(alert, sequence=cause.pk))
+            deliveries.append(
+                _delivery(endpoint, event, reports="alert_event", row_id=cause.pk, now=now, body=body, alert=alert)
+            )
+    deliveries = Delivery.objects.bulk_create(deliveries)
+    enqueue_deliveries([delivery.pk for delivery in deliveries], webhooks=True)
 
 
-def _delivery(endpoint: WebhookEndpoint, event: str, *, reports: str, row_id: int, now: datetime, **about) -> Delivery:
+def _delivery(
+    endpoint: WebhookEndpoint, event: str, *, reports: str, row_id: int, now: datetime, body: str, **about
+) -> Delivery:
     """The delivery of `event` to `endpoint`, reporting row `row_id` (`reports` names its kind:
-    "alert_event" or "checkpoint_event"); the cause, unique per endpoint, is the event and the row."""
+    "alert_event" or "checkpoint_event"), with its frozen `body`; the cause, unique per endpoint, is
+    the event and the row."""
     return Delivery(
         kind=DeliveryKind.WEBHOOK,
         channel="webhook",
@@ -45,7 +59,7 @@ def _delivery(endpoint: WebhookEndpoint, event: str, *, reports: str, row_id: in
         clinic_id=endpoint.clinic_id,
         endpoint=endpoint,
         next_attempt_at=now,
-        context={"event": event, reports: row_id},
+        context={"event": event, reports: row_id, "body": body},
         **about,
     )
 
@@ -73,7 +87,9 @@ def _relay_checkpoint_events(endpoint: WebhookEndpoint, *, now: datetime, batch_
             id__gt=endpoint.checkpoint_events_after,
             kind__in=CHECKPOINT_WEBHOOK_EVENTS,
             checkpoint__procedure__patient__clinic_id=endpoint.clinic_id,
-        ).order_by("id")[:batch_size]
+        )
+        .select_related("checkpoint__procedure")
+        .order_by("id")[:batch_size]
     )
     if not events:
         return 0
@@ -85,11 +101,55 @@ def _relay_checkpoint_events(endpoint: WebhookEndpoint, *, now: datetime, batch_
             reports="checkpoint_event",
             row_id=e.pk,
             now=now,
+            body=frozen_body(CHECKPOINT_WEBHOOK_EVENTS[e.kind], at=e.at, data=checkpoint_data(e)),
             checkpoint_id=e.checkpoint_id,
         )
         for e in wanted
     )
     endpoint.checkpoint_events_after = events[-1].pk
     endpoint.save(update_fields=["checkpoint_events_after"])
-    enqueue_deliveries([delivery.pk for delivery in deliveries])
+    enqueue_deliveries([delivery.pk for delivery in deliveries], webhooks=True)
     return len(deliveries)
+
+
+def frozen_body(event: str, *, at: datetime, data: dict) -> str:
+    """The JSON body sent on every attempt: ids, codes and states only, never a name, MRN or birth date."""
+    payload = {"type": event, "timestamp": at.isoformat(), "data": data}
+    return json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
+
+
+def alert_data(alert: Alert, *, sequence: int) -> dict:
+    """The alert as the event left it (callers pass the alert as written in the event's transaction)."""
+    return {
+        "alert": alert.pk,
+        "sequence": sequence,
+        "patient": alert.patient_id,
+        "code": alert.code,
+        "tier": alert.tier,
+        "state": alert.state,
+        "count": alert.count,
+        "first_seen_at": alert.first_seen_at.isoformat(),
+        "last_seen_at": alert.last_seen_at.isoformat(),
+        "protocol_version": alert.protocol_version,
+    }
+
+
+# The checkpoint's state right after each relayed transition (a rescheduled one stays open).
+STATE_AFTER = {"completed": "completed", "missed": "missed", "cancelled": "cancelled"}
+
+
+def checkpoint_data(event: CheckpointEvent) -> dict:
+    checkpoint = event.checkpoint
+    state = STATE_AFTER.get(event.kind) or (checkpoint.state if checkpoint.is_open else "scheduled")
+    return {
+        "checkpoint": checkpoint.pk,
+        "sequence": event.pk,
+        "patient": checkpoint.procedure.patient_id,
+        "procedure": checkpoint.procedure_id,
+        "code": checkpoint.code,
+        "state": state,
+        "window_start": checkpoint.window_start.isoformat(),
+        "target_date": checkpoint.target_date.isoformat(),
+        "window_end": checkpoint.window_end.isoformat(),
+        "protocol_version": checkpoint.protocol_version,
+    }

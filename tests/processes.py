@@ -32,7 +32,10 @@ def django_env(**overrides: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """`celery worker` in a child process, talking to the same database and Redis as the test."""
+    """`celery worker` in a child process, talking to the same database and Redis as the test.
+
+    It consumes `queues`: by default both the default queue and the webhook queue, as the Procfile's
+    two workers do together; a test of queue isolation starts one worker per queue."""
 
     def __init__(
         self,
@@ -41,11 +44,14 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        queues: tuple[str, ...] = ("celery", "webhooks"),
     ):
         self.log_path = log_path
         self.env = django_env(**(env or {}))
         self.concurrency = concurrency
         self.extra_args = extra_args  # e.g. ("-Q", queue, "--include", module) for a benchmark
+        if "-Q" not in extra_args:
+            self.extra_args = ("-Q", ",".join(queues), *extra_args)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":

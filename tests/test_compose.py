@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DJANGO_ROLES = ("web", "worker", "beat")
+DJANGO_ROLES = ("web", "worker", "webhooks", "beat")
 MAIL_CATCHER_IMAGES = ("mailpit", "mailhog", "mailcatcher", "maildev")
 SECRET_KEY = "c0mp0se!Qm2#vR9@pL4$wZ8^nK1&cT6*hJ3(eB5)yU0-sD_fG+aW=oI"
 # Read by the Makefile (`PORT=9000 make run`), not by settings.py.
