@@ -30,9 +30,11 @@ def address_problem(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address
         return "multicast"
     if ip.is_link_local:
         return "link-local"
+    if ip.is_reserved:
+        return "reserved"
     if ip.is_private:
         return "private network"
-    if ip.is_reserved or not ip.is_global:
+    if not ip.is_global:
         return "reserved"
     return None
 
@@ -56,17 +58,17 @@ def url_problem(url: str) -> str | None:
     except ValueError:
         return "not a valid URL"
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        return HTTPS_REQUIRED
+        return f"address not allowed: {HTTPS_REQUIRED}"
     if parts.username or parts.password:
         return "a user name or password in the URL is not allowed"
-    if parts.scheme == "http" and not settings.WEBHOOK_ALLOW_LOOPBACK:
-        return HTTPS_REQUIRED
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
     except (socket.gaierror, UnicodeError):
-        return None
+        addresses = set()
     for address in sorted(addresses):
         problem = connection_problem(parts.scheme, address.split("%", 1)[0])
         if problem:
             return problem
+    if parts.scheme == "http" and not settings.WEBHOOK_ALLOW_LOOPBACK:
+        return f"address not allowed: {HTTPS_REQUIRED}"
     return None

@@ -1,4 +1,5 @@
-"""Real outside-world helpers for tests: a Celery worker process and a local SMTP server."""
+"""Real outside-world helpers for tests: a Celery worker process, a local SMTP server, a webhook
+receiver and a receiver that drips its answer."""
 
 import os
 import subprocess
@@ -190,7 +191,10 @@ def settled(count, *, quiet_seconds: float, timeout: float, message: str):
 
 
 class WebhookReceiver:
-    """A local HTTP server that records every POST; `status` sets what it answers."""
+    """A local HTTP server that records every POST; `status` sets what it answers, or `statuses` one
+    answer per POST in turn (then `status`). A 3xx carries `location`; every answer carries
+    `answer_body` and an `x-internal` header (text a delivery's recorded error must never echo);
+    `on_request(headers, body)`, if set, runs in the server's thread before it answers."""
 
     def __init__(self):
         import http.server
@@ -198,22 +202,31 @@ class WebhookReceiver:
         receiver = self
         self.requests: list[dict] = []
         self.status = 204
+        self.statuses: list[int] = []
+        self.location = ""
+        self.answer_body = b""
+        self.on_request = None
         self.delay_seconds = 0.0
         self.lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's hook name)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if receiver.on_request:
+                    receiver.on_request(headers, body)
                 if receiver.delay_seconds:
                     time.sleep(receiver.delay_seconds)
                 with receiver.lock:
-                    receiver.requests.append(
-                        {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "at": time.time()}
-                    )
-                    status = receiver.status
+                    receiver.requests.append({"headers": headers, "body": body, "at": time.time()})
+                    status = receiver.statuses.pop(0) if receiver.statuses else receiver.status
                 self.send_response(status)
-                self.send_header("content-length", "0")
+                if 300 <= status < 400 and receiver.location:
+                    self.send_header("location", receiver.location)
+                self.send_header("x-internal", "receiver-internal-header-value")
+                self.send_header("content-length", str(len(receiver.answer_body)))
                 self.end_headers()
+                self.wfile.write(receiver.answer_body)
 
             def log_message(self, *args):
                 return
@@ -232,3 +245,53 @@ class WebhookReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class DripReceiver:
+    """A local TCP server that reads a request, then answers one byte of an HTTP status line every
+    `interval` seconds, forever: a receiver no per-read timeout ever cuts. `connections` records how
+    long each connection stayed open (seconds), once the client closed it."""
+
+    def __init__(self, interval: float = 0.2):
+        import socket
+
+        self.interval = interval
+        self.connections: list[float] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.stopped = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hooks/slow"
+
+    def start(self) -> "DripReceiver":
+        self.thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn) -> None:
+        opened = time.monotonic()
+        conn.recv(65536)
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nx-padding: " + b"." * 100000:
+                if self.stopped.is_set():
+                    break
+                conn.sendall(bytes([byte]))
+                time.sleep(self.interval)
+        except OSError:
+            pass
+        finally:
+            self.connections.append(time.monotonic() - opened)
+            conn.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
