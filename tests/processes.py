@@ -249,14 +249,15 @@ class WebhookReceiver:
 
 class DripReceiver:
     """A local TCP server that reads a request, then answers one byte of an HTTP status line every
-    `interval` seconds, forever: a receiver no per-read timeout ever cuts. `connections` records how
-    long each connection stayed open (seconds), once the client closed it."""
+    `interval` seconds, forever: a receiver no per-read timeout ever cuts. `opened` counts connections;
+    `connections` records how long each stayed open (seconds), once the client closed it."""
 
     def __init__(self, interval: float = 0.2):
         import socket
 
         self.interval = interval
         self.connections: list[float] = []
+        self.opened = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.stopped = threading.Event()
@@ -279,6 +280,7 @@ class DripReceiver:
 
     def _drip(self, conn) -> None:
         opened = time.monotonic()
+        self.opened += 1
         conn.recv(65536)
         try:
             for byte in b"HTTP/1.1 200 OK\r\nx-padding: " + b"." * 100000:
