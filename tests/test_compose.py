@@ -398,3 +398,19 @@ def test_dockerfile_collects_static_files_in_production_mode():
 
     assert collect, "the Dockerfile does not run collectstatic"
     assert re.search(r"DJANGO_ENV=production\s.*manage\.py collectstatic --noinput", collect[0]), collect[0]
+
+
+def _queues(command: list[str]) -> set[str]:
+    """The queues a `celery worker` command consumes (none named: only the default queue, `celery`)."""
+    return set(command[command.index("-Q") + 1].split(",")) if "-Q" in command else {"celery"}
+
+
+@pytest.mark.hazard("HAZ-48")
+def test_webhooks_have_a_worker_of_their_own_in_compose_and_the_procfile(compose):
+    """The worker that pages never takes a webhook task, and some worker takes every webhook task."""
+    services = compose["services"]
+    assert _queues(command_of(services["worker"])) == {"celery"}
+    assert _queues(command_of(services["webhooks"])) == {"webhooks"}
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert _queues(shlex.split(procfile["worker"])) == {"celery"}
+    assert _queues(shlex.split(procfile["webhooks"])) == {"webhooks"}
