@@ -16,6 +16,7 @@ from patients.protocol import get_protocol
 from .channels import EmailMessage, WebhookMessage
 from .models import AcknowledgeLink, CheckInLink, Delivery, DeliveryKind, new_token
 from .rules import get_rules
+from .webhook_bodies import body_of
 
 REMINDER_SUBJECT = "A message from your care team"
 DIGEST_SUBJECT = "kyphofollow: daily follow-up digest"
@@ -112,7 +113,7 @@ def _webhook(delivery: Delivery) -> WebhookMessage:
         url=delivery.endpoint.url,
         secret=delivery.endpoint.secret,
         message_id=f"msg_{delivery.pk}",
-        body=delivery.context["body"].encode(),
+        body=body_of(delivery),
     )
 
 

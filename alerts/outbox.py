@@ -92,7 +92,7 @@ def backoff_seconds(attempts: int, *, webhook: bool = False) -> int:
 # What building and sending each kind of message reads, fetched with the row in one query
 # (a page reads its own, see PAGE_SQL).
 RELATED = {
-    DeliveryKind.WEBHOOK: ("clinic", "alert", "endpoint", "checkpoint__procedure"),
+    DeliveryKind.WEBHOOK: ("endpoint",),
     DeliveryKind.REMINDER: ("clinic", "checkpoint__procedure__patient"),
     DeliveryKind.CHECKIN: ("clinic", "checkin__patient", "checkin__procedure"),
     DeliveryKind.DIGEST: ("clinic",),

@@ -48,10 +48,19 @@ class _Deadline:
         self.timer.daemon = True
 
     def watch(self, sock: socket.socket) -> None:
+        """Watch the connection of `sock` through a duplicate of its descriptor: TLS wrapping detaches
+        the original socket object, and shutting the duplicate down ends the connection all the same."""
+        duplicate = sock.dup()
         with self.lock:
-            self.sockets.append(sock)
+            self.sockets.append(duplicate)
             if self.expired:
-                _shut(sock)
+                _shut(duplicate)
+
+    def close(self) -> None:
+        self.timer.cancel()
+        with self.lock:
+            for sock in self.sockets:
+                sock.close()
 
     def remaining(self) -> float:
         return max(0.001, self.ends - time.monotonic())
@@ -142,7 +151,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, deadline_seconds: fl
     except requests.RequestException as exc:
         raise SendFailed(_what_failed(exc, deadline)) from exc
     finally:
-        deadline.timer.cancel()
+        deadline.close()
         _local.deadline = None
         session.close()
 
@@ -166,7 +175,7 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
     seen, todo = set(), [exc]
     while todo:
         current = todo.pop()
-        if current is None or id(current) in seen:
+        if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
         if isinstance(current, kind):

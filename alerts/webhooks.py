@@ -10,16 +10,15 @@ checkpoint), so that a receiver applies an event only if its sequence is above t
 Every attempt sends these bytes under the same `webhook-id`.
 """
 
-import json
 from datetime import datetime
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 from patients.models import CheckpointEvent
 
 from .models import Alert, AlertEvent, Delivery, DeliveryKind, WebhookEndpoint
 from .outbox import enqueue_deliveries
+from .webhook_bodies import alert_data, checkpoint_data, frozen_body
 
 CHECKPOINT_WEBHOOK_EVENTS = {
     "completed": "checkpoint.completed",
@@ -110,46 +109,3 @@ def _relay_checkpoint_events(endpoint: WebhookEndpoint, *, now: datetime, batch_
     endpoint.save(update_fields=["checkpoint_events_after"])
     enqueue_deliveries([delivery.pk for delivery in deliveries], webhooks=True)
     return len(deliveries)
-
-
-def frozen_body(event: str, *, at: datetime, data: dict) -> str:
-    """The JSON body sent on every attempt: ids, codes and states only, never a name, MRN or birth date."""
-    payload = {"type": event, "timestamp": at.isoformat(), "data": data}
-    return json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":"))
-
-
-def alert_data(alert: Alert, *, sequence: int) -> dict:
-    """The alert as the event left it (callers pass the alert as written in the event's transaction)."""
-    return {
-        "alert": alert.pk,
-        "sequence": sequence,
-        "patient": alert.patient_id,
-        "code": alert.code,
-        "tier": alert.tier,
-        "state": alert.state,
-        "count": alert.count,
-        "first_seen_at": alert.first_seen_at.isoformat(),
-        "last_seen_at": alert.last_seen_at.isoformat(),
-        "protocol_version": alert.protocol_version,
-    }
-
-
-# The checkpoint's state right after each relayed transition (a rescheduled one stays open).
-STATE_AFTER = {"completed": "completed", "missed": "missed", "cancelled": "cancelled"}
-
-
-def checkpoint_data(event: CheckpointEvent) -> dict:
-    checkpoint = event.checkpoint
-    state = STATE_AFTER.get(event.kind) or (checkpoint.state if checkpoint.is_open else "scheduled")
-    return {
-        "checkpoint": checkpoint.pk,
-        "sequence": event.pk,
-        "patient": checkpoint.procedure.patient_id,
-        "procedure": checkpoint.procedure_id,
-        "code": checkpoint.code,
-        "state": state,
-        "window_start": checkpoint.window_start.isoformat(),
-        "target_date": checkpoint.target_date.isoformat(),
-        "window_end": checkpoint.window_end.isoformat(),
-        "protocol_version": checkpoint.protocol_version,
-    }

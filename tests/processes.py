@@ -248,14 +248,21 @@ class WebhookReceiver:
 
 
 class DripReceiver:
-    """A local TCP server that reads a request, then answers one byte of an HTTP status line every
-    `interval` seconds, forever: a receiver no per-read timeout ever cuts. `opened` counts connections;
+    """A local TCP server that reads a request, then answers one byte of an HTTP status line (or of a
+    TLS handshake record) every `interval` seconds, for hours: a receiver no per-read timeout cuts.
+    With `tls` (an ssl.SSLContext) it completes a TLS handshake first. `opened` counts connections;
     `connections` records how long each stayed open (seconds), once the client closed it."""
 
-    def __init__(self, interval: float = 0.2):
+    HTTP = b"HTTP/1.1 200 OK\r\nx-padding: " + b"." * 100000
+    # A TLS handshake record announcing 16 KiB, its body dripped: the handshake never completes.
+    TLS = b"\x16\x03\x03\x40\x00" + b"\x02" * 16384
+
+    def __init__(self, interval: float = 0.2, answer: bytes = HTTP, tls=None):
         import socket
 
         self.interval = interval
+        self.answer = answer
+        self.tls = tls  # an ssl.SSLContext: answer over TLS
         self.connections: list[float] = []
         self.opened = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -281,14 +288,16 @@ class DripReceiver:
     def _drip(self, conn) -> None:
         opened = time.monotonic()
         self.opened += 1
-        conn.recv(65536)
         try:
-            for byte in b"HTTP/1.1 200 OK\r\nx-padding: " + b"." * 100000:
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            conn.recv(65536)
+            for byte in self.answer:
                 if self.stopped.is_set():
                     break
                 conn.sendall(bytes([byte]))
                 time.sleep(self.interval)
-        except OSError:
+        except OSError:  # ssl.SSLError included
             pass
         finally:
             self.connections.append(time.monotonic() - opened)

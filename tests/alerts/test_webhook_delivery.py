@@ -225,3 +225,22 @@ def test_the_post_is_made_outside_any_transaction_after_the_claim_committed(proc
     assert not connection.in_atomic_block
     assert deliver(delivery_id=hook.pk).state == DeliveryState.SENT
     assert seen == {"state": DeliveryState.SENDING, "alert_locked_by_us": True}
+
+
+@pytest.mark.django_db
+def test_a_row_written_before_bodies_were_frozen_gets_one_body_kept_for_its_retries(
+    procedure, clinician, endpoint, webhook_receiver
+):
+    submit_report(procedure=procedure, source="api", pain_now=7, red_flags=["RF-02"])
+    [hook] = hooks()
+    context = {k: v for k, v in hook.context.items() if k != "body"}
+    Delivery.objects.filter(pk=hook.pk).update(context=context)
+    webhook_receiver.statuses = [503]
+
+    deliver(delivery_id=hook.pk)
+    acknowledge_alert(alert=Alert.objects.get(), by=clinician, via="admin")
+    due_and_delivered()
+
+    first, again = (r["body"] for r in webhook_receiver.requests if r["headers"]["webhook-id"] == f"msg_{hook.pk}")
+    assert first == again
+    assert json.loads(first)["data"]["state"] == "open"
