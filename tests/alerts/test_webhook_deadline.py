@@ -10,7 +10,7 @@ import pytest
 import requests.adapters
 
 from alerts.webhook_http import SendFailed, post
-from tests.processes import DripReceiver
+from tests.processes import DripReceiver, wait_until
 
 
 @pytest.mark.hazard("HAZ-48")
@@ -27,7 +27,7 @@ def test_a_dripping_receiver_is_cut_at_the_deadline(settings, answer):
     finally:
         drip.stop()
 
-    assert 0.9 <= elapsed < 1.5, elapsed
+    assert 0.9 <= elapsed < 2.5, elapsed  # a per-read timeout would have waited for the whole drip
     assert drip.opened == 1
 
 
@@ -74,8 +74,9 @@ def test_over_tls_the_pinned_connection_checks_the_certificate_against_the_name_
         elapsed = time.monotonic() - started
         with pytest.raises(SendFailed, match=r"^TLS handshake or certificate check failed$"):
             post(f"https://other-name.example:{port}/hooks", b"{}", {}, deadline_seconds=1)
+        wait_until(lambda: len(drip.connections) == 2, timeout=10, message="the receiver to see both closed")
     finally:
         drip.stop()
 
-    assert 0.9 <= elapsed < 1.5, elapsed
+    assert 0.9 <= elapsed < 2.5, elapsed  # a per-read timeout would have waited for the whole drip
     assert max(drip.connections) > 0.9, "the answer had started dripping"
