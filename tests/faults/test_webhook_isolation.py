@@ -28,21 +28,26 @@ def test_a_dripping_webhook_receiver_is_cut_at_the_deadline_while_an_emergency_p
         fault_worker(env=env, concurrency=1, queues=("celery",))  # pages, reminders, sweeps
         fault_worker(env=env, concurrency=1, queues=("webhooks",))
         WebhookEndpoint.objects.create(clinic=clinic, url=drip.url, secret=SECRET)
-        procedure = make_procedure(
-            patient=make_patient(responsible_clinician=clinician), performed_on=timezone.localdate() - timedelta(days=2)
+        first, second = (
+            make_procedure(
+                patient=make_patient(responsible_clinician=clinician),
+                performed_on=timezone.localdate() - timedelta(days=2),
+            )
+            for _ in range(2)
         )
+        submit_report(procedure=first, source="api", pain_now=7, red_flags=["RF-02"])
+        wait_until(lambda: drip.opened == 1, timeout=30, message="the webhook worker to be held by the receiver")
 
-        started = time.monotonic()
-        submit_report(procedure=procedure, source="api", pain_now=7, red_flags=["RF-02"])
-        wait_until(lambda: len(smtp_server.messages) == 1, timeout=DEADLINE, message="the EMERGENCY page")
+        started = time.monotonic()  # the webhook worker is busy: a new EMERGENCY must still page at once
+        submit_report(procedure=second, source="api", pain_now=7, red_flags=["RF-02"])
+        wait_until(lambda: len(smtp_server.messages) == 2, timeout=DEADLINE, message="both EMERGENCY pages")
         paged_after = time.monotonic() - started
-        assert drip.opened == 1 and not drip.connections, "the page arrived while the webhook was dripping"
+        assert not drip.connections, "the pages arrived while the first webhook was still dripping"
 
-        hook = Delivery.objects.get(kind=DeliveryKind.WEBHOOK)
+        hook = Delivery.objects.filter(kind=DeliveryKind.WEBHOOK).earliest("id")
         wait_until(lambda: drip.connections, timeout=DEADLINE + 5, message="the dripping POST to be cut")
         wait_until(
-            lambda: Delivery.objects.get(pk=hook.pk).attempts == 1
-            and Delivery.objects.get(pk=hook.pk).state == DeliveryState.PENDING,
+            lambda: Delivery.objects.get(pk=hook.pk).state == DeliveryState.PENDING,
             timeout=5,
             message="the failed attempt to be recorded",
         )
@@ -50,8 +55,7 @@ def test_a_dripping_webhook_receiver_is_cut_at_the_deadline_while_an_emergency_p
         drip.stop()
 
     hook.refresh_from_db()
-    assert hook.last_error == f"timed out after {DEADLINE} s"
-    assert DEADLINE - 0.5 <= drip.connections[0] <= DEADLINE + 1.5, drip.connections
+    assert (hook.attempts, hook.last_error) == (1, f"timed out after {DEADLINE} s")
+    assert DEADLINE - 0.5 <= drip.connections[0] <= DEADLINE + 2.5, drip.connections
     assert paged_after < DEADLINE, paged_after
-    page = Delivery.objects.get(kind=DeliveryKind.ALERT)
-    assert page.state == DeliveryState.SENT
+    assert set(Delivery.objects.filter(kind=DeliveryKind.ALERT).values_list("state", flat=True)) == {DeliveryState.SENT}
