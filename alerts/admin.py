@@ -180,8 +180,10 @@ class EscalationPolicyAdmin(ClinicScopedAdmin):
 class WebhookEndpointAdmin(ClinicScopedAdmin):
     # Endpoint URLs and secrets are the clinic admin's business only.
     view_action = change_action = access.Action.MANAGE_CLINIC
-    list_display = ["id", "clinic", "url", "active", "events"]
+    list_display = ["id", "clinic", "url", "active", "disabled_reason", "events"]
     list_filter = ["clinic", "active"]
+    # Why sending stopped (the receiver answered 410 Gone); cleared when the endpoint is turned on again.
+    readonly_fields = ["disabled_at", "disabled_reason", "created_at"]
 
 
 @admin.register(Delivery)

@@ -1,6 +1,5 @@
 """One small class per medium. Each raises `DeliveryError`, marked permanent or transient."""
 
-import json
 import logging
 import os
 import smtplib
@@ -8,14 +7,14 @@ import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 
-import requests
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.mail.message import sanitize_address
-from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from standardwebhooks import Webhook
+
+from . import webhook_http
 
 
 class DeliveryError(Exception):
@@ -201,18 +200,23 @@ class WebhookMessage:
     url: str
     secret: str
     message_id: str
-    payload: dict
+    body: bytes  # frozen when the event happened (alerts/webhooks.py): every attempt sends these bytes
+
+
+class EndpointGone(DeliveryError):
+    """The receiver answered 410 Gone: the endpoint is disabled and nothing more is sent to it."""
 
 
 class WebhookChannel:
-    """POST a JSON event signed Standard Webhooks style (`webhook-id`, `-timestamp`, `-signature`)."""
+    """POST a JSON event signed Standard Webhooks style (`webhook-id`, `-timestamp`, `-signature`),
+    through alerts/webhook_http.py (vetted address, one deadline, no redirect followed).
 
-    timeout_seconds = 10
+    Every answer but a 2xx is a failed attempt to retry (a redirect and a timeout too), except 410
+    Gone. An address that is not allowed fails for good at once: no connection is made to it."""
 
     def send(self, message: WebhookMessage) -> None:
-        body = json.dumps(message.payload, cls=DjangoJSONEncoder, separators=(",", ":"))
         sent_at = timezone.now()
-        signature = Webhook(message.secret).sign(message.message_id, sent_at, body)
+        signature = Webhook(message.secret).sign(message.message_id, sent_at, message.body.decode())
         headers = {
             "content-type": "application/json",
             "webhook-id": message.message_id,
@@ -221,15 +225,17 @@ class WebhookChannel:
             "user-agent": "kyphofollow-webhooks/1",
         }
         try:
-            response = requests.post(
-                message.url, data=body.encode(), headers=headers, timeout=self.timeout_seconds, allow_redirects=False
+            status = webhook_http.post(
+                message.url, message.body, headers, deadline_seconds=settings.WEBHOOK_DEADLINE_SECONDS
             )
-        except requests.RequestException as exc:
-            raise DeliveryError(f"endpoint unreachable: {type(exc).__name__}", permanent=False) from exc
-        if 200 <= response.status_code < 300:
+        except webhook_http.SendFailed as exc:
+            raise DeliveryError(str(exc), permanent=exc.refused) from exc
+        if 200 <= status < 300:
             return
-        transient = response.status_code >= 500 or response.status_code in (408, 409, 425, 429)
-        raise DeliveryError(f"endpoint answered {response.status_code}", permanent=not transient)
+        if status == 410:
+            raise EndpointGone("answered HTTP 410 Gone: endpoint disabled", permanent=True)
+        redirect = " (redirects are not followed)" if 300 <= status < 400 else ""
+        raise DeliveryError(f"answered HTTP {status}{redirect}", permanent=False)
 
 
 CHANNELS = {"email": EmailChannel(), "webhook": WebhookChannel()}

@@ -16,6 +16,7 @@ from patients.protocol import get_protocol
 from .channels import EmailMessage, WebhookMessage
 from .models import AcknowledgeLink, CheckInLink, Delivery, DeliveryKind, new_token
 from .rules import get_rules
+from .webhook_bodies import body_of
 
 REMINDER_SUBJECT = "A message from your care team"
 DIGEST_SUBJECT = "kyphofollow: daily follow-up digest"
@@ -127,46 +128,14 @@ def issue_acknowledge_link(*, alert, user_id: int) -> str:
 
 
 def _webhook(delivery: Delivery) -> WebhookMessage:
-    """Standard Webhooks: the message id is the delivery id, stable across retries, for the
-    receiver to deduplicate on."""
+    """Standard Webhooks: the message id is the delivery id and the body was frozen when the event
+    happened (alerts/webhooks.py), both the same on every attempt, for the receiver to deduplicate on."""
     return WebhookMessage(
         url=delivery.endpoint.url,
         secret=delivery.endpoint.secret,
         message_id=f"msg_{delivery.pk}",
-        payload=webhook_payload(delivery),
+        body=body_of(delivery),
     )
-
-
-def webhook_payload(delivery: Delivery) -> dict:
-    """The event body: ids, codes and states only, never a name, MRN or birth date."""
-    event = delivery.context["event"]
-    if event.startswith("checkpoint."):
-        checkpoint = delivery.checkpoint
-        data = {
-            "checkpoint": checkpoint.pk,
-            "patient": checkpoint.procedure.patient_id,
-            "procedure": checkpoint.procedure_id,
-            "code": checkpoint.code,
-            "state": checkpoint.state,
-            "window_start": checkpoint.window_start.isoformat(),
-            "target_date": checkpoint.target_date.isoformat(),
-            "window_end": checkpoint.window_end.isoformat(),
-            "protocol_version": checkpoint.protocol_version,
-        }
-    else:
-        alert = delivery.alert
-        data = {
-            "alert": alert.pk,
-            "patient": alert.patient_id,
-            "code": alert.code,
-            "tier": alert.tier,
-            "state": alert.state,
-            "count": alert.count,
-            "first_seen_at": alert.first_seen_at.isoformat(),
-            "last_seen_at": alert.last_seen_at.isoformat(),
-            "protocol_version": alert.protocol_version,
-        }
-    return {"type": event, "timestamp": timezone.now().isoformat(), "data": data}
 
 
 def _reminder(delivery: Delivery) -> EmailMessage:

@@ -16,7 +16,7 @@ from patients.audit import SOURCES, current_client_id, current_source
 from patients.models import ApiClient, Checkpoint, Clinic, Patient, Procedure, audit_trail
 from patients.protocol import NOTIFY_TARGETS
 
-from .webhook_secrets import webhook_secret_problem
+from .webhook_endpoint import WebhookEndpoint
 
 
 def new_token() -> tuple[str, str]:
@@ -320,8 +320,6 @@ class EscalationPolicy(models.Model):
         return f"{self.get_tier_display()} escalation"
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         targets = set(NOTIFY_TARGETS)
         if not isinstance(self.steps, list) or not self.steps:
             raise ValidationError({"steps": _("Give at least one step.")})
@@ -342,33 +340,6 @@ class EscalationPolicy(models.Model):
             previous = minutes
         if self.steps[0]["after_minutes"] != 0:
             raise ValidationError({"steps": _("The first step must notify at 0 minutes.")})
-
-
-class WebhookEndpoint(models.Model):
-    """A clinic's EHR endpoint for alert and checkpoint events, signed Standard Webhooks style."""
-
-    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="webhook_endpoints")
-    url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=100, help_text=_("whsec_… shared secret used to sign payloads."))
-    events = models.JSONField(
-        default=list, blank=True, help_text=_('Event types, e.g. ["alert.raised", "checkpoint.missed"]; empty: all.')
-    )
-    active = models.BooleanField(default=True)
-    checkpoint_events_after = models.BigIntegerField(
-        default=0, editable=False, help_text=_("Checkpoint events up to this id have been queued for this endpoint.")
-    )
-
-    history = audit_trail(excluded_fields=["secret", "checkpoint_events_after"])
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return f"Webhook #{self.pk} ({self.clinic})"
-
-    def clean(self):
-        super().clean()
-        problem = webhook_secret_problem(self.secret or "")
-        if problem:
-            raise ValidationError({"secret": problem})
 
 
 # --- Outbox -------------------------------------------------------------------------------------

@@ -29,8 +29,17 @@ from patients.models import Clinic, PatientStatus
 from patients.rows import claimed_batches, transition
 
 from . import messages
-from .channels import CHANNELS, DeliveryError
-from .models import Alert, AlertEvent, AlertState, CheckInState, Delivery, DeliveryKind, DeliveryState
+from .channels import CHANNELS, DeliveryError, EndpointGone
+from .models import (
+    Alert,
+    AlertEvent,
+    AlertState,
+    CheckInState,
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    WebhookEndpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,21 +53,27 @@ OUTCOME_UNKNOWN_WAIT = timedelta(seconds=settings.DELIVERY_OUTCOME_UNKNOWN_WAIT_
 ENQUEUE_BATCH = 100  # delivery ids per task
 # Sent by name, so that this module need not import the tasks module that imports it (alerts/tasks.py).
 DELIVER_TASK = "alerts.tasks.deliver_task"
+# Webhooks have a task of their own, routed to their own queue (settings.CELERY_TASK_ROUTES).
+DELIVER_WEBHOOKS_TASK = "alerts.tasks.deliver_webhooks_task"
+WEBHOOK_BACKOFF_MAX = settings.WEBHOOK_BACKOFF_MAX_SECONDS
+WEBHOOK_RETRY_HORIZON = timedelta(hours=settings.WEBHOOK_RETRY_HORIZON_HOURS)
 
 
 def lease(kind: str) -> timedelta:
     return PAGE_LEASE if kind == DeliveryKind.ALERT else SENDING_LEASE
 
 
-def enqueue_deliveries(ids: list[int]) -> None:
-    """Hand delivery ids to the worker once the current transaction commits. This is only the fast
-    path: if the broker is unreachable the failure is logged and the committed write still stands,
-    and the delivery sweep hands the rows out when the broker is back."""
+def enqueue_deliveries(ids: list[int], *, webhooks: bool = False) -> None:
+    """Hand delivery ids to the worker once the current transaction commits (webhook deliveries, all
+    of one kind, to the webhook queue). This is only the fast path: if the broker is unreachable the
+    failure is logged and the committed write still stands, and the delivery sweep hands the rows
+    out when the broker is back."""
+    task = DELIVER_WEBHOOKS_TASK if webhooks else DELIVER_TASK
     for start in range(0, len(ids), ENQUEUE_BATCH):
 
         def hand_out(batch=ids[start : start + ENQUEUE_BATCH]) -> None:
             try:
-                current_app.send_task(DELIVER_TASK, args=[batch], ignore_result=True)
+                current_app.send_task(task, args=[batch], ignore_result=True)
             except Exception:
                 # Not handed out: the next sweep takes these rows at once, without waiting for a lease.
                 Delivery.objects.filter(id__in=batch, state=DeliveryState.PENDING).update(enqueued_at=None)
@@ -67,16 +82,18 @@ def enqueue_deliveries(ids: list[int]) -> None:
         transaction.on_commit(hand_out, robust=True)
 
 
-def backoff_seconds(attempts: int) -> int:
-    """Exponential backoff with jitter, capped below the broker's visibility timeout."""
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+def backoff_seconds(attempts: int, *, webhook: bool = False) -> int:
+    """Exponential backoff with jitter, capped below the broker's visibility timeout (webhooks: at
+    WEBHOOK_BACKOFF_MAX_SECONDS, their longer waits handed out by the sweep)."""
+    cap = WEBHOOK_BACKOFF_MAX if webhook else BACKOFF_MAX_SECONDS
+    ceiling = min(cap, BACKOFF_BASE_SECONDS * 2 ** min(max(attempts - 1, 0), 30))
     return random.randint(ceiling // 2, ceiling)
 
 
 # What building and sending each kind of message reads, fetched with the row in one query
 # (a page reads its own, see PAGE_SQL).
 RELATED = {
-    DeliveryKind.WEBHOOK: ("clinic", "alert", "endpoint", "checkpoint__procedure"),
+    DeliveryKind.WEBHOOK: ("endpoint",),
     DeliveryKind.REMINDER: ("clinic", "checkpoint__procedure__patient"),
     DeliveryKind.CHECKIN: ("clinic", "checkin__patient", "checkin__procedure"),
     DeliveryKind.DIGEST: ("clinic",),
@@ -242,6 +259,8 @@ def deliver(*, delivery_id: int, now: datetime | None = None) -> Outcome:
     if kind is None:
         return Outcome("skipped")
     mine = Delivery.objects.filter(id=delivery_id, claimed_at=now)  # still sending under this claim
+    if kind == DeliveryKind.WEBHOOK:
+        return _deliver_webhook(delivery_id, mine)
     # Sent and recorded in one transaction. A failure is recorded in it too, so that the link made for
     # a message the server may have kept stays valid, and the message is kept for an identical retry.
     with transaction.atomic(), HEARTBEAT.renewing(delivery_id):
@@ -260,9 +279,44 @@ def deliver(*, delivery_id: int, now: datetime | None = None) -> Outcome:
         return Outcome(DeliveryState.SENT)
 
 
+def _deliver_webhook(delivery_id: int, mine) -> Outcome:
+    """A webhook is sent outside any transaction: its claim has committed, the POST holds no lock and
+    no open transaction however slow the receiver (it has one deadline), then the outcome is recorded
+    by a conditional UPDATE on the claim. Its body was frozen when the event happened."""
+    with HEARTBEAT.renewing(delivery_id):
+        delivery = _fetch(delivery_id, DeliveryKind.WEBHOOK)
+        if not delivery.endpoint.active:
+            why = f"endpoint disabled: {delivery.endpoint.disabled_reason}" if delivery.endpoint.disabled_reason else ""
+            transition(mine, DeliveryState.SENDING, DeliveryState.CANCELLED, last_error=why or "endpoint turned off")
+            return Outcome(DeliveryState.CANCELLED)
+        try:
+            CHANNELS[delivery.channel].send(messages.build(delivery))
+        except DeliveryError as exc:
+            with transaction.atomic():
+                if isinstance(exc, EndpointGone):
+                    _disable_endpoint(delivery.endpoint, f"delivery #{delivery.pk}: {exc}")
+                return _record_failure(delivery, mine, exc, None)
+        transition(mine, DeliveryState.SENDING, DeliveryState.SENT, sent_at=timezone.now(), last_error="")
+        return Outcome(DeliveryState.SENT)
+
+
+def _disable_endpoint(endpoint: WebhookEndpoint, reason: str) -> None:
+    """Stop sending to `endpoint` (its pending deliveries are cancelled when their turn comes), saying why."""
+    endpoint.active, endpoint.disabled_at, endpoint.disabled_reason = False, timezone.now(), reason[:300]
+    endpoint.save(update_fields=["active", "disabled_at", "disabled_reason"])
+    logger.warning("webhook endpoint %s disabled: %s", endpoint.pk, reason)
+
+
+def _retries_exhausted(delivery: Delivery, now: datetime) -> bool:
+    if delivery.kind == DeliveryKind.WEBHOOK:
+        return now >= delivery.created_at + WEBHOOK_RETRY_HORIZON
+    return delivery.attempts >= MAX_ATTEMPTS
+
+
 def _record_failure(delivery: Delivery, mine, exc: DeliveryError, raw: bytes | None) -> Outcome:
     error = str(exc)[:300]
-    if exc.permanent or delivery.attempts >= MAX_ATTEMPTS or (exc.unknown and delivery.unknown_outcomes):
+    exhausted = _retries_exhausted(delivery, timezone.now())
+    if exc.permanent or exhausted or (exc.unknown and delivery.unknown_outcomes):
         if exc.unknown and delivery.unknown_outcomes:
             error = f"{error}; not re-sent again, the recipient may have it twice"[:300]
         transition(mine, DeliveryState.SENDING, DeliveryState.FAILED, last_error=error, message=None)
@@ -285,8 +339,13 @@ def _record_failure(delivery: Delivery, mine, exc: DeliveryError, raw: bytes | N
         )
         logger.info("delivery %s attempt %s outcome unknown, one retry at %s", delivery.pk, delivery.attempts, now)
         return Outcome(DeliveryState.PENDING)
-    wait = backoff_seconds(delivery.attempts)
+    wait = backoff_seconds(delivery.attempts, webhook=delivery.kind == DeliveryKind.WEBHOOK)
     due = now + timedelta(seconds=wait)
+    if delivery.kind == DeliveryKind.WEBHOOK:
+        due = min(due, delivery.created_at + WEBHOOK_RETRY_HORIZON)  # the last attempt, at the horizon
+        wait = max(0, int((due - now).total_seconds()))
+    # A wait longer than the broker may hold a countdown task is handed out by the sweep when due.
+    by_task = wait <= BACKOFF_MAX_SECONDS
     transition(
         mine,
         DeliveryState.SENDING,
@@ -294,11 +353,11 @@ def _record_failure(delivery: Delivery, mine, exc: DeliveryError, raw: bytes | N
         last_error=error,
         claimed_at=None,
         next_attempt_at=due,
-        enqueued_at=due,  # the retry task below is handed out for that moment
+        enqueued_at=due if by_task else None,  # the retry task below is handed out for that moment
         message=raw,
     )
     logger.info("delivery %s attempt %s failed, retry in %s s: %s", delivery.pk, delivery.attempts, wait, error)
-    return Outcome(DeliveryState.PENDING, retry_in=wait)
+    return Outcome(DeliveryState.PENDING, retry_in=wait if by_task else None)
 
 
 def sweep_deliveries(*, now: datetime, batch_size: int = 1000) -> int:
@@ -321,11 +380,12 @@ def sweep_deliveries(*, now: datetime, batch_size: int = 1000) -> int:
     )
     enqueued = 0
     lost = Q(enqueued_at__isnull=True) | _older_than_lease("enqueued_at", None, now)
-    ready = Delivery.objects.ready(at=now).filter(lost).order_by("next_attempt_at").values_list("id", flat=True)
-    for ids in claimed_batches(ready, batch_size):
-        Delivery.objects.filter(id__in=ids).update(enqueued_at=now, updated_at=now)
-        enqueue_deliveries(ids)
-        enqueued += len(ids)
+    ready = Delivery.objects.ready(at=now).filter(lost).order_by("next_attempt_at").values_list("id", "kind")
+    for rows in claimed_batches(ready, batch_size):
+        Delivery.objects.filter(id__in=[row[0] for row in rows]).update(enqueued_at=now, updated_at=now)
+        enqueue_deliveries([i for i, kind in rows if kind != DeliveryKind.WEBHOOK])
+        enqueue_deliveries([i for i, kind in rows if kind == DeliveryKind.WEBHOOK], webhooks=True)
+        enqueued += len(rows)
     return enqueued
 
 
@@ -357,7 +417,7 @@ def retry_delivery(*, delivery: Delivery, by=None) -> Delivery:
         )
         if not changed:
             raise ValidationError({"state": ["Only a failed delivery can be retried."]})
-        enqueue_deliveries([delivery.pk])
+        enqueue_deliveries([delivery.pk], webhooks=delivery.kind == DeliveryKind.WEBHOOK)
     delivery.refresh_from_db()
     return delivery
 

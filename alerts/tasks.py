@@ -60,6 +60,16 @@ def deliver_task(delivery_ids: list[int]) -> None:
             deliver_task.apply_async(([delivery_id],), countdown=outcome.retry_in)
 
 
+@shared_task
+def deliver_webhooks_task(delivery_ids: list[int]) -> None:
+    """Webhook deliveries, on the webhook queue (settings.CELERY_TASK_ROUTES) and its own worker, so
+    that a slow receiver never holds a worker that sends pages."""
+    for delivery_id in delivery_ids:
+        outcome = outbox.deliver(delivery_id=delivery_id)
+        if outcome.retry_in is not None:
+            deliver_webhooks_task.apply_async(([delivery_id],), countdown=outcome.retry_in)
+
+
 @shared_task(bind=True)
 def record_heartbeat_task(self) -> None:
     """Only a worker running this says a worker is alive: a call in-process (the demo clock runs

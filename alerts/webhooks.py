@@ -3,6 +3,11 @@
 Alert events (raised, tier raised, escalated, acknowledged, resolved) are written in the same
 transaction as the AlertEvent they report. Checkpoint transitions are relayed by a sweep from the
 CheckpointEvent rows that the patients app writes with each transition.
+
+The body is frozen in the Delivery row when it is written (`context["body"]`): the event's own time,
+the state that event produced, and a `sequence` that increases with each event of the same alert (or
+checkpoint), so that a receiver applies an event only if its sequence is above the last it applied.
+Every attempt sends these bytes under the same `webhook-id`.
 """
 
 from datetime import datetime
@@ -13,6 +18,7 @@ from patients.models import CheckpointEvent
 
 from .models import Alert, AlertEvent, Delivery, DeliveryKind, WebhookEndpoint
 from .outbox import enqueue_deliveries
+from .webhook_bodies import alert_data, checkpoint_data, frozen_body
 
 CHECKPOINT_WEBHOOK_EVENTS = {
     "completed": "checkpoint.completed",
@@ -26,17 +32,24 @@ def write_alert_webhooks(alert: Alert, event: str, cause: AlertEvent, *, now: da
     """One webhook Delivery per active endpoint of the alert's clinic that listens to `event`,
     enqueued on commit."""
     endpoints = WebhookEndpoint.objects.filter(clinic=alert.clinic, active=True)
-    deliveries = Delivery.objects.bulk_create(
-        _delivery(endpoint, event, reports="alert_event", row_id=cause.pk, now=now, alert=alert)
-        for endpoint in endpoints
-        if not endpoint.events or event in endpoint.events
-    )
-    enqueue_deliveries([delivery.pk for delivery in deliveries])
+    body = None
+    deliveries = []
+    for endpoint in endpoints:
+        if not endpoint.events or event in endpoint.events:
+            body = body or frozen_body(event, at=cause.at, data=alert_data(alert, sequence=cause.pk))
+            deliveries.append(
+                _delivery(endpoint, event, reports="alert_event", row_id=cause.pk, now=now, body=body, alert=alert)
+            )
+    deliveries = Delivery.objects.bulk_create(deliveries)
+    enqueue_deliveries([delivery.pk for delivery in deliveries], webhooks=True)
 
 
-def _delivery(endpoint: WebhookEndpoint, event: str, *, reports: str, row_id: int, now: datetime, **about) -> Delivery:
+def _delivery(
+    endpoint: WebhookEndpoint, event: str, *, reports: str, row_id: int, now: datetime, body: str, **about
+) -> Delivery:
     """The delivery of `event` to `endpoint`, reporting row `row_id` (`reports` names its kind:
-    "alert_event" or "checkpoint_event"); the cause, unique per endpoint, is the event and the row."""
+    "alert_event" or "checkpoint_event"), with its frozen `body`; the cause, unique per endpoint, is
+    the event and the row."""
     return Delivery(
         kind=DeliveryKind.WEBHOOK,
         channel="webhook",
@@ -45,7 +58,7 @@ def _delivery(endpoint: WebhookEndpoint, event: str, *, reports: str, row_id: in
         clinic_id=endpoint.clinic_id,
         endpoint=endpoint,
         next_attempt_at=now,
-        context={"event": event, reports: row_id},
+        context={"event": event, reports: row_id, "body": body},
         **about,
     )
 
@@ -73,7 +86,9 @@ def _relay_checkpoint_events(endpoint: WebhookEndpoint, *, now: datetime, batch_
             id__gt=endpoint.checkpoint_events_after,
             kind__in=CHECKPOINT_WEBHOOK_EVENTS,
             checkpoint__procedure__patient__clinic_id=endpoint.clinic_id,
-        ).order_by("id")[:batch_size]
+        )
+        .select_related("checkpoint__procedure")
+        .order_by("id")[:batch_size]
     )
     if not events:
         return 0
@@ -85,11 +100,12 @@ def _relay_checkpoint_events(endpoint: WebhookEndpoint, *, now: datetime, batch_
             reports="checkpoint_event",
             row_id=e.pk,
             now=now,
+            body=frozen_body(CHECKPOINT_WEBHOOK_EVENTS[e.kind], at=e.at, data=checkpoint_data(e)),
             checkpoint_id=e.checkpoint_id,
         )
         for e in wanted
     )
     endpoint.checkpoint_events_after = events[-1].pk
     endpoint.save(update_fields=["checkpoint_events_after"])
-    enqueue_deliveries([delivery.pk for delivery in deliveries])
+    enqueue_deliveries([delivery.pk for delivery in deliveries], webhooks=True)
     return len(deliveries)

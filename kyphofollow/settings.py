@@ -305,6 +305,24 @@ DELIVERY_HEARTBEAT_SECONDS = _int("DELIVERY_HEARTBEAT_SECONDS", 2, minimum=1)
 DELIVERY_OUTCOME_UNKNOWN_WAIT_SECONDS = _int("DELIVERY_OUTCOME_UNKNOWN_WAIT_SECONDS", 600, minimum=1)
 if DELIVERY_HEARTBEAT_SECONDS * 3 > DELIVERY_PAGE_LEASE_SECONDS:
     raise ImproperlyConfigured("DELIVERY_PAGE_LEASE_SECONDS must be at least 3 x DELIVERY_HEARTBEAT_SECONDS")
+# Webhooks (alerts/webhook_http.py, alerts/outbox.py). Each delivery has one wall-clock deadline for
+# DNS, connect, TLS, sending and reading the answer; a receiver that drips its answer is cut there.
+# A webhook that fails (any non-2xx, a redirect, a timeout, a refused connection) is retried with the
+# backoff above, capped at WEBHOOK_BACKOFF_MAX_SECONDS, until WEBHOOK_RETRY_HORIZON_HOURS after the
+# event; then it is failed and shown to staff. 410 Gone disables the endpoint at once. [DESIGN]
+WEBHOOK_DEADLINE_SECONDS = _int("WEBHOOK_DEADLINE_SECONDS", 10, minimum=1)
+WEBHOOK_BACKOFF_MAX_SECONDS = _int("WEBHOOK_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+WEBHOOK_RETRY_HORIZON_HOURS = _int("WEBHOOK_RETRY_HORIZON_HOURS", 24, minimum=1)
+# Webhooks go to public https:// addresses only. Loopback (and plain http:// to it) is allowed only
+# when this is set (by default with DEBUG), for a receiver on this machine in development and tests;
+# production refuses to start with it.
+WEBHOOK_ALLOW_LOOPBACK = _bool("WEBHOOK_ALLOW_LOOPBACK", default=DEBUG)
+if PRODUCTION and WEBHOOK_ALLOW_LOOPBACK:
+    raise ImproperlyConfigured("WEBHOOK_ALLOW_LOOPBACK must be false when DJANGO_ENV=production")
+# Webhook sends run on a queue of their own, consumed by a worker of their own (Procfile `webhooks`,
+# compose `webhooks`), so a slow receiver can never hold a worker that sends pages.
+WEBHOOK_QUEUE = "webhooks"
+CELERY_TASK_ROUTES = {"alerts.tasks.deliver_webhooks_task": {"queue": WEBHOOK_QUEUE}}
 # How often beat ticks the delivery sweep: with the page lease it bounds how long a lost page waits.
 DELIVERY_SWEEP_SECONDS = _int("DELIVERY_SWEEP_SECONDS", 5, minimum=1)
 # Beat only ticks sweepers; what is due is decided by rows in the database, never by beat. One entry

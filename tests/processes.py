@@ -1,4 +1,5 @@
-"""Real outside-world helpers for tests: a Celery worker process and a local SMTP server."""
+"""Real outside-world helpers for tests: a Celery worker process, a local SMTP server, a webhook
+receiver and a receiver that drips its answer."""
 
 import os
 import subprocess
@@ -32,7 +33,10 @@ def django_env(**overrides: str) -> dict[str, str]:
 
 
 class WorkerProcess:
-    """`celery worker` in a child process, talking to the same database and Redis as the test."""
+    """`celery worker` in a child process, talking to the same database and Redis as the test.
+
+    It consumes `queues`: by default both the default queue and the webhook queue, as the Procfile's
+    two workers do together; a test of queue isolation starts one worker per queue."""
 
     def __init__(
         self,
@@ -41,11 +45,14 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        queues: tuple[str, ...] = ("celery", "webhooks"),
     ):
         self.log_path = log_path
         self.env = django_env(**(env or {}))
         self.concurrency = concurrency
         self.extra_args = extra_args  # e.g. ("-Q", queue, "--include", module) for a benchmark
+        if "-Q" not in extra_args:
+            self.extra_args = ("-Q", ",".join(queues), *extra_args)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "WorkerProcess":
@@ -184,7 +191,10 @@ def settled(count, *, quiet_seconds: float, timeout: float, message: str):
 
 
 class WebhookReceiver:
-    """A local HTTP server that records every POST; `status` sets what it answers."""
+    """A local HTTP server that records every POST; `status` sets what it answers, or `statuses` one
+    answer per POST in turn (then `status`). A 3xx carries `location`; every answer carries
+    `answer_body` and an `x-internal` header (text a delivery's recorded error must never echo);
+    `on_request(headers, body)`, if set, runs in the server's thread before it answers."""
 
     def __init__(self):
         import http.server
@@ -192,22 +202,31 @@ class WebhookReceiver:
         receiver = self
         self.requests: list[dict] = []
         self.status = 204
+        self.statuses: list[int] = []
+        self.location = ""
+        self.answer_body = b""
+        self.on_request = None
         self.delay_seconds = 0.0
         self.lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's hook name)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if receiver.on_request:
+                    receiver.on_request(headers, body)
                 if receiver.delay_seconds:
                     time.sleep(receiver.delay_seconds)
                 with receiver.lock:
-                    receiver.requests.append(
-                        {"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body, "at": time.time()}
-                    )
-                    status = receiver.status
+                    receiver.requests.append({"headers": headers, "body": body, "at": time.time()})
+                    status = receiver.statuses.pop(0) if receiver.statuses else receiver.status
                 self.send_response(status)
-                self.send_header("content-length", "0")
+                if 300 <= status < 400 and receiver.location:
+                    self.send_header("location", receiver.location)
+                self.send_header("x-internal", "receiver-internal-header-value")
+                self.send_header("content-length", str(len(receiver.answer_body)))
                 self.end_headers()
+                self.wfile.write(receiver.answer_body)
 
             def log_message(self, *args):
                 return
@@ -226,3 +245,64 @@ class WebhookReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class DripReceiver:
+    """A local TCP server that reads a request, then answers one byte of an HTTP status line (or of a
+    TLS handshake record) every `interval` seconds, for hours: a receiver no per-read timeout cuts.
+    With `tls` (an ssl.SSLContext) it completes a TLS handshake first. `opened` counts connections;
+    `connections` records how long each stayed open (seconds), once the client closed it."""
+
+    HTTP = b"HTTP/1.1 200 OK\r\nx-padding: " + b"." * 100000
+    # A TLS handshake record announcing 16 KiB, its body dripped: the handshake never completes.
+    TLS = b"\x16\x03\x03\x40\x00" + b"\x02" * 16384
+
+    def __init__(self, interval: float = 0.2, answer: bytes = HTTP, tls=None):
+        import socket
+
+        self.interval = interval
+        self.answer = answer
+        self.tls = tls  # an ssl.SSLContext: answer over TLS
+        self.connections: list[float] = []
+        self.opened = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.stopped = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hooks/slow"
+
+    def start(self) -> "DripReceiver":
+        self.thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn) -> None:
+        opened = time.monotonic()
+        self.opened += 1
+        try:
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            conn.recv(65536)
+            for byte in self.answer:
+                if self.stopped.is_set():
+                    break
+                conn.sendall(bytes([byte]))
+                time.sleep(self.interval)
+        except OSError:  # ssl.SSLError included
+            pass
+        finally:
+            self.connections.append(time.monotonic() - opened)
+            conn.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DJANGO_ROLES = ("web", "worker", "beat")
+DJANGO_ROLES = ("web", "worker", "webhooks", "beat")
 MAIL_CATCHER_IMAGES = ("mailpit", "mailhog", "mailcatcher", "maildev")
 SECRET_KEY = "c0mp0se!Qm2#vR9@pL4$wZ8^nK1&cT6*hJ3(eB5)yU0-sD_fG+aW=oI"
 # Read by the Makefile (`PORT=9000 make run`), not by settings.py.
@@ -398,3 +398,19 @@ def test_dockerfile_collects_static_files_in_production_mode():
 
     assert collect, "the Dockerfile does not run collectstatic"
     assert re.search(r"DJANGO_ENV=production\s.*manage\.py collectstatic --noinput", collect[0]), collect[0]
+
+
+def _queues(command: list[str]) -> set[str]:
+    """The queues a `celery worker` command consumes (none named: only the default queue, `celery`)."""
+    return set(command[command.index("-Q") + 1].split(",")) if "-Q" in command else {"celery"}
+
+
+@pytest.mark.hazard("HAZ-48")
+def test_webhooks_have_a_worker_of_their_own_in_compose_and_the_procfile(compose):
+    """The worker that pages never takes a webhook task, and some worker takes every webhook task."""
+    services = compose["services"]
+    assert _queues(command_of(services["worker"])) == {"celery"}
+    assert _queues(command_of(services["webhooks"])) == {"webhooks"}
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert _queues(shlex.split(procfile["worker"])) == {"celery"}
+    assert _queues(shlex.split(procfile["webhooks"])) == {"webhooks"}

@@ -68,8 +68,10 @@ def test_production_refuses_to_start_without_a_secret_key():
         ("STAFF_REQUIRE_2FA", "false", "STAFF_REQUIRE_2FA must be true when DJANGO_ENV=production"),
         ("SITE_URL", "http://kyphofollow.example.org", "SITE_URL must be an https:// address"),
         ("SITE_URL", "http://localhost.example.org", "SITE_URL must be an https:// address"),
+        ("WEBHOOK_ALLOW_LOOPBACK", "true", "WEBHOOK_ALLOW_LOOPBACK must be false when DJANGO_ENV=production"),
     ],
 )
+@pytest.mark.hazard("HAZ-48")
 def test_production_refuses_to_start_unsafe_naming_the_variable(variable, value, message):
     result = run_manage("check", **{**PRODUCTION, variable: value})
 

@@ -57,14 +57,21 @@ def broker(private_redis, settings):
 
 @pytest.fixture
 def fault_worker(transactional_db, broker, tmp_path):
-    """fault_worker(concurrency=…, env={…}) starts a real `celery worker` on the private broker and waits
+    """fault_worker(concurrency=…, env={…}, queues=…) starts a real `celery worker` on the private broker and waits
     until it is ready (its start-up heartbeat row); every worker is stopped after the test."""
     started: list[WorkerProcess] = []
 
-    def start(*, concurrency: int = 2, env: dict[str, str] | None = None, wait: bool = True) -> WorkerProcess:
+    def start(
+        *,
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        queues: tuple[str, ...] = ("celery", "webhooks"),
+    ) -> WorkerProcess:
         known = set(WorkerHeartbeat.objects.values_list("hostname", flat=True))
         process = WorkerProcess(
             concurrency=concurrency,
+            queues=queues,
             env={"REDIS_URL": broker.url, "CELERY_BROKER_URL": broker.url, **(env or {})},
             log_path=tmp_path / f"worker-{len(started)}.log",
         ).start()
