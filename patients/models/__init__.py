@@ -43,10 +43,15 @@ from .checkpoint import (
 )
 from .api_client import ApiClient, ApiScope, HistoricalApiClient, IdempotencyRecord
 from .result import FhirResult
+from .readings import DxaResult, HistoricalDxaResult, PainReading, TierDropReview
 from .import_preview import IMPORT_PREVIEW_LIFETIME, ImportPreview
 # isort: on
 
 __all__ = [
+    "DxaResult",
+    "HistoricalDxaResult",
+    "PainReading",
+    "TierDropReview",
     "FhirResult",
     "IMPORT_PREVIEW_LIFETIME",
     "OPEN_STATES",
