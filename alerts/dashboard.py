@@ -15,8 +15,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from patients import access
-from patients.forms import CompleteCheckpointForm, RescheduleCheckpointForm
-from patients.models import Checkpoint, CheckpointState, Patient, RiskAssessment
+from patients.forms import CompleteCheckpointForm, ConfirmTierDropForm, RescheduleCheckpointForm
+from patients.models import Checkpoint, CheckpointState, Patient, RiskAssessment, TierDropReview
 from patients.protocol import get_protocol
 
 from .charts import PainPoint, pain_chart
@@ -54,6 +54,7 @@ ACTIONS = {
     "checkin": (CheckIn, access.Action.ACT_ON_ALERTS, {"log_call": LogCallForm}),
     "delivery": (Delivery, access.Action.OUTBOX, {"retry": RetryDeliveryForm, "dismiss": DismissDeliveryForm}),
     "review": (ReviewTask, access.Action.ACT_ON_ALERTS, {"complete": CompleteReviewForm}),
+    "tier_drop": (TierDropReview, access.Action.ACT_ON_ALERTS, {"confirm": ConfirmTierDropForm}),
 }
 CLINIC_PATH = {
     "alert": "clinic_id",
@@ -61,6 +62,7 @@ CLINIC_PATH = {
     "checkin": "patient__clinic_id",
     "delivery": "clinic_id",
     "review": "clinic_id",
+    "tier_drop": "clinic_id",
 }
 
 
@@ -89,6 +91,10 @@ def _sections(ids: list[int]) -> dict:
         "reviews": ReviewTask.objects.filter(clinic_id__in=ids, state=ReviewTask.State.OPEN)
         .select_related("patient")
         .order_by("due_at")[:ROWS_PER_SECTION],
+        # A re-assessment that would lower a tier waits here for a clinician (spec v0.2 §2), oldest first.
+        "tier_drops": TierDropReview.objects.filter(clinic_id__in=ids, state=TierDropReview.State.OPEN)
+        .select_related("procedure__patient")
+        .order_by("created_at")[:ROWS_PER_SECTION],
         "incomplete": RiskAssessment.objects.filter(is_current=True, procedure__patient__clinic_id__in=ids)
         .exclude(missing=[])
         .select_related("procedure__patient")
@@ -112,8 +118,8 @@ def _complete_form(checkpoint) -> CompleteCheckpointForm:
 def worklist(request, *, site):
     """Who needs the coordinator now: open alerts (oldest EMERGENCY first), acknowledged alerts not
     yet resolved (oldest acknowledgement first), due and missed
-    checkpoints, check-ins needing a call, clinician reviews, incomplete risk profiles, failed
-    deliveries."""
+    checkpoints, check-ins needing a call, clinician reviews, tier drops awaiting confirmation,
+    incomplete risk profiles, failed deliveries."""
     sections = {name: list(rows) for name, rows in _sections(clinic_ids(request.user)).items()}
     for checkpoint in sections["checkpoints"]:
         # Forms of their own per row, so that every field has a label bound to a unique id.

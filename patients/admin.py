@@ -12,10 +12,12 @@ from .models import (
     CheckpointEvent,
     Clinic,
     ClinicMembership,
+    DxaResult,
     Patient,
     Procedure,
     RiskAssessment,
     RiskTier,
+    TierDropReview,
     TreatedLevel,
 )
 from .roles import sync_staff_groups
@@ -87,13 +89,45 @@ class RiskTierFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DxaResultInline(admin.TabularInline):
+    """Every DXA of the patient (spec §2); the record's T-score and DXA date are the most recent one's."""
+
+    model = DxaResult
+    extra = 0
+    can_delete = False
+    fields = ["measured_on", "lowest_t_score", "sites", "source", "created_at"]
+    readonly_fields = fields
+    verbose_name_plural = "DXA history (a T-score entered above is added here)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TierDropReview)
+class TierDropReviewAdmin(ClinicScopedAdmin):
+    """Re-assessments that would lower a tier, held for a clinician; confirmed on the worklist."""
+
+    list_display = ["__str__", "procedure", "tier_from", "tier_to", "state", "created_at", "decided_by"]
+    list_filter = ["state", "clinic"]
+    list_select_related = ["procedure", "decided_by"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in TierDropReview._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
     list_display = ["mrn", "family_name", "given_name", "clinic", "status", "email_consent", "overview"]
     list_filter = ["clinic", RiskTierFilter, "status", "email_consent"]
     list_select_related = ["clinic"]
     search_fields = ["=mrn", "family_name", "given_name"]
-    inlines = [ProcedureInline]
+    inlines = [DxaResultInline, ProcedureInline]
 
     @admin.display(description="Overview")
     def overview(self, obj):

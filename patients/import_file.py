@@ -85,6 +85,8 @@ PROCEDURE_COLUMNS = [
     Column("facet_joint_violation", "bool", ""),
     Column("posterior_fascia_oedema", "bool", ""),
     Column("brace_prescribed", "bool", "Blank: no."),
+    Column("ct_hu", "int", "CT HU, −50 to 400, at the level in ct_hu_level (any level, usually untreated)."),
+    Column("ct_hu_level", "level", "Vertebra T1–L5 where ct_hu was measured (needed with ct_hu)."),
 ]
 LEVEL_COLUMNS = [
     Column("level", "level", "Treated vertebra, T1–L5; one row per level.", True),

@@ -9,143 +9,393 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-class Migration(migrations.Migration):
+def refresh_role_groups(apps, schema_editor):
+    """The role groups again, now that the tier-drop and DXA models have their permissions."""
+    from django.apps import apps as global_apps
+    from django.contrib.auth.management import create_permissions
 
+    from patients.roles import ensure_role_groups
+
+    for app_config in global_apps.get_app_configs():
+        saved, app_config.models_module = app_config.models_module, app_config.models_module or True
+        try:
+            create_permissions(app_config, apps=apps, verbosity=0)
+        finally:
+            app_config.models_module = saved
+    ensure_role_groups(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+
+
+class Migration(migrations.Migration):
     dependencies = [
-        ('patients', '0004_import_preview_and_idempotency_scope'),
+        ("patients", "0004_import_preview_and_idempotency_scope"),
+        ("alerts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='historicalprocedure',
-            name='ct_hu',
-            field=models.SmallIntegerField(blank=True, help_text='CT attenuation in HU, −50 to 400 (spec §2), at the level below (treated or not).', null=True, validators=[django.core.validators.MinValueValidator(-50), django.core.validators.MaxValueValidator(400)], verbose_name='CT Hounsfield units'),
+            model_name="historicalprocedure",
+            name="ct_hu",
+            field=models.SmallIntegerField(
+                blank=True,
+                help_text="CT attenuation in HU, −50 to 400 (spec §2), at the level below (treated or not).",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(-50),
+                    django.core.validators.MaxValueValidator(400),
+                ],
+                verbose_name="CT Hounsfield units",
+            ),
         ),
         migrations.AddField(
-            model_name='historicalprocedure',
-            name='ct_hu_level',
-            field=models.CharField(blank=True, choices=[('T1', 'T1'), ('T2', 'T2'), ('T3', 'T3'), ('T4', 'T4'), ('T5', 'T5'), ('T6', 'T6'), ('T7', 'T7'), ('T8', 'T8'), ('T9', 'T9'), ('T10', 'T10'), ('T11', 'T11'), ('T12', 'T12'), ('L1', 'L1'), ('L2', 'L2'), ('L3', 'L3'), ('L4', 'L4'), ('L5', 'L5')], help_text='Vertebra T1–L5 where the HU was measured, usually an untreated one such as L1.', max_length=3, verbose_name='HU measured at'),
+            model_name="historicalprocedure",
+            name="ct_hu_level",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("T1", "T1"),
+                    ("T2", "T2"),
+                    ("T3", "T3"),
+                    ("T4", "T4"),
+                    ("T5", "T5"),
+                    ("T6", "T6"),
+                    ("T7", "T7"),
+                    ("T8", "T8"),
+                    ("T9", "T9"),
+                    ("T10", "T10"),
+                    ("T11", "T11"),
+                    ("T12", "T12"),
+                    ("L1", "L1"),
+                    ("L2", "L2"),
+                    ("L3", "L3"),
+                    ("L4", "L4"),
+                    ("L5", "L5"),
+                ],
+                help_text="Vertebra T1–L5 where the HU was measured, usually an untreated one such as L1.",
+                max_length=3,
+                verbose_name="HU measured at",
+            ),
         ),
         migrations.AddField(
-            model_name='historicalprocedure',
-            name='ct_hu_scanner',
-            field=models.CharField(blank=True, max_length=100, verbose_name='HU scanner'),
+            model_name="historicalprocedure",
+            name="ct_hu_scanner",
+            field=models.CharField(blank=True, max_length=100, verbose_name="HU scanner"),
         ),
         migrations.AddField(
-            model_name='historicalprocedure',
-            name='medication_deadline_checked_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text="When the daily sweep scored 'no medication by week 16' after the patient's local deadline.", null=True),
+            model_name="historicalprocedure",
+            name="medication_deadline_checked_at",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="When the daily sweep scored 'no medication by week 16' after the patient's local deadline.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='procedure',
-            name='ct_hu',
-            field=models.SmallIntegerField(blank=True, help_text='CT attenuation in HU, −50 to 400 (spec §2), at the level below (treated or not).', null=True, validators=[django.core.validators.MinValueValidator(-50), django.core.validators.MaxValueValidator(400)], verbose_name='CT Hounsfield units'),
+            model_name="procedure",
+            name="ct_hu",
+            field=models.SmallIntegerField(
+                blank=True,
+                help_text="CT attenuation in HU, −50 to 400 (spec §2), at the level below (treated or not).",
+                null=True,
+                validators=[
+                    django.core.validators.MinValueValidator(-50),
+                    django.core.validators.MaxValueValidator(400),
+                ],
+                verbose_name="CT Hounsfield units",
+            ),
         ),
         migrations.AddField(
-            model_name='procedure',
-            name='ct_hu_level',
-            field=models.CharField(blank=True, choices=[('T1', 'T1'), ('T2', 'T2'), ('T3', 'T3'), ('T4', 'T4'), ('T5', 'T5'), ('T6', 'T6'), ('T7', 'T7'), ('T8', 'T8'), ('T9', 'T9'), ('T10', 'T10'), ('T11', 'T11'), ('T12', 'T12'), ('L1', 'L1'), ('L2', 'L2'), ('L3', 'L3'), ('L4', 'L4'), ('L5', 'L5')], help_text='Vertebra T1–L5 where the HU was measured, usually an untreated one such as L1.', max_length=3, verbose_name='HU measured at'),
+            model_name="procedure",
+            name="ct_hu_level",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("T1", "T1"),
+                    ("T2", "T2"),
+                    ("T3", "T3"),
+                    ("T4", "T4"),
+                    ("T5", "T5"),
+                    ("T6", "T6"),
+                    ("T7", "T7"),
+                    ("T8", "T8"),
+                    ("T9", "T9"),
+                    ("T10", "T10"),
+                    ("T11", "T11"),
+                    ("T12", "T12"),
+                    ("L1", "L1"),
+                    ("L2", "L2"),
+                    ("L3", "L3"),
+                    ("L4", "L4"),
+                    ("L5", "L5"),
+                ],
+                help_text="Vertebra T1–L5 where the HU was measured, usually an untreated one such as L1.",
+                max_length=3,
+                verbose_name="HU measured at",
+            ),
         ),
         migrations.AddField(
-            model_name='procedure',
-            name='ct_hu_scanner',
-            field=models.CharField(blank=True, max_length=100, verbose_name='HU scanner'),
+            model_name="procedure",
+            name="ct_hu_scanner",
+            field=models.CharField(blank=True, max_length=100, verbose_name="HU scanner"),
         ),
         migrations.AddField(
-            model_name='procedure',
-            name='medication_deadline_checked_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text="When the daily sweep scored 'no medication by week 16' after the patient's local deadline.", null=True),
+            model_name="procedure",
+            name="medication_deadline_checked_at",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="When the daily sweep scored 'no medication by week 16' after the patient's local deadline.",
+                null=True,
+            ),
         ),
         migrations.CreateModel(
-            name='HistoricalDxaResult',
+            name="HistoricalDxaResult",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('api_client_id_stamp', models.BigIntegerField(blank=True, default=patients.audit.current_client_id, editable=False, null=True, verbose_name='API client')),
-                ('measured_on', models.DateField(blank=True, help_text='Empty: date not recorded.', null=True, validators=[patients.models.validators.validate_not_in_future])),
-                ('lowest_t_score', models.DecimalField(decimal_places=1, max_digits=3, validators=[django.core.validators.MinValueValidator(-6), django.core.validators.MaxValueValidator(3)], verbose_name='lowest site T-score')),
-                ('sites', models.CharField(blank=True, help_text='Sites measured, when known.', max_length=200)),
-                ('source', models.CharField(help_text='The path it came by (admin, API, FHIR, import, …).', max_length=40)),
-                ('created_at', models.DateTimeField(blank=True, editable=False)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('patient', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='patients.patient')),
+                ("id", models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name="ID")),
+                (
+                    "api_client_id_stamp",
+                    models.BigIntegerField(
+                        blank=True,
+                        default=patients.audit.current_client_id,
+                        editable=False,
+                        null=True,
+                        verbose_name="API client",
+                    ),
+                ),
+                (
+                    "measured_on",
+                    models.DateField(
+                        blank=True,
+                        help_text="Empty: date not recorded.",
+                        null=True,
+                        validators=[patients.models.validators.validate_not_in_future],
+                    ),
+                ),
+                (
+                    "lowest_t_score",
+                    models.DecimalField(
+                        decimal_places=1,
+                        max_digits=3,
+                        validators=[
+                            django.core.validators.MinValueValidator(-6),
+                            django.core.validators.MaxValueValidator(3),
+                        ],
+                        verbose_name="lowest site T-score",
+                    ),
+                ),
+                ("sites", models.CharField(blank=True, help_text="Sites measured, when known.", max_length=200)),
+                (
+                    "source",
+                    models.CharField(help_text="The path it came by (admin, API, FHIR, import, …).", max_length=40),
+                ),
+                ("created_at", models.DateTimeField(blank=True, editable=False)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="patients.patient",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical dxa result',
-                'verbose_name_plural': 'historical dxa results',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical dxa result",
+                "verbose_name_plural": "historical dxa results",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='DxaResult',
+            name="DxaResult",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('measured_on', models.DateField(blank=True, help_text='Empty: date not recorded.', null=True, validators=[patients.models.validators.validate_not_in_future])),
-                ('lowest_t_score', models.DecimalField(decimal_places=1, max_digits=3, validators=[django.core.validators.MinValueValidator(-6), django.core.validators.MaxValueValidator(3)], verbose_name='lowest site T-score')),
-                ('sites', models.CharField(blank=True, help_text='Sites measured, when known.', max_length=200)),
-                ('source', models.CharField(help_text='The path it came by (admin, API, FHIR, import, …).', max_length=40)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='dxa_results', to='patients.patient')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "measured_on",
+                    models.DateField(
+                        blank=True,
+                        help_text="Empty: date not recorded.",
+                        null=True,
+                        validators=[patients.models.validators.validate_not_in_future],
+                    ),
+                ),
+                (
+                    "lowest_t_score",
+                    models.DecimalField(
+                        decimal_places=1,
+                        max_digits=3,
+                        validators=[
+                            django.core.validators.MinValueValidator(-6),
+                            django.core.validators.MaxValueValidator(3),
+                        ],
+                        verbose_name="lowest site T-score",
+                    ),
+                ),
+                ("sites", models.CharField(blank=True, help_text="Sites measured, when known.", max_length=200)),
+                (
+                    "source",
+                    models.CharField(help_text="The path it came by (admin, API, FHIR, import, …).", max_length=40),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="dxa_results", to="patients.patient"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-measured_on', '-id'],
-                'constraints': [models.UniqueConstraint(fields=('patient', 'measured_on'), name='one_dxa_result_per_patient_and_date', nulls_distinct=False)],
+                "ordering": ["-measured_on", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("patient", "measured_on"),
+                        name="one_dxa_result_per_patient_and_date",
+                        nulls_distinct=False,
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PainReading',
+            name="PainReading",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.PositiveSmallIntegerField(help_text="Days after the procedure, in the patient's time zone.")),
-                ('pain', models.PositiveSmallIntegerField(validators=[django.core.validators.MaxValueValidator(10)])),
-                ('source', models.CharField(max_length=40)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('procedure', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pain_readings', to='patients.procedure')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "day",
+                    models.PositiveSmallIntegerField(help_text="Days after the procedure, in the patient's time zone."),
+                ),
+                ("pain", models.PositiveSmallIntegerField(validators=[django.core.validators.MaxValueValidator(10)])),
+                ("source", models.CharField(max_length=40)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "procedure",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="pain_readings",
+                        to="patients.procedure",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['procedure', 'day', 'id'],
-                'indexes': [models.Index(fields=['procedure', 'day'], name='painreading_procedure_day')],
+                "ordering": ["procedure", "day", "id"],
+                "indexes": [models.Index(fields=["procedure", "day"], name="painreading_procedure_day")],
             },
         ),
         migrations.CreateModel(
-            name='TierDropReview',
+            name="TierDropReview",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tier_from', models.CharField(choices=[('standard', 'Standard'), ('elevated', 'Elevated'), ('high', 'High')], max_length=10, verbose_name='current tier')),
-                ('tier_to', models.CharField(choices=[('standard', 'Standard'), ('elevated', 'Elevated'), ('high', 'High')], max_length=10, verbose_name='proposed tier')),
-                ('changes', models.JSONField(default=list, help_text='What changed between the two assessments.')),
-                ('proposed', models.JSONField(default=dict, help_text='The proposed assessment: points, factors, missing.')),
-                ('reason', models.CharField(help_text='The input change that caused the re-assessment.', max_length=300)),
-                ('state', models.CharField(choices=[('open', 'Awaiting a clinician'), ('confirmed', 'Confirmed: lower tier applied'), ('withdrawn', 'Withdrawn: no longer lowers the tier')], default='open', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('clinic', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='patients.clinic')),
-                ('decided_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('procedure', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tier_drop_reviews', to='patients.procedure')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "tier_from",
+                    models.CharField(
+                        choices=[("standard", "Standard"), ("elevated", "Elevated"), ("high", "High")],
+                        max_length=10,
+                        verbose_name="current tier",
+                    ),
+                ),
+                (
+                    "tier_to",
+                    models.CharField(
+                        choices=[("standard", "Standard"), ("elevated", "Elevated"), ("high", "High")],
+                        max_length=10,
+                        verbose_name="proposed tier",
+                    ),
+                ),
+                ("changes", models.JSONField(default=list, help_text="What changed between the two assessments.")),
+                (
+                    "proposed",
+                    models.JSONField(default=dict, help_text="The proposed assessment: points, factors, missing."),
+                ),
+                (
+                    "reason",
+                    models.CharField(help_text="The input change that caused the re-assessment.", max_length=300),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("open", "Awaiting a clinician"),
+                            ("confirmed", "Confirmed: lower tier applied"),
+                            ("withdrawn", "Withdrawn: no longer lowers the tier"),
+                        ],
+                        default="open",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "clinic",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="patients.clinic"
+                    ),
+                ),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "procedure",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tier_drop_reviews",
+                        to="patients.procedure",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
-                'indexes': [models.Index(condition=models.Q(('state', 'open')), fields=['clinic', 'created_at'], name='open_tier_drops')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('state', 'open')), fields=('procedure',), name='one_open_tier_drop_per_procedure')],
+                "ordering": ["created_at", "id"],
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("state", "open")), fields=["clinic", "created_at"], name="open_tier_drops"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("state", "open")),
+                        fields=("procedure",),
+                        name="one_open_tier_drop_per_procedure",
+                    )
+                ],
             },
         ),
         # The HIGH tier's planned day-90 review had the triggered review's id: give it its own.
-    migrations.RunSQL(
-        "UPDATE patients_checkpoint SET code = 'INT-HIGH-IMAGING' WHERE code = 'CP-16' AND NOT triggered",
-        "UPDATE patients_checkpoint SET code = 'CP-16' WHERE code = 'INT-HIGH-IMAGING'",
-    ),
-    # Every DXA recorded so far becomes the first row of its patient's DXA history.
-    migrations.RunSQL(
-        "INSERT INTO patients_dxaresult (patient_id, measured_on, lowest_t_score, sites, source, created_at)"
-        " SELECT id, dxa_date, bmd_lowest_t_score, '', 'migration', now() FROM patients_patient"
-        " WHERE bmd_lowest_t_score IS NOT NULL",
-        migrations.RunSQL.noop,
-    ),
-]
+        migrations.RunSQL(
+            "UPDATE patients_checkpoint SET code = 'INT-HIGH-IMAGING' WHERE code = 'CP-16' AND NOT triggered",
+            "UPDATE patients_checkpoint SET code = 'CP-16' WHERE code = 'INT-HIGH-IMAGING'",
+        ),
+        # Every DXA recorded so far becomes the first row of its patient's DXA history.
+        migrations.RunSQL(
+            "INSERT INTO patients_dxaresult (patient_id, measured_on, lowest_t_score, sites, source, created_at)"
+            " SELECT id, dxa_date, bmd_lowest_t_score, '', 'migration', now() FROM patients_patient"
+            " WHERE bmd_lowest_t_score IS NOT NULL",
+            migrations.RunSQL.noop,
+        ),
+        migrations.RunPython(refresh_role_groups, migrations.RunPython.noop),
+    ]
