@@ -12,7 +12,6 @@ from .models import (
     CheckpointEvent,
     Clinic,
     ClinicMembership,
-    DxaResult,
     Patient,
     Procedure,
     RiskAssessment,
@@ -89,20 +88,6 @@ class RiskTierFilter(admin.SimpleListFilter):
         return queryset
 
 
-class DxaResultInline(admin.TabularInline):
-    """Every DXA of the patient (spec §2); the record's T-score and DXA date are the most recent one's."""
-
-    model = DxaResult
-    extra = 0
-    can_delete = False
-    fields = ["measured_on", "lowest_t_score", "sites", "source", "created_at"]
-    readonly_fields = fields
-    verbose_name_plural = "DXA history (a T-score entered above is added here)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(TierDropReview)
 class TierDropReviewAdmin(ClinicScopedAdmin):
     """Re-assessments that would lower a tier, held for a clinician; confirmed on the worklist."""
@@ -127,13 +112,29 @@ class PatientAdmin(ClinicScopedAdmin):
     list_filter = ["clinic", RiskTierFilter, "status", "email_consent"]
     list_select_related = ["clinic"]
     search_fields = ["=mrn", "family_name", "given_name"]
-    inlines = [DxaResultInline, ProcedureInline]
+    inlines = [ProcedureInline]
+    readonly_fields = ["dxa_history"]
 
     @admin.display(description="Overview")
     def overview(self, obj):
         from django.utils.html import format_html
 
         return format_html('<a href="{}">Timeline and pain</a>', reverse("admin:patient-overview", args=[obj.pk]))
+
+    @admin.display(description="DXA history")
+    def dxa_history(self, obj):
+        """Every DXA of the patient (spec §2), newest first; the T-score above is the most recent one's."""
+        from django.utils.html import format_html_join
+
+        rows = obj.dxa_results.all() if obj.pk else []
+        return (
+            format_html_join(
+                "",
+                "<div>{}: lowest T-score {} {} ({})</div>",
+                ((r.measured_on or "undated", r.lowest_t_score, r.sites, r.source) for r in rows),
+            )
+            or "none recorded"
+        )
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -151,6 +152,7 @@ class PatientAdmin(ClinicScopedAdmin):
                 "fields": [
                     "bmd_lowest_t_score",
                     "dxa_date",
+                    "dxa_history",
                     "regular_outdoor_activity",
                     "on_osteoporosis_med",
                     "osteoporosis_drug",
