@@ -11,18 +11,9 @@ from django.db import migrations, models
 
 def refresh_role_groups(apps, schema_editor):
     """The role groups again, now that the tier-drop and DXA models have their permissions."""
-    from django.apps import apps as global_apps
-    from django.contrib.auth.management import create_permissions
+    import importlib
 
-    from patients.roles import ensure_role_groups
-
-    for app_config in global_apps.get_app_configs():
-        saved, app_config.models_module = app_config.models_module, app_config.models_module or True
-        try:
-            create_permissions(app_config, apps=apps, verbosity=0)
-        finally:
-            app_config.models_module = saved
-    ensure_role_groups(apps.get_model("auth", "Group"), apps.get_model("auth", "Permission"))
+    importlib.import_module("patients.migrations.0002_role_groups").create_role_groups(apps, schema_editor)
 
 
 class Migration(migrations.Migration):

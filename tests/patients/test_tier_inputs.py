@@ -176,13 +176,22 @@ def test_a_better_dxa_by_every_path_is_kept_as_history_and_only_opens_a_clinicia
     ).exists()
 
 
-@pytest.mark.hazard("HAZ-27")
-def test_a_dxa_entered_at_import_starts_the_history(make_patient):
-    patient = make_patient(bmd_lowest_t_score=Decimal("-2.9"), dxa_date=days_ago(30))  # register_patient, as import
+@pytest.mark.hazard("HAZ-27", "HAZ-31")
+def test_an_import_starts_the_dxa_history_and_takes_hu_at_an_untreated_level(clinic):
+    from patients.importing import import_rows
+    from tests.patients.test_import import recent_procedure_rows
 
-    assert list(DxaResult.objects.filter(patient=patient).values_list("lowest_t_score", "measured_on")) == [
-        (Decimal("-2.9"), days_ago(30))
-    ]
+    [row] = recent_procedure_rows(days_ago=3)
+    row |= {"bmd_lowest_t_score": "-2.9", "dxa_date": days_ago(30).isoformat(), "ct_hu": "60", "ct_hu_level": "L1"}
+
+    result = import_rows(clinic=clinic, rows=[row | {"level": "T9"}], dry_run=False)
+
+    assert result.errors == []
+    patient = Patient.objects.get(mrn=row["mrn"])
+    assert list(patient.dxa_results.values_list("lowest_t_score", "measured_on")) == [(Decimal("-2.9"), days_ago(30))]
+    procedure = patient.procedures.get()
+    assert (procedure.ct_hu, procedure.ct_hu_level) == (60, "L1")
+    assert "RISK-FX-VERY-LOW-BONE" in {factor["id"] for factor in assessment(procedure).factors}
 
 
 # --- HU at any level ------------------------------------------------------------------------------
