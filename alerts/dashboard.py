@@ -54,7 +54,7 @@ ACTIONS = {
     "checkin": (CheckIn, access.Action.ACT_ON_ALERTS, {"log_call": LogCallForm}),
     "delivery": (Delivery, access.Action.OUTBOX, {"retry": RetryDeliveryForm, "dismiss": DismissDeliveryForm}),
     "review": (ReviewTask, access.Action.ACT_ON_ALERTS, {"complete": CompleteReviewForm}),
-    "tier_drop": (TierDropReview, access.Action.ACT_ON_ALERTS, {"confirm": ConfirmTierDropForm}),
+    "tier_drop": (TierDropReview, access.Action.CONFIRM_TIER, {"confirm": ConfirmTierDropForm}),
 }
 CLINIC_PATH = {
     "alert": "clinic_id",

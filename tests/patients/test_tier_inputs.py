@@ -61,7 +61,7 @@ def high_by_bone(make_patient, make_procedure):
 
 @pytest.mark.hazard("HAZ-27")
 def test_a_better_dxa_keeps_the_high_tier_and_cancels_nothing_until_a_clinician_confirms_on_the_worklist(
-    client, clinician, high_by_bone
+    client, clinician, coordinator, high_by_bone
 ):
     procedure, patient = high_by_bone, high_by_bone.patient
     open_before = open_intensified(procedure)
@@ -78,6 +78,13 @@ def test_a_better_dxa_keeps_the_high_tier_and_cancels_nothing_until_a_clinician_
     # Both scans are kept; the record shows the most recent one.
     history = list(DxaResult.objects.filter(patient=patient).values_list("measured_on", "lowest_t_score"))
     assert history == [(days_ago(1), Decimal("-2.4")), (days_ago(800), Decimal("-3.6"))]
+
+    # Only a clinician confirms: a coordinator of the clinic is refused and nothing changes.
+    client.force_login(coordinator)
+    refused = client.post(reverse("admin:worklist-act", args=["tier_drop", review.pk, "confirm"]))
+    assert refused.status_code == 403
+    review.refresh_from_db()
+    assert review.state == "open" and current_tier(procedure) == "high"
 
     client.force_login(clinician)
     page = client.get(reverse("admin:index")).content.decode()
