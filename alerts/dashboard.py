@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from patients import access
-from patients.forms import CompleteCheckpointForm, RescheduleCheckpointForm
-from patients.models import Checkpoint, CheckpointState, Patient, RiskAssessment
+from patients.forms import CompleteCheckpointForm, ConfirmTierDropForm, RescheduleCheckpointForm
+from patients.models import Checkpoint, CheckpointState, Patient, RiskAssessment, TierDropReview
 from patients.protocol import get_protocol
 
 from .charts import PainPoint, pain_chart
@@ -55,6 +55,7 @@ ACTIONS = {
     "checkin": (CheckIn, access.Action.ACT_ON_ALERTS, {"log_call": LogCallForm}),
     "delivery": (Delivery, access.Action.OUTBOX, {"retry": RetryDeliveryForm, "dismiss": DismissDeliveryForm}),
     "review": (ReviewTask, access.Action.ACT_ON_ALERTS, {"complete": CompleteReviewForm}),
+    "tier_drop": (TierDropReview, access.Action.CONFIRM_TIER, {"confirm": ConfirmTierDropForm}),
 }
 CLINIC_PATH = {
     "alert": "clinic_id",
@@ -62,6 +63,7 @@ CLINIC_PATH = {
     "checkin": "patient__clinic_id",
     "delivery": "clinic_id",
     "review": "clinic_id",
+    "tier_drop": "clinic_id",
 }
 
 
@@ -102,6 +104,10 @@ def _sections(ids: list[int]) -> dict:
         "reviews": ReviewTask.objects.filter(clinic_id__in=ids, state=ReviewTask.State.OPEN)
         .select_related("patient")
         .order_by("due_at")[:ROWS_PER_SECTION],
+        # A re-assessment that would lower a tier waits here for a clinician (spec v0.2 §2), oldest first.
+        "tier_drops": TierDropReview.objects.filter(clinic_id__in=ids, state=TierDropReview.State.OPEN)
+        .select_related("procedure__patient")
+        .order_by("created_at")[:ROWS_PER_SECTION],
         "incomplete": RiskAssessment.objects.filter(is_current=True, procedure__patient__clinic_id__in=ids)
         .exclude(missing=[])
         .select_related("procedure__patient")
@@ -125,8 +131,8 @@ def _complete_form(checkpoint) -> CompleteCheckpointForm:
 def worklist(request, *, site):
     """Who needs the coordinator now: open alerts (oldest EMERGENCY first), acknowledged alerts not
     yet resolved (oldest acknowledgement first), due and missed
-    checkpoints, check-ins needing a call, clinician reviews, incomplete risk profiles, failed
-    deliveries."""
+    checkpoints, check-ins needing a call, clinician reviews, tier drops awaiting confirmation,
+    incomplete risk profiles, failed deliveries."""
     sections = {name: list(rows) for name, rows in _sections(clinic_ids(request.user)).items()}
     _mark_actionable(sections, request.user)
     for checkpoint in (cp for cp in sections["checkpoints"] if cp.can_act):

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from patients.models import Patient, PatientStatus, Procedure
 from patients.protocol import get_protocol
-from patients.services import trigger_checkpoint
+from patients.services import day14_window, procedure_protocol, reassess_and_replan, record_pain, trigger_checkpoint
 
 from .checkins import answer_checkin
 from .escalation import raise_alert
@@ -82,7 +82,21 @@ def submit_report(
         answer_checkin(checkin=checkin, report=report)
     for finding in findings:
         _act_on(finding, report, now=now)
+    _feed_tier_inputs(report)
     return report
+
+
+def _feed_tier_inputs(report: SymptomReport) -> None:
+    """A pain score is a tier input wherever it arrives (spec v0.2 §2): kept as a pain reading of the
+    procedure, and one in the day-14 window re-assesses it (the cleft rule), raising the tier at once."""
+    if report.pain_now is None:
+        return
+    procedure = report.procedure
+    record_pain(procedure=procedure, day=report.day, pain=report.pain_now, source=f"report ({report.source})")
+    first, last = day14_window(procedure_protocol(procedure))
+    if first <= report.day <= last:
+        reason = f"pain {report.pain_now}/10 on day {report.day} ({report.source})"
+        reassess_and_replan(procedure=procedure, reason=reason)
 
 
 def _validated_answers(rules: Rules, report: SymptomReport, second_opinion: dict | None) -> dict[str, str]:
@@ -223,4 +237,6 @@ def add_answers(*, report: SymptomReport, **answers: Any) -> SymptomReport:
     report.save()
     for finding in fresh:
         _act_on(finding, report, now=now)
+    if "pain_now" in given:
+        _feed_tier_inputs(report)
     return report

@@ -123,6 +123,7 @@ SECTION_KEYS: dict[str, dict[str, type]] = {
         "min_improvement_fraction": float,
         "no_baseline_repeat_days": int,
         "action": str,
+        "imaging_review": bool,
         "source": str,
     },
     "early_warning": {
@@ -281,7 +282,9 @@ def evaluate(report: Report, history: list[PainPoint], rules: Rules, *, baseline
     stalled = _not_improving(report, history, baseline, rules)
     if stalled:
         rule = rules.pain_not_improving
-        findings.append(Finding(rule["id"], rule["tier"], "review", rule["action"], rule["source"], stalled))
+        findings.append(
+            Finding(rule["id"], rule["tier"], "review", rule["action"], rule["source"], stalled, rule["imaging_review"])
+        )
     warning = rules.early_warning
     in_window = warning["from_day"] <= report.day <= warning["to_day"]
     if in_window and report.pain_now is not None and report.pain_now >= warning["pain_at_least"]:

@@ -330,6 +330,9 @@ DELIVERY_SWEEP_SECONDS = _int("DELIVERY_SWEEP_SECONDS", 5, minimum=1)
 # entries, in this order, for each simulated hour.
 CELERY_BEAT_SCHEDULE = {
     "sweep-checkpoints": {"task": "patients.tasks.sweep_checkpoints_task", "schedule": 60.0},
+    # "No medication by week 16" scored on each patient's local date (spec v0.2 §2): ticked hourly so that
+    # every time zone's new day is seen within the hour; each procedure is scored once.
+    "sweep-medication-deadlines": {"task": "patients.tasks.sweep_medication_deadlines_task", "schedule": 3600.0},
     "sweep-escalations": {"task": "alerts.tasks.sweep_escalations_task", "schedule": 60.0},
     "sweep-checkpoint-webhooks": {"task": "alerts.tasks.sweep_checkpoint_webhooks_task", "schedule": 60.0},
     "sweep-reminders": {"task": "alerts.tasks.sweep_reminders_task", "schedule": 60.0},

@@ -28,11 +28,12 @@ class Action(StrEnum):
     OUTBOX = "outbox"  # retry or dismiss a failed delivery
     MANAGE_CLINIC = "manage_clinic"  # clinic settings, memberships, API clients, webhooks, escalation policies
     AUDIT = "audit"  # read the audit trail
+    CONFIRM_TIER = "confirm_tier"  # confirm a lower risk tier held by a re-assessment (spec v0.2 §2: a clinician)
 
 
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     StaffRole.COORDINATOR: frozenset({Action.VIEW, Action.RECORD, Action.ACT_ON_ALERTS, Action.OUTBOX}),
-    StaffRole.CLINICIAN: frozenset({Action.VIEW, Action.RECORD, Action.ACT_ON_ALERTS}),
+    StaffRole.CLINICIAN: frozenset({Action.VIEW, Action.RECORD, Action.ACT_ON_ALERTS, Action.CONFIRM_TIER}),
     StaffRole.CLINIC_ADMIN: frozenset(
         {Action.VIEW, Action.RECORD, Action.ACT_ON_ALERTS, Action.OUTBOX, Action.MANAGE_CLINIC}
     ),

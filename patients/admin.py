@@ -16,6 +16,7 @@ from .models import (
     Procedure,
     RiskAssessment,
     RiskTier,
+    TierDropReview,
     TreatedLevel,
 )
 from .roles import sync_staff_groups
@@ -87,6 +88,24 @@ class RiskTierFilter(admin.SimpleListFilter):
         return queryset
 
 
+@admin.register(TierDropReview)
+class TierDropReviewAdmin(ClinicScopedAdmin):
+    """Re-assessments that would lower a tier, held for a clinician; confirmed on the worklist."""
+
+    list_display = ["__str__", "procedure", "tier_from", "tier_to", "state", "created_at", "decided_by"]
+    list_filter = ["state", "clinic"]
+    list_select_related = ["procedure", "decided_by"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in TierDropReview._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
     list_display = ["mrn", "family_name", "given_name", "clinic", "status", "email_consent", "overview"]
@@ -94,12 +113,28 @@ class PatientAdmin(ClinicScopedAdmin):
     list_select_related = ["clinic"]
     search_fields = ["=mrn", "family_name", "given_name"]
     inlines = [ProcedureInline]
+    readonly_fields = ["dxa_history"]
 
     @admin.display(description="Overview")
     def overview(self, obj):
         from django.utils.html import format_html
 
         return format_html('<a href="{}">Timeline and pain</a>', reverse("admin:patient-overview", args=[obj.pk]))
+
+    @admin.display(description="DXA history")
+    def dxa_history(self, obj):
+        """Every DXA of the patient (spec §2), newest first; the T-score above is the most recent one's."""
+        from django.utils.html import format_html_join
+
+        rows = obj.dxa_results.all() if obj.pk else []
+        return (
+            format_html_join(
+                "",
+                "<div>{}: lowest T-score {} {} ({})</div>",
+                ((r.measured_on or "undated", r.lowest_t_score, r.sites, r.source) for r in rows),
+            )
+            or "none recorded"
+        )
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -117,6 +152,7 @@ class PatientAdmin(ClinicScopedAdmin):
                 "fields": [
                     "bmd_lowest_t_score",
                     "dxa_date",
+                    "dxa_history",
                     "regular_outdoor_activity",
                     "on_osteoporosis_med",
                     "osteoporosis_drug",

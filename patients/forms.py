@@ -59,3 +59,19 @@ class CancelCheckpointForm(ServiceActionForm):
     service = services.cancel_checkpoint
 
     reason = forms.CharField(max_length=300)
+
+
+class ConfirmTierDropForm(ServiceActionForm):
+    """A clinician confirms a lower tier held by a re-assessment (spec v0.2 §2)."""
+
+    service = services.confirm_tier_drop
+    target = "review"
+
+    def save(self) -> bool:
+        if not super().save():
+            return False
+        self.instance.refresh_from_db()
+        if self.instance.state != self.instance.State.CONFIRMED:
+            self.add_error(None, "The risk no longer lowers the tier: the task was withdrawn and the tier stays.")
+            return False
+        return True

@@ -12,7 +12,8 @@ Patient columns (the same values on every row of one MRN):
     osteoporosis_drug, osteoporosis_med_started_on, bmi (12…50), prior_vertebral_fractures (0…15)
 Procedure columns (the same values on every row of one procedure_ref):
     procedure_ref*, kind* (kyphoplasty/vertebroplasty), performed_on*, fracture_diagnosed_on,
-    baseline_pain (0…10), facet_joint_violation, posterior_fascia_oedema, brace_prescribed
+    baseline_pain (0…10), facet_joint_violation, posterior_fascia_oedema, brace_prescribed,
+    ct_hu (−50…400) with ct_hu_level (T1…L5, the level measured: any level, usually an untreated one)
 Level columns (one level per row):
     level* (T1…L5), cement_leakage, leak_site (intradiscal/paravertebral/venous/canal/other),
     cement_distribution (confluent/separated), intravertebral_cleft, hounsfield_units (−50…400)
@@ -85,6 +86,8 @@ PROCEDURE_COLUMNS = [
     Column("facet_joint_violation", "bool", ""),
     Column("posterior_fascia_oedema", "bool", ""),
     Column("brace_prescribed", "bool", "Blank: no."),
+    Column("ct_hu", "int", "CT HU, −50 to 400, at the level in ct_hu_level (any level, usually untreated)."),
+    Column("ct_hu_level", "level", "Vertebra T1–L5 where ct_hu was measured (needed with ct_hu)."),
 ]
 LEVEL_COLUMNS = [
     Column("level", "level", "Treated vertebra, T1–L5; one row per level.", True),

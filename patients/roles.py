@@ -11,6 +11,8 @@ VIEW_ALL = [
     "patients.view_checkpoint",
     "patients.view_checkpointevent",
     "patients.view_riskassessment",
+    "patients.view_tierdropreview",
+    "patients.view_dxaresult",
     "alerts.view_checkin",
     "alerts.view_symptomreport",
     "alerts.view_alert",
@@ -76,8 +78,15 @@ def ensure_role_groups(group_model, permission_model) -> None:
     for role, name in GROUP_NAMES.items():
         group, _ = group_model.objects.get_or_create(name=name)
         labels = [entry.split(".") for entry in ROLE_PERMISSIONS[role]]
+        # A model a later migration creates has no permissions yet when an earlier one runs this: its
+        # own migration runs it again (a codename wrong for an existing model still fails loudly).
+        known = set(permission_model.objects.values_list("content_type__app_label", "content_type__model"))
         group.permissions.set(
-            [permission_model.objects.get(content_type__app_label=app, codename=code) for app, code in labels]
+            [
+                permission_model.objects.get(content_type__app_label=app, codename=code)
+                for app, code in labels
+                if (app, code.split("_", 1)[1]) in known
+            ]
         )
 
 

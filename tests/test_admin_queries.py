@@ -20,6 +20,7 @@ from patients.models import (
     Procedure,
     RiskAssessment,
     StaffRole,
+    TierDropReview,
     TreatedLevel,
 )
 from tests.builders import bulk_alerts, bulk_checkpoints, bulk_patients, bulk_procedures, bulk_staff
@@ -49,8 +50,9 @@ CHANGELIST_QUERIES = {
     "admin:patients_historicaltreatedlevel_changelist": 10,
     "admin:patients_patient_changelist": 9,
     "admin:patients_procedure_changelist": 11,
+    "admin:patients_tierdropreview_changelist": 9,
 }
-PAGE_QUERIES = {"worklist": 15, "patient overview": 17, "KPI page": 12, "KPI CSV": 10}
+PAGE_QUERIES = {"worklist": 16, "patient overview": 17, "KPI page": 12, "KPI CSV": 10}
 
 
 def changelists() -> list[str]:
@@ -91,6 +93,9 @@ def add_rows(*, clinic, patient, count: int) -> None:
     now = timezone.now()
     ReviewTask.objects.bulk_create(
         ReviewTask(patient=p, clinic=clinic, code="SO-2", action="Review", source="S0", due_at=now) for p in patients
+    )
+    TierDropReview.objects.bulk_create(
+        TierDropReview(procedure=p, clinic=clinic, tier_from="high", tier_to="elevated", reason="DXA") for p in theirs
     )
     Delivery.objects.bulk_create(
         Delivery(

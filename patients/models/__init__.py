@@ -43,12 +43,17 @@ from .checkpoint import (
 )
 from .api_client import ApiClient, ApiScope, HistoricalApiClient, IdempotencyRecord
 from .result import FhirResult
+from .readings import DxaResult, HistoricalDxaResult, PainReading, TierDropReview
 from .import_preview import IMPORT_PREVIEW_LIFETIME, ImportPreview
 from .enrolment import EnrolmentLink
 # isort: on
 
 __all__ = [
     "EnrolmentLink",
+    "DxaResult",
+    "HistoricalDxaResult",
+    "PainReading",
+    "TierDropReview",
     "FhirResult",
     "IMPORT_PREVIEW_LIFETIME",
     "OPEN_STATES",

@@ -43,6 +43,22 @@ class Procedure(models.Model):
         validators=[MaxValueValidator(10)],
         help_text=_("Pain NRS 0–10 before the procedure (spec §4)."),
     )
+    # Spec §2 ct_hu: measured at any level T1–L5, usually an untreated one such as L1; scanner-dependent.
+    ct_hu = models.SmallIntegerField(
+        "CT Hounsfield units",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(-50), MaxValueValidator(400)],
+        help_text=_("CT attenuation in HU, −50 to 400 (spec §2), at the level below (treated or not)."),
+    )
+    ct_hu_level = models.CharField(
+        "HU measured at",
+        max_length=3,
+        blank=True,
+        choices=[(v, v) for v in VERTEBRAE],
+        help_text=_("Vertebra T1–L5 where the HU was measured, usually an untreated one such as L1."),
+    )
+    ct_hu_scanner = models.CharField("HU scanner", max_length=100, blank=True)
     new_fracture_diagnosed_on = models.DateField(
         null=True,
         blank=True,
@@ -51,6 +67,12 @@ class Procedure(models.Model):
     )
     protocol_version = models.CharField(
         max_length=20, blank=True, editable=False, help_text=_("Protocol version the schedule was built from.")
+    )
+    medication_deadline_checked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("When the daily sweep scored 'no medication by week 16' after the patient's local deadline."),
     )
     brace_prescribed = models.BooleanField(default=False)
     brace_type = models.CharField(max_length=100, blank=True)
@@ -84,6 +106,10 @@ class Procedure(models.Model):
             errors["fracture_diagnosed_on"] = _("The fracture cannot be diagnosed after the procedure.")
         if self.new_fracture_diagnosed_on and self.performed_on and self.new_fracture_diagnosed_on < self.performed_on:
             errors["new_fracture_diagnosed_on"] = _("A new fracture is one found after the procedure.")
+        if self.ct_hu is not None and not self.ct_hu_level:
+            errors["ct_hu_level"] = _("Give the level the HU was measured at.")
+        if self.ct_hu_level and self.ct_hu is None:
+            errors["ct_hu"] = _("A level was given but no HU value.")
         if not self.brace_prescribed and (self.brace_type or self.brace_planned_weeks):
             errors["brace_prescribed"] = _("Brace details were given but no brace is prescribed.")
         if errors:

@@ -47,6 +47,16 @@ class TierRules:
 
 
 @dataclass(frozen=True)
+class ReassessmentRules:
+    """How a re-assessment treats its inputs and its result (spec v0.2 §2)."""
+
+    id: str
+    lower_needs_confirmation: bool  # a lower tier waits for a clinician; a higher one applies at once
+    medication_without_start_date: str  # "not_recorded" (0 points, listed missing) or "no_medication"
+    source: str
+
+
+@dataclass(frozen=True)
 class CheckpointRule:
     id: str
     title: str
@@ -156,6 +166,7 @@ class Protocol:
     medication_deadline_days: int
     factors: tuple[RiskFactor, ...]
     tiers: TierRules
+    reassessment: ReassessmentRules
     checkpoints: tuple[CheckpointRule, ...]
     intensification: tuple[Intensification, ...]
     priority_tier: str

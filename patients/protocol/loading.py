@@ -14,7 +14,7 @@ from .operations import (
     parse_roles,
     parse_second_opinion_information,
 )
-from .parsing import parse_checkpoint, parse_factor, parse_intensification, parse_tiers
+from .parsing import parse_checkpoint, parse_factor, parse_intensification, parse_reassessment, parse_tiers
 from .validation import entries, names, require, unique
 from .vocabulary import PROTOCOL_DIR, TIERS, ProtocolError
 
@@ -56,6 +56,7 @@ def _schedule(data: dict, name: str) -> dict:
         "medication_deadline_days": require(risk, "medication_deadline_days_from_fracture", f"{name} [risk]", int),
         "factors": factors,
         "tiers": parse_tiers(risk, name),
+        "reassessment": parse_reassessment(risk, name),
         "checkpoints": checkpoints,
         "intensification": series,
         "priority_tier": priority.get("tier", "high"),

@@ -1,7 +1,7 @@
 """Parsers of the risk and schedule sections: risk factors, tier thresholds, checkpoints and the
 intensification series of each tier."""
 
-from .entries import CheckpointRule, Condition, Intensification, RiskFactor, TierRules
+from .entries import CheckpointRule, Condition, Intensification, ReassessmentRules, RiskFactor, TierRules
 from .validation import check_choice, check_window, require, source
 from .vocabulary import ANCHORS, AUDIENCES, CONDITIONS, FACTS, OPERATORS, PATIENT_FACING, TIERS, ProtocolError
 
@@ -28,6 +28,25 @@ def parse_tiers(risk: dict, name: str) -> TierRules:
     where = f"{name} [risk.tiers]"
     tier_data = require(risk, "tiers", f"{name} [risk]", dict)
     return TierRules(**{key: require(tier_data, key, where, (int, str)) for key in TierRules.__dataclass_fields__})
+
+
+MEDICATION_WITHOUT_START_DATE = ("not_recorded", "no_medication")
+
+
+def parse_reassessment(risk: dict, name: str) -> ReassessmentRules:
+    entry = require(risk, "reassessment", f"{name} [risk]", dict)
+    where = f"{name} [risk.reassessment] ({entry.get('id', '?')})"
+    return ReassessmentRules(
+        id=require(entry, "id", where, str),
+        lower_needs_confirmation=require(entry, "lower_needs_confirmation", where, bool),
+        medication_without_start_date=check_choice(
+            require(entry, "medication_without_start_date", where, str),
+            MEDICATION_WITHOUT_START_DATE,
+            where,
+            "medication_without_start_date",
+        ),
+        source=source(entry, where),
+    )
 
 
 def parse_factor(entry: dict, where: str) -> RiskFactor:

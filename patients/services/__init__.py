@@ -3,9 +3,12 @@ atomic, validated; callers import from here (`from patients.services import regi
 
     registry.py     patients and procedures (register, update, record)
     outcomes.py     completing a checkpoint with its outcome, carried into the patient's record
-    schedule.py     planning: the plan for a tier, re-plans, the bulk planner, the state sweep
+    tier_drops.py   a clinician confirming a lower tier (and the cancellations it brings)
+    schedule.py     planning: the plan for a tier, re-plans, the bulk planner, the state and
+                    week-16 medication sweeps
     checkpoints.py  the one writer of checkpoint state and its CheckpointEvents
-    risk.py         risk facts, assessments and the RiskAssessment rows
+    risk.py         risk facts, assessments, the RiskAssessment rows and held tier drops
+    readings.py     tier inputs kept as history: DXA results, pain readings
     moments.py      local dates and the UTC instants a checkpoint opens, is due and closes
     api_clients.py  revoking an EHR integration's API client
 
@@ -24,8 +27,9 @@ from .checkpoints import (
 )
 from .moments import local_moment, reminder_time
 from .outcomes import complete_checkpoint
+from .readings import record_dxa, record_pain
 from .registry import record_procedure, register_patient, update_patient
-from .risk import compute_assessment, current_tier, procedure_protocol, risk_facts
+from .risk import compute_assessment, current_tier, day14_window, procedure_protocol, risk_facts
 from .schedule import (
     reassess_and_replan,
     refresh_procedure,
@@ -34,18 +38,24 @@ from .schedule import (
     schedule_procedure,
     schedule_procedures,
     sweep_checkpoint_states,
+    sweep_medication_deadlines,
 )
+from .tier_drops import confirm_tier_drop
 
 __all__ = [
     "ACTIONABLE_STATES",
     "cancel_checkpoint",
     "complete_checkpoint",
     "compute_assessment",
+    "confirm_tier_drop",
     "current_tier",
+    "day14_window",
     "local_moment",
     "procedure_protocol",
     "reassess_and_replan",
     "record_first_reminders",
+    "record_dxa",
+    "record_pain",
     "record_procedure",
     "record_reminder_outcome",
     "refresh_procedure",
@@ -60,6 +70,7 @@ __all__ = [
     "schedule_procedures",
     "stop_follow_up",
     "sweep_checkpoint_states",
+    "sweep_medication_deadlines",
     "trigger_checkpoint",
     "update_patient",
 ]

@@ -190,14 +190,20 @@ def cancel_checkpoint(*, checkpoint: Checkpoint, reason: str, by=None) -> Checkp
 
 @transaction.atomic
 def trigger_checkpoint(*, procedure: Procedure, code: str, reason: str) -> Checkpoint:
-    """Plan a triggered checkpoint (CP-16 imaging review) from today, unless one is already open.
-    Its window comes from the protocol; staff arrange it, so the patient gets no reminder."""
-    existing = procedure.checkpoints.open().filter(code=code).first()
-    if existing:
-        return existing
+    """Plan a triggered checkpoint (CP-16 imaging review) with its own window from today (the
+    patient's local date). Only an open *triggered* one due within that same window stands in for
+    it; a planned review (another code, another day) never does (spec v0.2 §3 CP-16). Staff arrange
+    it, so the patient gets no reminder."""
     rules = procedure_protocol(procedure)
     rule = rules.checkpoint(code)
-    today = timezone.localdate()
+    today = timezone.localdate(timezone=ZoneInfo(procedure.patient.time_zone))
+    existing = (
+        procedure.checkpoints.open()
+        .filter(code=code, triggered=True, window_end__lte=today + timedelta(days=rule.latest))
+        .first()
+    )
+    if existing:
+        return existing
     item = protocol_rules.PlannedCheckpoint(
         code=code,
         sequence=procedure.checkpoints.filter(code=code).count() + 1,

@@ -8,9 +8,13 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from patients import audit
+
 from .. import protocol as protocol_rules
 from ..models import Checkpoint, Patient
 from .checkpoints import mark_completed, not_open
+from .readings import record_dxa, record_pain
+from .risk import local_today
 from .schedule import refresh_procedure
 
 # The checkpoint fields an outcome fills in; the rest of the row is the plan's.
@@ -65,7 +69,8 @@ def complete_checkpoint(
 ) -> Checkpoint:
     """Complete one open (or missed) checkpoint with its outcome; reminders stop at once.
 
-    A DXA result updates the patient's lowest T-score and DXA date; a medication start updates the
+    A DXA result joins the patient's DXA history (the record shows the most recent scan); a pain score
+    is kept as a pain reading of the procedure; a medication start updates the
     patient's osteoporosis medication (and plans the repeat DXA, CP-13). Then every procedure of the
     patient is re-assessed.
     """
@@ -90,8 +95,6 @@ def complete_checkpoint(
 
 def _patient_changes(patient: Patient, outcome: dict[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
-    if outcome["dxa_t_score"] is not None:
-        changes.update(bmd_lowest_t_score=outcome["dxa_t_score"], dxa_date=outcome["dxa_date"])
     if outcome["medication_started"]:
         changes.update(
             on_osteoporosis_med=True,
@@ -104,12 +107,22 @@ def _patient_changes(patient: Patient, outcome: dict[str, Any]) -> dict[str, Any
 
 
 def _apply_outcome(checkpoint: Checkpoint, outcome: dict[str, Any]) -> None:
-    """The outcome's facts into the patient's record, then every procedure of the patient refreshed."""
+    """The outcome's facts into the patient's record (a DXA result joins the patient's DXA history, a
+    pain score the procedure's pain readings), then every procedure of the patient refreshed."""
     patient = Patient.objects.select_for_update().get(pk=checkpoint.procedure.patient_id)
     changes = _patient_changes(patient, outcome)
     for name, value in changes.items():
         setattr(patient, name, value)
     if changes:
         patient.save(update_fields=[*changes, "updated_at"])
+    source = f"{checkpoint.code} ({audit.current_source()})"
+    if outcome["dxa_t_score"] is not None:
+        record_dxa(
+            patient=patient, measured_on=outcome["dxa_date"], lowest_t_score=outcome["dxa_t_score"], source=source
+        )
+    if outcome["pain_score"] is not None:
+        procedure = checkpoint.procedure
+        day = (local_today(procedure) - procedure.performed_on).days
+        record_pain(procedure=procedure, day=day, pain=outcome["pain_score"], source=source)
     for procedure in patient.procedures.all():
         refresh_procedure(procedure=procedure, reason=f"{checkpoint.code} completed")

@@ -10,9 +10,20 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from patients import audit
+
 from ..models import Clinic, Patient, PatientStatus, Procedure, TreatedLevel
 from .checkpoints import stop_follow_up
+from .readings import record_dxa
 from .schedule import refresh_procedure, schedule_procedure
+
+
+def _keep_dxa(patient: Patient, before: tuple | None) -> None:
+    """A T-score given with the patient's record (admin, REST, import) becomes a DXA result of the
+    patient's history; the record then shows the most recent scan, never simply the last one typed."""
+    given = (patient.bmd_lowest_t_score, patient.dxa_date)
+    if given[0] is not None and given != before:
+        record_dxa(patient=patient, measured_on=given[1], lowest_t_score=given[0], source=audit.current_source())
 
 
 @transaction.atomic
@@ -30,6 +41,7 @@ def register_patient(*, clinic: Clinic, **fields: Any) -> Patient:
             patient.save()
     except IntegrityError:
         raise duplicate from None  # registered by a concurrent request a moment ago
+    _keep_dxa(patient, None)
     return patient
 
 
@@ -37,11 +49,13 @@ def register_patient(*, clinic: Clinic, **fields: Any) -> Patient:
 def update_patient(*, patient: Patient, reason: str = "patient record changed", **fields: Any) -> Patient:
     """Change the given fields of one Patient row and re-assess each of the patient's procedures;
     a patient who leaves follow-up (withdrawn, deceased) has every open checkpoint cancelled."""
-    was_active = Patient.objects.filter(pk=patient.pk, status=PatientStatus.ACTIVE).exists()
+    stored = Patient.objects.filter(pk=patient.pk).values("status", "bmd_lowest_t_score", "dxa_date").first() or {}
+    was_active = stored.get("status") == PatientStatus.ACTIVE
     for name, value in fields.items():
         setattr(patient, name, value)
     patient.full_clean()
     patient.save()
+    _keep_dxa(patient, (stored.get("bmd_lowest_t_score"), stored.get("dxa_date")))
     if was_active and patient.status != PatientStatus.ACTIVE:
         stop_follow_up(patient=patient, reason=f"patient {patient.status}")
     for procedure in patient.procedures.all():

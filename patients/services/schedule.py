@@ -7,21 +7,24 @@ The rows themselves are written through `checkpoints.py`.
 """
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.db import transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .. import protocol as protocol_rules
 from ..models import Checkpoint, CheckpointState, PatientStatus, Procedure, RiskAssessment
-from ..rows import copy_rows
+from ..rows import claimed_batches, copy_rows
 from .checkpoints import mark_cancelled, missed_batches, move_planned, open_windows, plan_checkpoints
 from .moments import planned_values, reminder_time
 from .risk import (
     INITIAL_TIER,
     assessment_values,
     current_tier,
+    local_today,
     procedure_protocol,
     reassess,
     risk_facts,
@@ -109,10 +112,11 @@ def replan(*, procedure: Procedure, reason: str, initial: bool = False) -> None:
 
 
 @transaction.atomic
-def reassess_and_replan(*, procedure: Procedure, reason: str) -> RiskAssessment:
-    """Re-assess the procedure's risk (`risk.reassess`); a changed tier re-plans its future
-    checkpoints, the first assessment plans them all."""
-    result = reassess(procedure=procedure, reason=reason)
+def reassess_and_replan(*, procedure: Procedure, reason: str, today: date | None = None) -> RiskAssessment:
+    """Re-assess the procedure's risk (`risk.reassess`, deadlines counted on `today`, the patient's
+    local date by default); a changed tier re-plans its future checkpoints, the first assessment plans
+    them all. A lower tier waits for a clinician (a TierDropReview) and re-plans nothing."""
+    result = reassess(procedure=procedure, reason=reason, today=today)
     if result.tier_changed:
         replan(
             procedure=procedure,
@@ -163,11 +167,10 @@ def schedule_procedures(*, procedure_ids: Iterable[int]) -> int:
         .select_for_update(of=("self",))
     )
     _fix_protocol_versions(procedures)
-    today = timezone.localdate()
     assessments, planned = [], []
     for procedure in procedures:
         rules = protocol_rules.get_protocol(procedure.protocol_version)
-        facts = risk_facts(procedure, today=today, protocol=rules)
+        facts = risk_facts(procedure, today=local_today(procedure), protocol=rules)
         result = protocol_rules.assess(facts, rules, new_fracture=procedure.new_fracture_diagnosed_on is not None)
         assessments.append(assessment_values(procedure.pk, result, version=rules.version, reason="procedure recorded"))
         reason = tier_change_reason(INITIAL_TIER, result.tier, "procedure recorded")
@@ -188,6 +191,43 @@ def sweep_checkpoint_states(*, now: datetime, batch_size: int = 1000) -> dict[st
         for checkpoint in missed:
             code = procedure_protocol(checkpoint.procedure).checkpoint_for_role("medication")
             if checkpoint.code == code:
-                reassess_and_replan(procedure=checkpoint.procedure, reason=f"{code} missed")
+                today = now.astimezone(ZoneInfo(checkpoint.procedure.patient.time_zone)).date()
+                reassess_and_replan(procedure=checkpoint.procedure, reason=f"{code} missed", today=today)
     counts["due"] = open_windows(now=now, batch_size=batch_size)
     return counts
+
+
+def sweep_medication_deadlines(*, now: datetime, batch_size: int = 500) -> int:
+    """Score "no osteoporosis medication by week 16" on the patient's local date (spec v0.2 §2),
+    whether or not anything else changes: each procedure whose deadline (F+112) has passed in its
+    patient's time zone is re-assessed once (a raise applies at once, re-planning its checkpoints) and
+    stamped `medication_deadline_checked_at`. Rows are claimed with SKIP LOCKED and the stamp is
+    written in the same transaction, so a repeated or concurrent sweep scores nothing twice. A later
+    medication record re-assesses through its own path. Returns how many procedures were scored."""
+    days = min(protocol_rules.get_protocol(v).medication_deadline_days for v in protocol_rules.available_versions())
+    unscored = Procedure.objects.filter(
+        medication_deadline_checked_at__isnull=True, patient__status=PatientStatus.ACTIVE
+    )
+    # No time zone is more than a day ahead of UTC: a procedure anchored later cannot be due yet.
+    near = (
+        unscored.alias(anchor=Coalesce("fracture_diagnosed_on", "performed_on"))
+        .filter(anchor__lte=now.date() - timedelta(days=days - 1), risk_assessments__is_current=True)
+        .select_related("patient")
+    )
+    due = [procedure.pk for procedure in near if _deadline_passed(procedure, now)]
+    scored = 0
+    for ids in claimed_batches(unscored.filter(pk__in=due).values_list("id", flat=True), batch_size):
+        for procedure in Procedure.objects.filter(id__in=ids).select_related("patient__clinic"):
+            today = now.astimezone(ZoneInfo(procedure.patient.time_zone)).date()
+            reassess_and_replan(procedure=procedure, reason="week-16 medication deadline passed", today=today)
+        Procedure.objects.filter(id__in=ids).update(medication_deadline_checked_at=now)
+        scored += len(ids)
+    return scored
+
+
+def _deadline_passed(procedure: Procedure, now: datetime) -> bool:
+    """Whether the week-16 medication deadline (F+112, the day itself included) is over on the
+    patient's local date at `now`."""
+    anchor = procedure.fracture_diagnosed_on or procedure.performed_on
+    deadline = anchor + timedelta(days=procedure_protocol(procedure).medication_deadline_days)
+    return now.astimezone(ZoneInfo(procedure.patient.time_zone)).date() > deadline

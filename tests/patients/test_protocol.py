@@ -593,12 +593,14 @@ def test_plan_holds_the_spec_checkpoints_that_the_facts_call_for(facts, tier):
     codes = {item.code for item in plan(facts, tier, PROTOCOL)}
     recent_dxa = facts.last_dxa_on is not None and (facts.procedure_date - facts.last_dxa_on).days <= 730
 
-    spec_codes = {code for code in codes if code.startswith("CP-")} - ({"CP-16"} if tier == "high" else set())
+    spec_codes = {code for code in codes if code.startswith("CP-")}
     expected = BASE_CODES - ({"CP-06"} if recent_dxa else set())
     expected |= {"CP-13"} if facts.medication_started_on else set()
     expected |= {"CP-14"} if facts.brace_prescribed else set()
     assert spec_codes == expected
-    assert ("CP-16" in codes) == (tier == "high")
+    # The triggered imaging review (CP-16) is never planned; the HIGH tier's day-90 review has its own id.
+    assert "CP-16" not in codes
+    assert ("INT-HIGH-IMAGING" in codes) == (tier == "high")
     assert any(code.startswith("INT-ELEVATED") for code in codes) == (tier == "elevated")
     assert any(code.startswith("INT-HIGH") for code in codes) == (tier == "high")
 

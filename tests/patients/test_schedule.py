@@ -77,7 +77,7 @@ HIGH_INTENSIFICATION = [
     ("INT-HIGH-PRO", 13, 77, 77, 79),
     ("INT-HIGH-PRO", 14, 84, 84, 86),
     ("INT-HIGH-VISIT", 1, 12, 14, 18),
-    ("CP-16", 1, 83, 90, 104),
+    ("INT-HIGH-IMAGING", 1, 83, 90, 104),
     ("INT-HIGH-ADHERENCE", 1, 27, 30, 37),
     ("INT-HIGH-ADHERENCE", 2, 57, 60, 67),
     ("INT-HIGH-ADHERENCE", 3, 87, 90, 97),
@@ -361,7 +361,7 @@ def test_every_change_of_a_tier_replan_has_an_event_naming_the_tier_change(follo
         assert "standard → high" in event.reason, event.reason
     changed = {pk for pk, row in after.items() if pk not in before or before[pk] != row}
     assert changed == {event.checkpoint_id for event in new_events}
-    assert {after[pk]["code"] for pk in changed if pk not in before} >= {"CP-16", "INT-HIGH-ADHERENCE"}
+    assert {after[pk]["code"] for pk in changed if pk not in before} >= {"INT-HIGH-IMAGING", "INT-HIGH-ADHERENCE"}
     fls_follow_up = cp(procedure, "CP-09")
     assert fls_follow_up.priority
     assert fls_follow_up.events.filter(kind=CheckpointEvent.Kind.REPLANNED, reason__contains="standard → high").exists()
