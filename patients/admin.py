@@ -11,6 +11,7 @@ from .models import (
     Checkpoint,
     CheckpointEvent,
     Clinic,
+    ClinicHoliday,
     ClinicMembership,
     Patient,
     Procedure,
@@ -43,14 +44,21 @@ class ClinicMembershipInline(ParentScopedInline, admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class ClinicHolidayInline(ParentScopedInline, admin.TabularInline):
+    """Days the clinic's team does not work; every response promise to a patient skips them."""
+
+    model = ClinicHoliday
+    extra = 0
+
+
 @admin.register(Clinic)
 class ClinicAdmin(ClinicScopedAdmin):
     clinic_path = ""
     change_action = access.Action.MANAGE_CLINIC
-    list_display = ["name", "slug", "time_zone", "phone"]
+    list_display = ["name", "slug", "time_zone", "phone", "emergency_number"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [ClinicMembershipInline]
+    inlines = [ClinicMembershipInline, ClinicHolidayInline]
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

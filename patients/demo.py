@@ -77,6 +77,7 @@ def _demo_clinic() -> Clinic:
             "time_zone": "Europe/London",
             "phone": "+44 20 7946 0000",
             "email": "spine-team@demo-clinic.invalid",
+            "emergency_number": "999",
             # No quiet hours in the demo, so that messages can be watched arriving at any hour.
             "quiet_hours_start": time(0, 0),
             "quiet_hours_end": time(0, 0),

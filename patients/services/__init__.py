@@ -7,6 +7,7 @@ atomic, validated; callers import from here (`from patients.services import regi
     checkpoints.py  the one writer of checkpoint state and its CheckpointEvents
     risk.py         risk facts, assessments and the RiskAssessment rows
     moments.py      local dates and the UTC instants a checkpoint opens, is due and closes
+    working_time.py the clinic's working days, hours and holidays (response promises), reads only
     api_clients.py  revoking an EHR integration's API client
 
 Each module imports only those below it in this list, never the package itself.
@@ -35,9 +36,11 @@ from .schedule import (
     schedule_procedures,
     sweep_checkpoint_states,
 )
+from .working_time import WorkingTime
 
 __all__ = [
     "ACTIONABLE_STATES",
+    "WorkingTime",
     "cancel_checkpoint",
     "complete_checkpoint",
     "compute_assessment",
