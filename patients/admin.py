@@ -45,10 +45,24 @@ class ClinicMembershipInline(ParentScopedInline, admin.TabularInline):
 
 
 class ClinicHolidayInline(ParentScopedInline, admin.TabularInline):
-    """Days the clinic's team does not work; every response promise to a patient skips them."""
+    """Days the clinic's team does not work; every response promise to a patient skips them. Part of
+    the clinic's settings: whoever may change the clinic (`access.MANAGE_CLINIC` in THAT clinic) edits
+    them, and whoever may view it sees them; no permission of their own."""
 
     model = ClinicHoliday
     extra = 0
+
+    def has_view_permission(self, request, obj=None):
+        return self.admin_site._registry[Clinic].has_view_permission(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return self._parent_writable(request, obj) and obj is not None
+
+    def has_change_permission(self, request, obj=None):
+        return self._parent_writable(request, obj) and obj is not None
+
+    def has_delete_permission(self, request, obj=None):
+        return self._parent_writable(request, obj) and obj is not None
 
 
 @admin.register(Clinic)
