@@ -61,13 +61,15 @@ def _condition_holds(condition: str | None, facts: ScheduleFacts, protocol: Prot
 
 
 def _window(anchor_day: date, earliest: int, target: int, latest: int, floor: date) -> tuple[date, date, date]:
-    """The protocol's window counted from its anchor, never moved or shortened (an FLS clock that
-    started long before the procedure keeps the spec's dates, E8). Only the target is kept on or
-    after `floor` (the procedure) while the window still allows it."""
+    """The protocol's window counted from its anchor. One still open on `floor` (the procedure)
+    opens no earlier than it; one that closed before it (an FLS clock of a fracture long before the
+    procedure) keeps the spec's dates whole, late from the start, never shrunk to a day (E8)."""
     start = anchor_day + timedelta(days=earliest)
     end = anchor_day + timedelta(days=latest)
-    aim = min(max(anchor_day + timedelta(days=target), start, floor), end)
-    return start, aim, end
+    if end < floor:
+        return start, min(max(anchor_day + timedelta(days=target), start), end), end
+    start = max(start, floor)
+    return start, min(max(anchor_day + timedelta(days=target), start), end), end
 
 
 def _entry(rule: CheckpointRule | Intensification, sequence: int, window: tuple[date, date, date], **extra):

@@ -274,15 +274,15 @@ def test_repeat_dxa_is_planned_from_the_medication_start_once_cp07_records_it(fo
 def test_a_fracture_long_before_the_procedure_keeps_the_spec_windows_late_from_the_start(follow_up):
     """F = day -100: CP-05 and CP-06 (F+84 = day -16) closed before the procedure. They keep the
     spec's window (no one-day clamp), are marked for review with no patient reminder, and the sweep
-    puts them on the coordinators' worklist as missed. CP-07…CP-09 keep their F-based windows too."""
+    puts them on the coordinators' worklist as missed. CP-07…CP-09, still open, open on day 0."""
     procedure = follow_up(fracture_days_before=100)
 
     fls = [
-        ("CP-05", 1, -100, -16, -16),
-        ("CP-06", 1, -100, -16, -16),
-        ("CP-07", 1, -100, 0, 12),
-        ("CP-08", 1, -100, 0, 12),
-        ("CP-09", 1, -16, 12, 40),
+        ("CP-05", 1, -100, -30, -16),
+        ("CP-06", 1, -100, -30, -16),
+        ("CP-07", 1, 0, 0, 12),
+        ("CP-08", 1, 0, 0, 12),
+        ("CP-09", 1, 0, 12, 40),
     ]
     assert windows(procedure) == sorted([row for row in STANDARD if row[0] not in FLS_PRIORITY] + fls)
     late = procedure.checkpoints.filter(needs_review=True)
