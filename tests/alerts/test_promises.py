@@ -8,11 +8,13 @@ from html import unescape
 
 import pytest
 
-from alerts.models import CheckIn, ReviewTask
+from alerts.models import CheckIn, Delivery, DeliveryKind, ReviewTask
+from alerts.outbox import deliver
 from alerts.promises import promises_for
+from alerts.reminders import sweep_reminders
 from alerts.reports import submit_report
 from alerts.rules import get_rules
-from patients.models import Clinic, ClinicHoliday
+from patients.models import Checkpoint, Clinic, ClinicHoliday
 from patients.services import WorkingTime
 from tests.builders import CHECKIN_DUE, form_answers, make_clinic
 
@@ -288,3 +290,18 @@ def test_every_response_promise_and_wording_is_protocol_data_with_its_source():
     for key in ("emergency", "urgent_later", "routine"):
         assert "{" in WORDING[key]
     assert "911/112/999" not in WORDING["emergency"]
+
+
+@pytest.mark.django_db
+@pytest.mark.hazard("HAZ-34")
+def test_a_visit_reminder_names_the_clinics_emergency_number(clock, make_procedure, mailoutbox):
+    procedure = make_procedure(performed_on=date(2026, 3, 9), fracture_diagnosed_on=date(2026, 3, 1))
+    visit = Checkpoint.objects.get(procedure=procedure, code="CP-04")
+    clock.move_to(visit.next_reminder_at)
+
+    sweep_reminders(now=visit.next_reminder_at)
+    deliver(delivery_id=Delivery.objects.get(checkpoint=visit, kind=DeliveryKind.REMINDER).pk)
+
+    [message] = mailoutbox
+    assert "In an emergency call 999." in message.body
+    assert '<a href="tel:999">999</a>' in message.alternatives[0][0]
