@@ -167,7 +167,8 @@ def checkin_done(request):
     clinic = Clinic.objects.filter(pk=result["clinic_id"]).first()
     if clinic is None:
         return _problem(request, "session", status=403)
-    wording = promises_for(clinic, get_rules(result["version"]), now=datetime.fromisoformat(result["reported_at"]))
+    sent = datetime.fromisoformat(result["reported_at"]) if "reported_at" in result else timezone.now()
+    wording = promises_for(clinic, get_rules(result["version"]), now=sent)
     return render(request, "alerts/checkin/done.html", {"result": result, "clinic": clinic, "wording": wording})
 
 
