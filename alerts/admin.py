@@ -9,8 +9,15 @@ from patients import access
 from patients.admin import ClinicScopedAdmin, ServiceActionsAdmin
 from patients.models import Patient, Procedure
 
-from . import reports
-from .forms import AcknowledgeAlertForm, CompleteReviewForm, LogCallForm, PhoneReportForm, ResolveAlertForm
+from . import reports, reviews
+from .forms import (
+    AcknowledgeAlertForm,
+    ClinicianFindingForm,
+    CompleteReviewForm,
+    LogCallForm,
+    PhoneReportForm,
+    ResolveAlertForm,
+)
 from .models import (
     Alert,
     AlertEvent,
@@ -149,10 +156,40 @@ def _latest_rules_version() -> str:
 class ReviewTaskAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
     change_action = access.Action.ACT_ON_ALERTS
     change_form_template = "admin/service_actions_change_form.html"
-    list_display = ["id", "code", "patient", "state", "due_at", "action"]
+    list_display = ["id", "code", "patient", "state", "due_at", "action", "detail"]
     list_filter = ["state", "code", "clinic"]
     list_select_related = ["patient"]
     actions_forms = {"complete": (CompleteReviewForm, "Mark reviewed")}
+    change_list_template = "admin/alerts/reviewtask/change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.clinician_finding_view)
+        return [path("record/", view, name="alerts_reviewtask_record")] + super().get_urls()
+
+    def clinician_finding_view(self, request):
+        """SO-3 and the revision considerations (spec §1), entered by staff who may act on the
+        patient's clinic's alerts; each opens its review task (and a revision, the bone-health one)."""
+        patients = access.scoped(Patient.objects.all(), request.user, access.Action.ACT_ON_ALERTS)
+        if not patients.exists():
+            raise PermissionDenied
+        rules = get_rules(_latest_rules_version())
+        form = ClinicianFindingForm(request.POST or None, patients=patients, rules=rules)
+        if request.method == "POST" and form.is_valid():
+            try:
+                tasks = reviews.record_clinician_finding(by=request.user, **form.cleaned_data)
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                messages.success(request, "Review opened: " + ", ".join(task.code for task in tasks) + ".")
+                return redirect(reverse("admin:alerts_reviewtask_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Record a clinician finding",
+            "form": form,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/service_action.html", context)
 
 
 @admin.register(CheckIn)

@@ -172,6 +172,21 @@ class CompleteReviewForm(ServiceActionForm):
     note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="Review outcome")
 
 
+class ClinicianFindingForm(forms.Form):
+    """SO-3 or a revision consideration, entered by a clinician for one patient (spec §1)."""
+
+    patient = forms.ModelChoiceField(queryset=None)
+    code = forms.ChoiceField(label="Finding")
+    note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What the clinician saw")
+
+    def __init__(self, *args, patients, rules: Rules, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["patient"].queryset = patients
+        self.fields["code"].choices = [
+            (item.id, f"{item.id}: {item.label} ({item.source})") for item in rules.clinician_findings
+        ]
+
+
 class LogCallForm(ServiceActionForm):
     service = checkins.log_checkin_call
     target = "checkin"

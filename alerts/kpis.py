@@ -1,7 +1,10 @@
 """Programme KPIs of one clinic for the procedures performed in a period.
 
 Three fixed queries, whatever the number of rows: one aggregate over the period's procedures (the
-Capture the Fracture clocks of E8), one over their checkpoints whose window has closed, grouped by
+Capture the Fracture clocks of E8, each read from the dated events that define it: DXA dates and
+medication answers on completed checkpoints and in every version of the patient's record, never the
+patient's current record, so a KPI met stays met when later data arrives), one over their
+checkpoints whose window has closed, grouped by
 code, and one over the alerts raised in the period, grouped by tier. Everything else is arithmetic
 on those few numbers.
 
@@ -25,12 +28,13 @@ from django.db.models import (
     F,
     OuterRef,
     Q,
+    Subquery,
     Value,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from patients.models import Checkpoint, CheckpointState, Clinic, Procedure
+from patients.models import Checkpoint, CheckpointState, Clinic, HistoricalPatient, Procedure
 from patients.protocol import get_protocol
 from patients.services import local_moment
 
@@ -229,30 +233,68 @@ def _completed(code: str, *conditions: Q, **lookups) -> Exists:
     )
 
 
+def _dxa_dated(low: str, high: str) -> tuple[Exists, Exists]:
+    """A DXA dated from `low` to `high` (the procedure's annotated dates) in any dated event of the
+    patient: a completed checkpoint's result (CP-06, CP-13) or any version of the patient's record
+    (registration, import, admin, API, FHIR). Every DXA stays on record, so a repeat scan adds an
+    event and never removes the one that met the target."""
+    dated = {"dxa_date__gte": OuterRef(low), "dxa_date__lte": OuterRef(high)}
+    result = Checkpoint.objects.filter(procedure__patient=OuterRef("patient_id"), state=CheckpointState.COMPLETED)
+    record = HistoricalPatient.objects.filter(id=OuterRef("patient_id"))
+    return Exists(result.filter(**dated)), Exists(record.filter(**dated))
+
+
+def _medication_started_by(deadline: str) -> tuple[Exists, Exists]:
+    """Medication started on or before `deadline`, by any dated event: a completed checkpoint's answer
+    (CP-07, CP-09, CP-12) or any version of the patient's record."""
+    result = Checkpoint.objects.filter(
+        procedure__patient=OuterRef("patient_id"),
+        state=CheckpointState.COMPLETED,
+        medication_started=True,
+        medication_started_on__lte=OuterRef(deadline),
+    )
+    record = HistoricalPatient.objects.filter(
+        id=OuterRef("patient_id"), on_osteoporosis_med=True, osteoporosis_med_started_on__lte=OuterRef(deadline)
+    )
+    return Exists(result), Exists(record)
+
+
+def _on_medication_at_review(code: str) -> Exists:
+    """The 12-month review completed and, at it, on medication: its own answer when it has one (a
+    "no" — stopped — is not on medication, whatever is recorded later), else the patient's record as
+    it stood when the review was completed."""
+    record_then = HistoricalPatient.objects.filter(
+        id=OuterRef("procedure__patient_id"), history_date__lte=OuterRef("completed_at")
+    ).order_by("-history_date", "-history_id")
+    review = Checkpoint.objects.filter(procedure=OuterRef("pk"), code=code, state=CheckpointState.COMPLETED)
+    review = review.annotate(on_med_then=Subquery(record_then.values("on_osteoporosis_med")[:1]))
+    return Exists(review.filter(Q(medication_started=True) | Q(medication_started__isnull=True, on_med_then=True)))
+
+
 def _fls_counts(procedures, *, today: date, deadlines: Deadlines) -> dict[str, int]:
-    """One aggregate query: each clock's due count and met count."""
+    """One aggregate query: each clock's due count and met count, each from its dated events."""
     fracture_on = Coalesce("fracture_diagnosed_on", "performed_on")
+    events = {
+        "dxa": _dxa_dated("recent_dxa_from", "dxa_deadline"),
+        "dxa_before": _dxa_dated("recent_dxa_from", "performed_on"),
+        "dxa_after": _dxa_dated("performed_on", "dxa_deadline"),
+        "med": _medication_started_by("med_deadline"),
+    }
     annotated = procedures.annotate(
         fracture_on=fracture_on,
         dxa_deadline=_days_after(fracture_on, deadlines.dxa_from_fracture),
         med_deadline=_days_after(fracture_on, deadlines.medication_from_fracture),
         recent_dxa_from=_days_after(F("performed_on"), -deadlines.recent_dxa_days),
-        dxa_done=_completed(deadlines.dxa_code, dxa_date__lte=OuterRef("dxa_deadline")),
-        med_done=_completed(
-            deadlines.medication_code, medication_started=True, medication_started_on__lte=OuterRef("med_deadline")
-        ),
         med_reason_given=_completed(deadlines.medication_code, medication_started=False),
-        year_done=_completed(
-            deadlines.year_review_code,
-            Q(medication_started=True)
-            | Q(procedure__patient__on_osteoporosis_med=True)
-            & (
-                Q(procedure__patient__osteoporosis_med_started_on__isnull=True)
-                | Q(procedure__patient__osteoporosis_med_started_on__lte=F("completed_at"))
-            ),
-        ),
+        year_done=_on_medication_at_review(deadlines.year_review_code),
+        **{
+            f"{name}_{kind}": found
+            for name, pair in events.items()
+            for kind, found in zip(("result", "record"), pair, strict=True)
+        },
     )
-    recent = Q(patient__dxa_date__gte=F("recent_dxa_from"), patient__dxa_date__lte=F("performed_on"))
+    met = {name: Q(**{f"{name}_result": True}) | Q(**{f"{name}_record": True}) for name in events}
+    met_dxa, recent = met["dxa"], met["dxa_before"] & ~met["dxa_after"]
     # "F + n days has passed": F + n < today, i.e. F < today − n.
     dxa_due = Q(fracture_on__lt=today - timedelta(days=deadlines.dxa_from_fracture))
     med_due = Q(fracture_on__lt=today - timedelta(days=deadlines.medication_from_fracture))
@@ -261,10 +303,10 @@ def _fls_counts(procedures, *, today: date, deadlines: Deadlines) -> dict[str, i
         procedures=Count("pk"),
         assumed=Count("pk", filter=Q(fracture_diagnosed_on__isnull=True)),
         dxa_due=Count("pk", filter=dxa_due),
-        dxa_met=Count("pk", filter=dxa_due & (Q(dxa_done=True) | recent)),
-        dxa_recent=Count("pk", filter=dxa_due & recent & Q(dxa_done=False)),
+        dxa_met=Count("pk", filter=dxa_due & met_dxa),
+        dxa_recent=Count("pk", filter=dxa_due & recent),
         med_due=Count("pk", filter=med_due),
-        med_met=Count("pk", filter=med_due & Q(med_done=True)),
+        med_met=Count("pk", filter=med_due & met["med"]),
         med_reason=Count("pk", filter=med_due & Q(med_reason_given=True)),
         year_due=Count("pk", filter=year_due),
         year_met=Count("pk", filter=year_due & Q(year_done=True)),
@@ -335,10 +377,12 @@ def _fls_ratios(counts: dict[str, int], deadlines: Deadlines) -> list[Ratio]:
             denominator=counts["dxa_due"],
             in_progress=total - counts["dxa_due"],
             definition=(
-                f"{deadlines.dxa_code} completed with a DXA date on or before F+{dxa} days, or a DXA in the "
-                f"{deadlines.recent_dxa_days} days before the procedure ({deadlines.dxa_code} not planned because "
-                f"a recent DXA existed: counted as met, [DESIGN]) / procedures whose F+{dxa} days has passed. "
-                "F is the fracture diagnosis date, or the procedure date when unknown."
+                f"A DXA dated from {deadlines.recent_dxa_days} days before the procedure to F+{dxa} days, in any "
+                f"of the patient's dated DXA events (a completed {deadlines.dxa_code} or repeat-DXA result, or any "
+                "version of the patient's record); a DXA before the procedure stands in for "
+                f"{deadlines.dxa_code} ([DESIGN]). Every DXA is kept: a later scan never un-meets a met target / "
+                f"procedures whose F+{dxa} days has passed. F is the fracture diagnosis date, or the procedure "
+                "date when unknown."
             ),
             source="E8",
         ),
@@ -349,8 +393,9 @@ def _fls_ratios(counts: dict[str, int], deadlines: Deadlines) -> list[Ratio]:
             denominator=counts["med_due"],
             in_progress=total - counts["med_due"],
             definition=(
-                f"{deadlines.medication_code} completed with medication started on or before F+{med} days / "
-                f"procedures whose F+{med} days has passed."
+                f"A medication start dated on or before F+{med} days, in any dated medication event (a completed "
+                f"{deadlines.medication_code} or later checkpoint answering started, with its start date, or any "
+                f"version of the patient's record) / procedures whose F+{med} days has passed."
             ),
             source="E8",
         ),
@@ -361,9 +406,10 @@ def _fls_ratios(counts: dict[str, int], deadlines: Deadlines) -> list[Ratio]:
             denominator=counts["year_due"],
             in_progress=total - counts["year_due"],
             definition=(
-                f"{deadlines.year_review_code} completed with medication recorded as taken, or with the patient on "
-                "osteoporosis medication (started on or before the completion; the patient's current record) / "
-                f"procedures whose day {year} (day {deadlines.year_review_target} and its window) has passed."
+                f'{deadlines.year_review_code} completed with its answer: on medication. A "not on medication" '
+                f"(stopped) answer is not counted, whatever is recorded later; with no answer, the patient's record "
+                f"as it stood when {deadlines.year_review_code} was completed / procedures whose day {year} "
+                f"(day {deadlines.year_review_target} and its window) has passed."
             ),
             source="E8",
         ),
@@ -404,69 +450,3 @@ def _ack_times(tiers: dict[str, dict]) -> list[AckTime]:
             )
         )
     return items
-
-
-# --- CSV ----------------------------------------------------------------------------------------
-
-CSV_HEADER = [
-    "clinic",
-    "period_start",
-    "period_end",
-    "kpi",
-    "group",
-    "numerator",
-    "denominator",
-    "percent",
-    "in_progress",
-    "median_minutes",
-    "source",
-    "definition",
-]
-
-
-def _cell(value) -> str:
-    return "" if value is None else str(value)
-
-
-def csv_rows(report: KpiReport) -> list[list[str]]:
-    """The page's numbers, one row per KPI and group."""
-    head = [report.clinic.slug, report.start.isoformat(), report.end.isoformat()]
-    rows = [CSV_HEADER]
-    ratios = [
-        *report.fls,
-        report.medication_reason_not_started,
-        report.window_overall,
-        *report.window_by_code,
-        *report.escalations,
-    ]
-    for ratio in ratios:
-        rows.append(
-            head
-            + [
-                ratio.key,
-                ratio.group,
-                str(ratio.numerator),
-                str(ratio.denominator),
-                _cell(ratio.percent),
-                _cell(ratio.in_progress),
-                "",
-                ratio.source,
-                ratio.definition,
-            ]
-        )
-    for item in report.ack_times:
-        rows.append(
-            head
-            + [
-                "median_time_to_acknowledge",
-                item.tier,
-                str(item.acknowledged),
-                str(item.raised),
-                _cell(percent(item.acknowledged, item.raised)),
-                "",
-                _cell(item.median_minutes),
-                "[DESIGN]",
-                report.ack_definition,
-            ]
-        )
-    return rows

@@ -15,6 +15,7 @@ from patients.protocol import get_protocol
 
 from .channels import EmailMessage, WebhookMessage
 from .models import AcknowledgeLink, CheckInLink, Delivery, DeliveryKind, new_token
+from .promises import promises_for
 from .rules import get_rules
 from .webhook_bodies import body_of
 
@@ -65,7 +66,7 @@ def _checkin(delivery: Delivery) -> EmailMessage:
         "clinic": delivery.clinic,
         "link": settings.SITE_URL + reverse("checkin-start", args=[raw]),
         "expires_on": timezone.localtime(expires_at, ZoneInfo(checkin.patient.time_zone)).date(),
-        "wording": rules.wording,
+        "wording": promises_for(delivery.clinic, rules, now=timezone.now()),
     }
     with translation.override(checkin.patient.language or settings.LANGUAGE_CODE):
         text = render_to_string("alerts/email/checkin.txt", context)

@@ -263,7 +263,8 @@ class AcknowledgeLink(models.Model):
 
 
 class ReviewTask(models.Model):
-    """A clinician review (second-opinion triggers, PAIN_NOT_IMPROVING, revision considerations): not a page."""
+    """A clinician review (second-opinion triggers, PAIN_NOT_IMPROVING, the day-14 early warning, a
+    patient's free text, clinician-entered SO-3 and revision considerations): not a page."""
 
     class State(models.TextChoices):
         OPEN = "open", _("Open")
@@ -276,8 +277,14 @@ class ReviewTask(models.Model):
     action = models.CharField(max_length=200)
     source = models.CharField(max_length=100)
     report = models.ForeignKey(SymptomReport, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    detail = models.TextField(
+        blank=True, help_text=_("The patient's own words, or the note of the clinician who entered it.")
+    )
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     state = models.CharField(max_length=5, choices=State.choices, default=State.OPEN)
-    due_at = models.DateTimeField(help_text=_("ROUTINE: within 2 working days [DESIGN]."))
+    due_at = models.DateTimeField(help_text=_("ROUTINE: within 2 working days of the clinic's working time [DESIGN]."))
     done_at = models.DateTimeField(null=True, blank=True)
     done_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -159,6 +159,7 @@ def _facts(report: SymptomReport) -> Report:
         second_opinion=report.second_opinion,
         reported_at=report.reported_at,
         answers={name: getattr(report, name) for name in OPTIONAL_BOOLEANS},
+        free_text=report.other_symptoms or "",
     )
 
 
@@ -179,23 +180,30 @@ def _act_on(finding: Finding, report: SymptomReport, *, now: datetime) -> None:
     protocol = get_protocol(report.protocol_version)
     if finding.kind == "alert":
         raise_alert(report, finding, now=now)
-    elif finding.kind == "review":
-        open_review_task(
-            patient=report.patient,
-            code=finding.code,
-            tier=finding.tier,
-            action=finding.action,
-            source=finding.source,
-            report=report,
-            now=now,
-        )
-    else:
+        return _imaging_review(finding, report, protocol)
+    if finding.kind == "checkin":
         CheckIn.objects.create(
             patient=report.patient,
             procedure=report.procedure,
             reason=finding.code,
             next_action_at=now + protocol.extra_checkin_after,
         )
+    # A review finding, and the day-14 early warning too: the patient is told a review will happen.
+    words = report.other_symptoms if finding.code == get_rules(report.protocol_version).free_text["id"] else ""
+    open_review_task(
+        patient=report.patient,
+        code=finding.code,
+        tier=finding.tier,
+        action=finding.action,
+        source=finding.source,
+        report=report,
+        now=now,
+        detail=words,
+    )
+    _imaging_review(finding, report, protocol)
+
+
+def _imaging_review(finding: Finding, report: SymptomReport, protocol) -> None:
     if finding.imaging_review:
         review = protocol.checkpoint_for_role("imaging_review")
         trigger_checkpoint(procedure=report.procedure, code=review, reason=f"{finding.code} reported")

@@ -40,6 +40,20 @@ class SecondOpinion:
 
 
 @dataclass(frozen=True)
+class ClinicianFinding:
+    """A review item a clinician enters (spec §1: SO-3 and the revision considerations), never scored
+    from patient answers; `opens` are the items opened with it (a revision needs a bone-health
+    re-assessment first)."""
+
+    id: str
+    label: str
+    tier: str
+    action: str
+    source: str
+    opens: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rules:
     version: str
     red_flags: tuple[RedFlag, ...]
@@ -47,7 +61,13 @@ class Rules:
     pain_rise: dict
     pain_not_improving: dict
     early_warning: dict
+    free_text: dict
+    responses: dict
     wording: dict
+    clinician_findings: tuple[ClinicianFinding, ...] = ()
+
+    def clinician_finding(self, code: str) -> ClinicianFinding | None:
+        return next((item for item in self.clinician_findings if item.id == code), None)
 
     def red_flag(self, code: str) -> RedFlag:
         return next(flag for flag in self.red_flags if flag.id == code)
@@ -57,9 +77,11 @@ class Rules:
         return (
             {flag.id for flag in self.red_flags}
             | {so.id for so in self.second_opinion}
+            | {item.id for item in self.clinician_findings}
             | {
                 self.pain_not_improving["id"],
                 self.early_warning["id"],
+                self.free_text["id"],
             }
         )
 
@@ -75,6 +97,7 @@ class Report:
     second_opinion: dict[str, str] = field(default_factory=dict)  # "SO-2": "no"
     reported_at: datetime | None = None
     answers: dict[str, bool | None] = field(default_factory=dict)  # the other yes/no answers, e.g. fell_since_last
+    free_text: str = ""  # "Anything else…": the patient's own words, expected symptoms included
 
 
 @dataclass(frozen=True)
@@ -135,8 +158,21 @@ SECTION_KEYS: dict[str, dict[str, type]] = {
         "action": str,
         "source": str,
     },
-    "wording": {"emergency": str, "urgent": str, "routine": str, "worse": str, "source": str},
+    "free_text": {"id": str, "tier": str, "action": str, "source": str},
+    "responses": {"id": str, "routine_working_days": int, "source": str},
+    "wording": {
+        "emergency": str,
+        "emergency_no_number": str,
+        "urgent": str,
+        "urgent_later": str,
+        "routine": str,
+        "worse": str,
+        "source": str,
+    },
 }
+
+# The placeholders each computed wording must carry (filled from the clinic's data).
+WORDING_FIELDS = {"emergency": ("number",), "urgent_later": ("day", "time"), "routine": ("day",)}
 
 
 def parse_rules(protocol: Protocol) -> Rules:
@@ -146,7 +182,14 @@ def parse_rules(protocol: Protocol) -> Rules:
     sections = {section: _section(data, section, keys, name) for section, keys in SECTION_KEYS.items()}
     if sections["pain_rise"]["id"] not in {flag.id for flag in flags}:
         raise ProtocolError(f"{name} [pain_rise]: id '{sections['pain_rise']['id']}' is not a red flag")
-    return Rules(version=protocol.version, red_flags=flags, second_opinion=opinions, **sections)
+    for key, fields in WORDING_FIELDS.items():
+        missing = [f"{{{field}}}" for field in fields if f"{{{field}}}" not in sections["wording"][key]]
+        if missing:
+            raise ProtocolError(f"{name} [wording] {key}: must contain {', '.join(missing)}")
+    entered = _clinician_findings(data, name)
+    return Rules(
+        version=protocol.version, red_flags=flags, second_opinion=opinions, clinician_findings=entered, **sections
+    )
 
 
 def _red_flags(data: dict, name: str) -> tuple[RedFlag, ...]:
@@ -190,6 +233,27 @@ def _second_opinions(data: dict, name: str) -> tuple[SecondOpinion, ...]:
             )
         )
     return tuple(opinions)
+
+
+def _clinician_findings(data: dict, name: str) -> tuple[ClinicianFinding, ...]:
+    items = []
+    for index, entry in enumerate(data.get("clinician_findings", [])):
+        where = f"{name} clinician_findings[{index}] ({entry.get('id', '?')})"
+        items.append(
+            ClinicianFinding(
+                id=_need(entry, "id", where, str),
+                label=_need(entry, "label", where, str),
+                tier=_tier(_need(entry, "tier", where, str), where),
+                action=_need(entry, "action", where, str),
+                source=_need(entry, "source", where, str),
+                opens=tuple(entry.get("opens", ())),
+            )
+        )
+    known = {item.id for item in items}
+    for item in items:
+        if set(item.opens) - known or item.id in item.opens:
+            raise ProtocolError(f"{name} clinician_findings ({item.id}): 'opens' names an unknown item or itself")
+    return tuple(items)
 
 
 def _section(data: dict, section: str, keys: dict[str, type], name: str) -> dict:
@@ -285,6 +349,10 @@ def evaluate(report: Report, history: list[PainPoint], rules: Rules, *, baseline
         findings.append(
             Finding(rule["id"], rule["tier"], "review", rule["action"], rule["source"], stalled, rule["imaging_review"])
         )
+    if report.free_text.strip():
+        rule = rules.free_text
+        evidence = {"characters": len(report.free_text.strip())}  # the words stay on the report and its review
+        findings.append(Finding(rule["id"], rule["tier"], "review", rule["action"], rule["source"], evidence))
     warning = rules.early_warning
     in_window = warning["from_day"] <= report.day <= warning["to_day"]
     if in_window and report.pain_now is not None and report.pain_now >= warning["pain_at_least"]:

@@ -1,7 +1,7 @@
 """Patient check-in pages and the clinician's acknowledge link. No page shows a name, MRN or birth
 date; tokens in links are exchanged for a session at once and stored only as digests."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -17,6 +17,7 @@ from patients.protocol import get_protocol
 from . import escalation, reports
 from .forms import CheckInForm
 from .models import AcknowledgeLink, AlertState, CheckIn, CheckInLink, CheckInState, SymptomReport, token_digest
+from .promises import promises_for
 from .rules import get_rules, highest_tier
 
 SESSION_CHECKIN = "checkin_id"
@@ -129,7 +130,7 @@ def checkin_form(request):
     context = {
         "form": form,
         "clinic": checkin.patient.clinic,
-        "wording": rules.wording,
+        "wording": promises_for(checkin.patient.clinic, rules, now=timezone.now()),
         "confirm": confirm,
         "resume": signing.dumps(checkin.pk, salt=RESUME_SALT),
         "first_red_flag": rules.red_flags[0].id,
@@ -146,6 +147,7 @@ def _result(report, rules) -> dict:
         "version": rules.version,
         "report_id": report.pk,
         "unanswered": len(report.unanswered),
+        "reported_at": report.created_at.isoformat(),  # the promise is made for the moment it was sent
     }
 
 
@@ -163,8 +165,11 @@ def checkin_done(request):
     from patients.models import Clinic
 
     clinic = Clinic.objects.filter(pk=result["clinic_id"]).first()
-    rules = get_rules(result["version"])
-    return render(request, "alerts/checkin/done.html", {"result": result, "clinic": clinic, "wording": rules.wording})
+    if clinic is None:
+        return _problem(request, "session", status=403)
+    sent = datetime.fromisoformat(result["reported_at"]) if "reported_at" in result else timezone.now()
+    wording = promises_for(clinic, get_rules(result["version"]), now=sent)
+    return render(request, "alerts/checkin/done.html", {"result": result, "clinic": clinic, "wording": wording})
 
 
 @never_cache
@@ -187,7 +192,8 @@ def checkin_more(request):
         else:
             request.session[SESSION_RESULT] = _result(report, rules)
             return redirect("checkin-done")
-    context = {"form": form, "clinic": report.patient.clinic, "wording": rules.wording, "more": True}
+    wording = promises_for(report.patient.clinic, rules, now=timezone.now())
+    context = {"form": form, "clinic": report.patient.clinic, "wording": wording, "more": True}
     return render(request, "alerts/checkin/form.html", context, status=400 if form.errors else 200)
 
 

@@ -11,6 +11,7 @@ from .models import (
     Checkpoint,
     CheckpointEvent,
     Clinic,
+    ClinicHoliday,
     ClinicMembership,
     Patient,
     Procedure,
@@ -44,14 +45,35 @@ class ClinicMembershipInline(ParentScopedInline, admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class ClinicHolidayInline(ParentScopedInline, admin.TabularInline):
+    """Days the clinic's team does not work; every response promise to a patient skips them. Part of
+    the clinic's settings: whoever may change the clinic (`access.MANAGE_CLINIC` in THAT clinic) edits
+    them, and whoever may view it sees them; no permission of their own."""
+
+    model = ClinicHoliday
+    extra = 0
+
+    def has_view_permission(self, request, obj=None):
+        return self.admin_site._registry[Clinic].has_view_permission(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return self._parent_writable(request, obj) and obj is not None
+
+    def has_change_permission(self, request, obj=None):
+        return self._parent_writable(request, obj) and obj is not None
+
+    def has_delete_permission(self, request, obj=None):
+        return self._parent_writable(request, obj) and obj is not None
+
+
 @admin.register(Clinic)
 class ClinicAdmin(ClinicScopedAdmin):
     clinic_path = ""
     change_action = access.Action.MANAGE_CLINIC
-    list_display = ["name", "slug", "time_zone", "phone"]
+    list_display = ["name", "slug", "time_zone", "phone", "emergency_number"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
-    inlines = [ClinicMembershipInline]
+    inlines = [ClinicMembershipInline, ClinicHolidayInline]
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

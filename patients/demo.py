@@ -77,11 +77,15 @@ def _demo_clinic() -> Clinic:
             "time_zone": "Europe/London",
             "phone": "+44 20 7946 0000",
             "email": "spine-team@demo-clinic.invalid",
+            "emergency_number": "999",
             # No quiet hours in the demo, so that messages can be watched arriving at any hour.
             "quiet_hours_start": time(0, 0),
             "quiet_hours_end": time(0, 0),
         },
     )
+    if not clinic.emergency_number:  # a demo clinic made before the field existed
+        clinic.emergency_number = "999"
+        clinic.save(update_fields=["emergency_number", "updated_at"])
     return clinic
 
 

@@ -41,9 +41,18 @@ def make_clinic(
     time_zone: str = "Europe/London",
     phone: str = "+44 20 0000 0001",
     email: str = "spine@northside.invalid",
+    emergency_number: str = "999",
     **fields,
 ) -> Clinic:
-    return Clinic.objects.create(name=name, slug=slug, time_zone=time_zone, phone=phone, email=email, **fields)
+    return Clinic.objects.create(
+        name=name,
+        slug=slug,
+        time_zone=time_zone,
+        phone=phone,
+        email=email,
+        emergency_number=emergency_number,
+        **fields,
+    )
 
 
 def make_staff(*, username: str, clinic: Clinic, role: str, password: str | None = STAFF_PASSWORD, **extra):

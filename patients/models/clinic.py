@@ -4,7 +4,9 @@ from datetime import time
 from zoneinfo import available_timezones
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -17,6 +19,10 @@ def default_protocol_version() -> str:
     from patients.protocol import latest_version
 
     return latest_version()
+
+
+def default_working_days() -> list[int]:
+    return [0, 1, 2, 3, 4]  # Monday to Friday [DESIGN]
 
 
 def protocol_version_choices() -> list[tuple[str, str]]:
@@ -49,6 +55,25 @@ class Clinic(models.Model):
     digest_time = models.TimeField(
         default=time(7, 30), help_text=_("Local time of the daily overdue digest to coordinators. [DESIGN]")
     )
+    emergency_number = models.CharField(
+        max_length=20,
+        validators=[RegexValidator(r"^[0-9+ ]{2,20}$", _("Digits only, e.g. 999, 911 or 112."))],
+        help_text=_(
+            "The emergency services number where the clinic's patients live (e.g. 999 in the UK, 911 in the US, "
+            "112 in the EU). Shown to patients with a tap-to-call link on every page and in every check-in. "
+            "Required: there is no default."
+        ),
+    )
+    working_days = ArrayField(
+        models.PositiveSmallIntegerField(validators=[MaxValueValidator(6)]),
+        default=default_working_days,
+        help_text=_(
+            "Days the team answers alerts and reviews, as weekday numbers (0 = Monday … 6 = Sunday), e.g. "
+            "0,1,2,3,4. Patients are told when the team will respond from these hours and the holidays. [DESIGN]"
+        ),
+    )
+    opens_at = models.TimeField(default=time(9, 0), help_text=_("Local time the team starts on a working day."))
+    closes_at = models.TimeField(default=time(17, 0), help_text=_("Local time the team stops on a working day."))
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -63,12 +88,34 @@ class Clinic(models.Model):
     def clean(self) -> None:
         if self.reminder_time and self.in_quiet_hours(self.reminder_time):
             raise ValidationError({"reminder_time": _("The reminder time falls inside the clinic's quiet hours.")})
+        if self.opens_at and self.closes_at and self.opens_at >= self.closes_at:
+            raise ValidationError({"closes_at": _("The team must stop after it starts.")})
+        if self.working_days is not None and not self.working_days:
+            raise ValidationError({"working_days": _("Give at least one working day.")})
 
     def in_quiet_hours(self, moment: time) -> bool:
         start, end = self.quiet_hours_start, self.quiet_hours_end
         if start <= end:
             return start <= moment < end
         return moment >= start or moment < end
+
+
+class ClinicHoliday(models.Model):
+    """A day the clinic's team does not work (a public holiday, a closure): not a working day for
+    any response promise."""
+
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="holidays")
+    day = models.DateField()
+    name = models.CharField(max_length=100, blank=True)
+
+    history = audit_trail()
+
+    class Meta:
+        ordering = ["day"]
+        constraints = [models.UniqueConstraint(fields=["clinic", "day"], name="one_holiday_per_clinic_and_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.name}".strip()
 
 
 class StaffRole(models.TextChoices):

@@ -232,10 +232,6 @@ class Protocol:
         return self.interval("recent_dxa").days
 
     @property
-    def review_due_after(self) -> timedelta:
-        return self.interval("review_due")
-
-    @property
     def extra_checkin_after(self) -> timedelta:
         return self.interval("extra_checkin")
 

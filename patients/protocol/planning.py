@@ -32,6 +32,9 @@ class PlannedCheckpoint:
     reminder_max: int
     calendar: bool = False
     priority: bool = False
+    # The window closed before the procedure (an FLS clock of a fracture long before it): planned
+    # with the protocol's dates all the same, late from the start, for a coordinator to review.
+    late: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -58,16 +61,20 @@ def _condition_holds(condition: str | None, facts: ScheduleFacts, protocol: Prot
 
 
 def _window(anchor_day: date, earliest: int, target: int, latest: int, floor: date) -> tuple[date, date, date]:
-    """Dates of the window, never before `floor` (the procedure): an FLS clock that started long
-    before the procedure is due at once rather than in the past."""
-    start = max(anchor_day + timedelta(days=earliest), floor)
-    end = max(anchor_day + timedelta(days=latest), floor)
-    aim = min(max(anchor_day + timedelta(days=target), start), end)
-    return start, aim, end
+    """The protocol's window counted from its anchor. One still open on `floor` (the procedure)
+    opens no earlier than it; one that closed before it (an FLS clock of a fracture long before the
+    procedure) keeps the spec's dates whole, late from the start, never shrunk to a day (E8)."""
+    start = anchor_day + timedelta(days=earliest)
+    end = anchor_day + timedelta(days=latest)
+    if end < floor:
+        return start, min(max(anchor_day + timedelta(days=target), start), end), end
+    start = max(start, floor)
+    return start, min(max(anchor_day + timedelta(days=target), start), end), end
 
 
 def _entry(rule: CheckpointRule | Intensification, sequence: int, window: tuple[date, date, date], **extra):
     start, aim, end = window
+    floor = extra.pop("floor", None)
     return PlannedCheckpoint(
         code=rule.id,
         sequence=sequence,
@@ -80,6 +87,7 @@ def _entry(rule: CheckpointRule | Intensification, sequence: int, window: tuple[
         source=rule.source,
         reminder_every_days=rule.reminder_every_days,
         reminder_max=rule.reminder_max,
+        late=floor is not None and end < floor,
         **extra,
     )
 
@@ -96,7 +104,12 @@ def _fixed(facts: ScheduleFacts, tier: str, protocol: Protocol) -> dict[str, Pla
             continue
         window = _window(anchor_day, rule.earliest, rule.target, rule.latest, facts.procedure_date)
         planned[rule.id] = _entry(
-            rule, 1, window, calendar=rule.calendar, priority=priority and rule.id in protocol.priority_checkpoints
+            rule,
+            1,
+            window,
+            calendar=rule.calendar,
+            priority=priority and rule.id in protocol.priority_checkpoints,
+            floor=facts.procedure_date,
         )
     return planned
 
@@ -108,7 +121,9 @@ def _alongside(facts: ScheduleFacts, protocol: Protocol, fixed: dict[str, Planne
             continue
         for sequence, other in enumerate((fixed[code] for code in rule.at if code in fixed), start=1):
             window = (other.earliest, other.target, other.latest)
-            yield _entry(rule, sequence, window, anchor=other.anchor, calendar=rule.calendar)
+            yield _entry(
+                rule, sequence, window, anchor=other.anchor, calendar=rule.calendar, floor=facts.procedure_date
+            )
 
 
 def _intensified(facts: ScheduleFacts, tier: str, protocol: Protocol):

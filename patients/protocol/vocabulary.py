@@ -39,7 +39,7 @@ OUTCOME_FIELDS = (
 # Who an escalation step notifies (the same targets alerts.models.EscalationPolicy accepts).
 NOTIFY_TARGETS = ("responsible_clinician", "coordinators", "on_call")
 # Named intervals; each is one [[intervals]] entry.
-INTERVALS = ("acknowledge_link", "checkin_form", "recent_dxa", "review_due", "extra_checkin")
+INTERVALS = ("acknowledge_link", "checkin_form", "recent_dxa", "extra_checkin")
 LINKS = ("acknowledge", "checkin", "checkin_form")
 # Source keys of shared/clinical/spec.md v0.2: S0, S1 (the source articles), E1…E21 (external).
 SPEC_KEYS = frozenset({"S0", "S1"} | {f"E{number}" for number in range(1, 22)})

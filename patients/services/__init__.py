@@ -10,6 +10,7 @@ atomic, validated; callers import from here (`from patients.services import regi
     risk.py         risk facts, assessments, the RiskAssessment rows and held tier drops
     readings.py     tier inputs kept as history: DXA results, pain readings
     moments.py      local dates and the UTC instants a checkpoint opens, is due and closes
+    working_time.py the clinic's working days, hours and holidays (response promises), reads only
     api_clients.py  revoking an EHR integration's API client
 
 Each module imports only those below it in this list, never the package itself.
@@ -41,9 +42,11 @@ from .schedule import (
     sweep_medication_deadlines,
 )
 from .tier_drops import confirm_tier_drop
+from .working_time import WorkingTime
 
 __all__ = [
     "ACTIONABLE_STATES",
+    "WorkingTime",
     "cancel_checkpoint",
     "complete_checkpoint",
     "compute_assessment",

@@ -41,7 +41,8 @@ def planned_values(
 ) -> dict[str, Any]:
     """The field values of a newly planned checkpoint (the rest take their defaults)."""
     moments = window_moments(item.earliest, item.target, item.latest, zone=zone, at=at)
-    reminds = item.audience != "coordinator_task" and item.reminder_max > 0
+    # Late from the start: no reminder for a window already closed; the worklist shows it for review.
+    reminds = item.audience != "coordinator_task" and item.reminder_max > 0 and not item.late
     return {
         "procedure_id": procedure_id,
         "code": item.code,
@@ -55,5 +56,6 @@ def planned_values(
         "reminder_every_days": item.reminder_every_days,
         "reminder_max": item.reminder_max,
         "next_reminder_at": moments["due_at"] if reminds else None,
+        "needs_review": item.late,
         **moments,
     }

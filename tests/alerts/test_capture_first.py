@@ -18,7 +18,8 @@ RULES = get_rules("2026.1")
 FORM_SESSION = get_protocol("2026.1").link_lifetime("checkin_form")
 FORM, DONE, MORE = "/checkin/", "/checkin/done/", "/checkin/more/"
 PHONE = reverse("admin:alerts_symptomreport_phone")
-SPEC_EMERGENCY = "Call emergency services now (local number, e.g. 911/112/999). Do not wait for a reply from us."
+# The spec's sentence (§5) with the clinic's own emergency number (Clinic.emergency_number) as the local number.
+SPEC_EMERGENCY = "Call emergency services now (999). Do not wait for a reply from us."
 
 
 def visible_text(response) -> str:
@@ -61,7 +62,8 @@ def test_one_red_flag_yes_and_nothing_else_alerts_pages_and_shows_the_emergency_
     page = Delivery.objects.get(alert=alert, kind=DeliveryKind.ALERT)
     assert page.recipient_user == clinician
     done = client.get(DONE)
-    assert SPEC_EMERGENCY in visible_text(done)
+    tap_to_call = '<a class="call" href="tel:999">999</a>'
+    assert SPEC_EMERGENCY.replace("999", tap_to_call) in done.content.decode()
     assert "optional" in visible_text(done)
     invitation.checkin.refresh_from_db()
     assert invitation.checkin.state == CheckInState.ANSWERED

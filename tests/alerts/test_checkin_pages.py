@@ -33,7 +33,8 @@ from tests.builders import CHECKIN_DUE, form_answers, link_path
 RULES = get_rules("2026.1")
 PROTOCOL = get_protocol("2026.1")
 WORDING = RULES.wording
-SPEC_EMERGENCY = "Call emergency services now (local number, e.g. 911/112/999). Do not wait for a reply from us."
+# The spec's sentence (§5), with the clinic's own number in place of "local number, e.g. 911/112/999".
+SPEC_EMERGENCY = "Call emergency services now ({number}). Do not wait for a reply from us."
 SPEC_WORSE = "If you get worse, or cannot reach us, call emergency services."
 FORM, DONE = "/checkin/", "/checkin/done/"
 PROBLEM_TEMPLATE = "alerts/checkin/problem.html"
@@ -257,7 +258,8 @@ def test_an_emergency_answer_shows_the_spec_emergency_sentence_and_pages_the_cli
     assert response.url == DONE
     done = client.get(DONE)
     assert WORDING["emergency"] == SPEC_EMERGENCY
-    assert SPEC_EMERGENCY in done.content.decode()
+    tap_to_call = '<a class="call" href="tel:999">999</a>'  # the clinic's number (Admin › Clinics)
+    assert SPEC_EMERGENCY.format(number=tap_to_call) in done.content.decode()
     alert = Alert.objects.get(patient=invitation.checkin.patient)
     assert (alert.code, alert.tier) == ("RF-01", "emergency")
     page = Delivery.objects.get(alert=alert, kind=DeliveryKind.ALERT)
@@ -423,7 +425,8 @@ def test_concerns_not_heard_say_when_the_team_reviews_and_offer_second_opinion_i
     answer(client, invitation, **{"SO-2": "no"})
 
     text = visible_text(client.get(DONE))
-    assert WORDING["routine"] in text
+    # Tuesday 10 March 09:00 in London + 2 working days: the end of Thursday 12 March.
+    assert WORDING["routine"].format(day="Thursday 12 March") in text
     assert WORDING["worse"] in text
     assert "second opinion" in text
     [task] = ReviewTask.objects.filter(patient=invitation.checkin.patient)

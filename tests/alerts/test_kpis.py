@@ -35,7 +35,13 @@ from alerts.kpis import compute
 from alerts.models import Alert, AlertEvent, SymptomReport
 from alerts.reports import submit_report
 from patients.models import Checkpoint, Patient, Procedure
-from patients.services import complete_checkpoint, record_procedure, register_patient, sweep_checkpoint_states
+from patients.services import (
+    complete_checkpoint,
+    record_procedure,
+    register_patient,
+    sweep_checkpoint_states,
+    update_patient,
+)
 from tests.builders import birth_date_for_age
 
 NOW = datetime(2027, 9, 1, 12, 0, tzinfo=UTC)
@@ -216,6 +222,48 @@ def test_fracture_liaison_clocks_match_the_hand_count(client, cohort, coordinato
     # missed). 2/4.
     assert (year.key, *ratio(year)) == ("on_medication_at_week_52", 2, 4, Decimal("50.0"), 2)
     assert [r.source for r in report.fls] == ["E8", "E8", "E8"]
+
+
+@pytest.mark.django_db
+@pytest.mark.hazard("HAZ-36")
+def test_kpis_recomputed_after_a_repeat_dxa_and_a_cp12_stopped_answer_keep_met_targets_and_count_stopped(cohort):
+    clinic = cohort[1].patient.clinic
+    period = {"start": date(2026, 1, 1), "end": date(2027, 8, 31)}
+    before = [ratio(r) for r in compute(clinic=clinic, now=NOW, **period).fls]
+    with at(2027, 9, 1, 12, 5):
+        # P2's repeat DXA (its record now says 2027-08-20), and P1's repeat DXA at CP-13.
+        p2 = Patient.objects.get(pk=cohort[2].patient_id)
+        p2.dxa_date, p2.bmd_lowest_t_score = date(2027, 8, 20), Decimal("-1.9")
+        update_patient(patient=p2, reason="repeat DXA")
+        complete(cohort[1], "CP-13", **dxa(date(2027, 8, 30)))
+        # P3 (on medication since 2026-08-25 by its record) answers at its 12-month review: stopped.
+        complete(cohort[3], "CP-12", medication_started=False, medication_not_started_reason="stopped: side effects")
+    assert Patient.objects.get(pk=cohort[3].patient_id).on_osteoporosis_med is True
+
+    after = compute(clinic=clinic, now=NOW, **period)
+
+    dxa_ratio, medication, year = after.fls
+    assert [ratio(r) for r in after.fls] == before
+    assert ratio(dxa_ratio) == (3, 5, Decimal("60.0"), 1)  # P2's first DXA still met the target
+    assert after.dxa_by_recent_scan == 1
+    assert ratio(year) == (2, 4, Decimal("50.0"), 2)  # P3's "stopped" is not on medication at week 52
+    assert ratio(medication) == (2, 4, Decimal("50.0"), 2)
+
+
+@pytest.mark.django_db
+@pytest.mark.hazard("HAZ-36")
+def test_with_no_answer_at_cp12_the_record_as_it_stood_then_counts_not_a_later_change(cohort):
+    """P4 completed CP-12 with no medication answer while on medication: a stop recorded months later
+    does not change week 52."""
+    clinic = cohort[1].patient.clinic
+    with at(2027, 8, 30):
+        p4 = Patient.objects.get(pk=cohort[4].patient_id)
+        p4.on_osteoporosis_med, p4.osteoporosis_drug, p4.osteoporosis_med_started_on = False, "", None
+        update_patient(patient=p4, reason="stopped in August 2027")
+
+    report = compute(clinic=clinic, start=date(2026, 1, 1), end=date(2027, 8, 31), now=NOW)
+
+    assert ratio(report.fls[2]) == (2, 4, Decimal("50.0"), 2)
 
 
 @pytest.mark.django_db

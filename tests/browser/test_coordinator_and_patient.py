@@ -17,7 +17,8 @@ from patients.models import Checkpoint, CheckpointState, Patient
 from patients.services import sweep_checkpoint_states
 from tests.browser.pages import DESKTOP, PHONE, new_page
 
-SPEC_EMERGENCY = "Call emergency services now (local number, e.g. 911/112/999). Do not wait for a reply from us."
+# The spec's sentence (§5) with the clinic's own emergency number (Clinic.emergency_number) as the local number.
+SPEC_EMERGENCY = "Call emergency services now (999). Do not wait for a reply from us."
 # Checkpoints whose completion needs a DXA result or a medication decision.
 NEEDS_OUTCOME = {"CP-06", "CP-07", "CP-13"}
 PREFERRED_CODES = ["CP-02", "CP-03", "CP-10"]

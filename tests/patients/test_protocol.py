@@ -261,12 +261,12 @@ def test_an_escalation_policy_handed_out_can_be_changed_without_changing_the_pro
 
 def test_link_lifetimes_and_intervals_are_those_of_the_code_today():
     """messages.ACK_LINK_VALID 24 h; messages._checkin and demo_checkin_link 7 days; views
-    CHECKIN_SESSION_SECONDS 2 h; alerting ROUTINE_REVIEW_WITHIN 2 days and EXTRA_CHECKIN_AFTER 3 days;
+    CHECKIN_SESSION_SECONDS 2 h; alerting EXTRA_CHECKIN_AFTER 3 days (the review's 2 working days are in
+    [responses], counted on the clinic's working time);
     protocol recent DXA 730 days; services.sweep_checkins "invitations_sent >= 2"."""
     assert PROTOCOL.link_lifetime("acknowledge") == timedelta(hours=24)
     assert PROTOCOL.link_lifetime("checkin") == timedelta(days=7) == timedelta(days=PROTOCOL.checkin.link_valid_days)
     assert PROTOCOL.link_lifetime("checkin_form") == timedelta(seconds=2 * 3600)
-    assert PROTOCOL.review_due_after == timedelta(days=2)
     assert PROTOCOL.extra_checkin_after == timedelta(days=3)
     assert PROTOCOL.recent_dxa_days == 730
     assert PROTOCOL.checkin_invitations == 2
@@ -339,7 +339,7 @@ def drop_entry(text: str, entry_id: str) -> str:
         ("ESC-EMERGENCY", 'notify = "on_call"', 'notify = "janitor"', ["notify", "janitor"]),
         ("ESC-EMERGENCY", "after_minutes = 20", "after_minutes = 5", ["after_minutes", "5"]),
         ("ESC-URGENT", "after_minutes = 0,", "after_minutes = 15,", ["after_minutes", "15"]),
-        ("review_due", "days = 2", "days = 0", ["days", "0"]),
+        ("extra_checkin", "days = 3", "days = 0", ["days", "0"]),
         ("extra_checkin", "days = 3", 'days = "three"', ["days", "wrong type"]),
         ("checkin_form", "hours = 2", "hours = 2\ndays = 1", ["days", "hours"]),
         ("CHECKIN", "invitations = 2", "invitations = -1", ["invitations"]),
@@ -570,10 +570,14 @@ planning = settings(max_examples=300, deadline=None, database=None)
 
 @planning
 @given(facts=schedule_facts(), tier=st.sampled_from(TIERS))
-def test_every_planned_window_is_ordered_and_never_before_the_procedure(facts, tier):
+def test_every_planned_window_is_ordered_and_only_a_late_one_starts_before_the_procedure(facts, tier):
+    """Spec §3: a window that closed before the procedure (an FLS clock of a fracture, or a repeat DXA
+    of a medication started, long before it) keeps its dates from its anchor, late from the start (no
+    clamp to one day); every other window starts on or after the procedure."""
     for item in plan(facts, tier, PROTOCOL):
         assert item.earliest <= item.target <= item.latest, item
-        assert item.earliest >= facts.procedure_date, item
+        assert item.late == (item.latest < facts.procedure_date), item
+        assert item.earliest >= facts.procedure_date or (item.late and item.anchor != "procedure"), item
 
 
 @planning

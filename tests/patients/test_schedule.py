@@ -270,18 +270,25 @@ def test_repeat_dxa_is_planned_from_the_medication_start_once_cp07_records_it(fo
     assert repeat.events.filter(kind=CheckpointEvent.Kind.PLANNED).count() == 1
 
 
-def test_a_fracture_long_before_the_procedure_pulls_fls_windows_back_but_not_before_day_0(follow_up):
+@pytest.mark.hazard("HAZ-37")
+def test_a_fracture_long_before_the_procedure_keeps_the_spec_windows_late_from_the_start(follow_up):
+    """F = day -100: CP-05 and CP-06 (F+84 = day -16) closed before the procedure. They keep the
+    spec's window (no one-day clamp), are marked for review with no patient reminder, and the sweep
+    puts them on the coordinators' worklist as missed. CP-07…CP-09, still open, open on day 0."""
     procedure = follow_up(fracture_days_before=100)
 
     fls = [
-        ("CP-05", 1, 0, 0, 0),
-        ("CP-06", 1, 0, 0, 0),
+        ("CP-05", 1, -100, -30, -16),
+        ("CP-06", 1, -100, -30, -16),
         ("CP-07", 1, 0, 0, 12),
         ("CP-08", 1, 0, 0, 12),
         ("CP-09", 1, 0, 12, 40),
     ]
     assert windows(procedure) == sorted([row for row in STANDARD if row[0] not in FLS_PRIORITY] + fls)
-    assert not procedure.checkpoints.filter(window_start__lt=DAY0).exists()
+    late = procedure.checkpoints.filter(needs_review=True)
+    assert sorted(late.values_list("code", flat=True)) == ["CP-05", "CP-06"]
+    assert not late.filter(next_reminder_at__isnull=False).exists()
+    assert cp(procedure, "CP-08").next_reminder_at is not None  # still open: the patient is reminded
     assert not procedure.fracture_date_assumed
 
 
