@@ -49,7 +49,7 @@ def patient_resource(patient: Patient) -> dict:
             {
                 "use": "usual",
                 "type": {"coding": [{"system": V2_0203, "code": "MR", "display": "Medical record number"}]},
-                "system": mrn_system(clinic),
+                "system": patient.mrn_system or mrn_system(clinic),
                 "value": patient.mrn,
             }
         ],
@@ -81,7 +81,8 @@ PATIENT_PATHS = {
 }
 
 
-def _mrn(data: dict) -> str:
+def _mrn(data: dict) -> tuple[str, str]:
+    """The MRN and the system the EHR sent it under ("" for ours, which is derived from the clinic)."""
     identifiers = data.get("identifier", [])
     marked = [i for i in identifiers if "MR" in codes_in(i.get("type"), V2_0203) or "MR" in codes_in(i.get("type"))]
     ours = [i for i in identifiers if str(i.get("system", "")).startswith(f"{BASE}/mrn/")]
@@ -94,7 +95,8 @@ def _mrn(data: dict) -> str:
     identifier = chosen[0]
     if not identifier.get("system") or not identifier.get("value"):
         raise FHIRError("The MRN identifier needs both a system and a value.", path="Patient.identifier")
-    return identifier["value"]
+    system = identifier["system"]
+    return identifier["value"], "" if system.startswith(f"{BASE}/mrn/") else system
 
 
 def _language(data: dict) -> str | None:
@@ -132,8 +134,10 @@ def patient_fields(data: dict, *, creating: bool) -> dict:
     telecom = data.get("telecom", [])
     email = next((t.get("value", "") for t in telecom if t.get("system") == "email"), "")
     phone = next((t.get("value", "") for t in telecom if t.get("system") in {"phone", "sms"}), "")
+    mrn, system = _mrn(data)
     fields = {
-        "mrn": _mrn(data),
+        "mrn": mrn,
+        "mrn_system": system,
         "given_name": given,
         "family_name": name["family"],
         "birth_date": date_of(data.get("birthDate"), "Patient.birthDate"),
