@@ -83,6 +83,7 @@ def _verhoeff_valid(number: str) -> bool:
 # --- The code table -----------------------------------------------------------------------------
 
 
+@pytest.mark.hazard("HAZ-48")
 def test_every_native_code_has_a_source_and_every_snomed_id_a_valid_check_digit():
     tables = _native_codes()
     entries = tables["vertebra"] + tables["medication"]
@@ -112,6 +113,7 @@ def test_a_bad_table_entry_is_refused_naming_the_file_and_the_entry(tmp_path):
 # --- Procedure.bodySite -------------------------------------------------------------------------
 
 
+@pytest.mark.hazard("HAZ-48")
 def test_a_procedure_coded_with_snomed_vertebrae_records_the_levels_and_reads_back_both_codings(ehr, treated):
     patient_id, _ = treated
     sites = [
@@ -130,6 +132,7 @@ def test_a_procedure_coded_with_snomed_vertebrae_records_the_levels_and_reads_ba
     assert parsed(post(ehr, "Procedure", ours), FhirProcedure, 200)["id"] == created["id"]
 
 
+@pytest.mark.hazard("HAZ-48")
 def test_an_unknown_body_site_code_is_a_422_naming_it_and_nothing_is_written(ehr, treated):
     patient_id, _ = treated
     before = (Procedure.objects.count(), Checkpoint.objects.count())
@@ -210,6 +213,7 @@ def test_a_medication_reference_to_a_contained_medication_completes_cp07_and_a_r
     assert again["id"] == created["id"] and FhirResult.objects.filter(patient_id=patient_id).count() == 1
 
 
+@pytest.mark.hazard("HAZ-48")
 @pytest.mark.parametrize(
     ("reference", "contained"),
     [("Medication/17", []), ("https://ehr.example.org/fhir/Medication/17", []), ("#other", [])],
@@ -225,6 +229,7 @@ def test_a_medication_reference_the_server_cannot_resolve_is_a_422(ehr, treated,
     assert not FhirResult.objects.exists()
 
 
+@pytest.mark.hazard("HAZ-48")
 def test_an_unknown_medication_code_is_a_422_naming_the_code_and_the_accepted_systems(ehr, treated):
     patient_id, procedure_id = treated
     order = _order(patient_id, medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "161"}]})
