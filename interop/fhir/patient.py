@@ -190,13 +190,16 @@ class PatientTypeView(FHIRView):
         fields.setdefault("time_zone", clinic.time_zone)
         with transaction.atomic():
             Clinic.objects.select_for_update().filter(pk=clinic.pk).first()  # one create per clinic at a time
-            same = self.patients().filter(clinic=clinic, mrn=fields["mrn"])
-            same = same.filter(pk__in=[p.pk for p in same if all(getattr(p, k) == v for k, v in fields.items())])
-            existing = existing_match(request, self.search, same)
+            existing = existing_match(request, self.search, lambda: self._same_patients(clinic, fields))
             if existing is not None:
                 return self.matched(patient_resource(existing))
             patient = services.register_patient(clinic=clinic, **fields)
         return self.created(patient_resource(patient))
+
+    def _same_patients(self, clinic: Clinic, fields: dict):
+        """The clinic's patient with this MRN and the same fields: a repeated create."""
+        same = self.patients().filter(clinic=clinic, mrn=fields["mrn"])
+        return same.filter(pk__in=[p.pk for p in same if all(getattr(p, k) == v for k, v in fields.items())])
 
     def _clinic(self, data: dict) -> Clinic:
         clinics = Clinic.objects.filter(id__in=self.clinic_ids())

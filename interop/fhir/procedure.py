@@ -123,6 +123,13 @@ def _level(site: dict, index: int) -> str:
     )
 
 
+def _same_procedures(patient: Patient, fields: dict, levels: list[dict]):
+    """The patient's procedures of the same kind, date and treated levels: a repeated create."""
+    same = patient.procedures.filter(kind=fields["kind"], performed_on=fields["performed_on"])
+    wanted = sorted(level["level"] for level in levels)
+    return same.filter(pk__in=[p.pk for p in same if sorted(p.levels.values_list("level", flat=True)) == wanted])
+
+
 class ProcedureTypeView(FHIRView):
     field_paths = PROCEDURE_PATHS
 
@@ -169,12 +176,7 @@ class ProcedureTypeView(FHIRView):
             fields["baseline_pain"] = baseline["valueInteger"]
         with transaction.atomic():
             Patient.objects.select_for_update().filter(pk=patient.pk).first()  # one create per patient at a time
-            same = patient.procedures.filter(kind=fields["kind"], performed_on=fields["performed_on"])
-            wanted = sorted(level["level"] for level in levels)
-            same = same.filter(
-                pk__in=[p.pk for p in same if sorted(p.levels.values_list("level", flat=True)) == wanted]
-            )
-            existing = existing_match(request, self.search, same)
+            existing = existing_match(request, self.search, lambda: _same_procedures(patient, fields, levels))
             if existing is not None:
                 return self.matched(procedure_resource(existing))
             procedure = services.record_procedure(patient=patient, levels=levels, **fields)
