@@ -199,10 +199,22 @@ def backend_pids(database_url: str) -> list[int]:
     return [pid for (pid,) in rows]
 
 
-def cpu_sample(groups: dict[str, list[int]]) -> dict[str, float]:
-    sample = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
-    sample["client"] = time.process_time()
+def cpu_sample(groups: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    """CPU seconds per process of each group, and of this process ("client", pid 0); a process that is gone
+    is left out (a PostgreSQL backend closed in a phase would otherwise count as negative time)."""
+    sample = {
+        name: {pid: cpu_seconds(pid) for pid in pids if os.path.exists(f"/proc/{pid}")} for name, pids in groups.items()
+    }
+    sample["client"] = {0: time.process_time()}
     return sample
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per group between two samples, over the processes present in both."""
+    return {
+        name: sum(after[name][pid] - seconds for pid, seconds in pids.items() if pid in after[name])
+        for name, pids in before.items()
+    }
 
 
 # --- Load ---------------------------------------------------------------------------------------
@@ -287,16 +299,15 @@ def run_phases(server, database_url: str, port: int, token: str, endpoints: dict
             note(f"warm-up {name}: errors {warm.errors}")
     created = dict.fromkeys(endpoints, 0)
     elapsed = dict.fromkeys(endpoints, 0.0)
-    groups = {"gunicorn": child_pids(server.pid), "postgres": backend_pids(database_url)}
-    cpu = {name: dict.fromkeys([*groups, "client"], 0.0) for name in endpoints}
+    cpu = {name: dict.fromkeys(["gunicorn", "postgres", "client"], 0.0) for name in endpoints}
     errors: dict[str, dict[str, int]] = {name: {} for name in endpoints}
     for name in order:
         path, make, *media = endpoints[name]
+        groups = {"gunicorn": child_pids(server.pid), "postgres": backend_pids(database_url)}
         before = cpu_sample(groups)
         load = Load(port, token, path, make, PHASE, *media).run()
-        after = cpu_sample(groups)
-        for group in before:
-            cpu[name][group] += after[group] - before[group]
+        for group, seconds in cpu_used(before, cpu_sample(groups)).items():
+            cpu[name][group] += seconds
         created[name] += load.created
         elapsed[name] += load.elapsed
         for key, count in load.errors.items():
