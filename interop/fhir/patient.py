@@ -67,6 +67,7 @@ def patient_resource(patient: Patient) -> dict:
 
 PATIENT_PATHS = {
     "mrn": "Patient.identifier",
+    "mrn_system": "Patient.identifier",
     "given_name": "Patient.name.given",
     "family_name": "Patient.name.family",
     "birth_date": "Patient.birthDate",

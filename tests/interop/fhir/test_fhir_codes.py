@@ -278,3 +278,9 @@ def test_the_mrn_keeps_the_senders_identifier_system_through_create_read_and_upd
     again = parsed(post(ehr, "Patient", ours), FhirPatient, 201)
     assert Patient.objects.get(pk=again["id"]).mrn_system == ""
     assert json.dumps(again).count(shown) == 1
+    # A system longer than the registry keeps is refused at the identifier, and nothing is written.
+    long = patient_body("SYS-3", birthDate=birth_date_for_age(72).isoformat())
+    long["identifier"][0]["system"] = "urn:x:" + "a" * 300
+    refused = outcome(post(ehr, "Patient", long), 400)
+    assert refused["issue"][0]["expression"] == ["Patient.identifier"]
+    assert not Patient.objects.filter(mrn="SYS-3").exists()
