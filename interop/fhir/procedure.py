@@ -89,13 +89,19 @@ def _procedure_kind(code: dict | None) -> str:
         [(code or {}).get("text", "")] + [c.get("display", "") for c in (code or {}).get("coding", [])]
     ).lower()
     found = [kind for kind in ProcedureKind.values if kind in words]
-    if len(found) != 1:
+    if len(found) == 1:
+        return found[0]
+    accepted = f"system {SYSTEM_PROCEDURE_KIND} (kyphoplasty or vertebroplasty), or text naming exactly one of them"
+    codings = [c for c in (code or {}).get("coding", []) if c.get("code")]
+    if codings and not found:
+        sent = ", ".join(f"{c.get('system', '')}|{c['code']}" for c in codings)
         raise FHIRError(
-            f"Procedure.code needs a coding with system {SYSTEM_PROCEDURE_KIND} (kyphoplasty or vertebroplasty), "
-            "or text naming exactly one of them.",
+            f"Procedure.code {sent} is not a procedure kind known here. Accepted: {accepted}.",
+            status_code=422,
+            code="code-invalid",
             path="Procedure.code",
         )
-    return found[0]
+    raise FHIRError(f"Procedure.code needs a coding with {accepted}.", path="Procedure.code")
 
 
 def _level(site: dict, index: int) -> str:

@@ -148,6 +148,20 @@ def test_an_unknown_body_site_code_is_a_422_naming_it_and_nothing_is_written(ehr
     assert (Procedure.objects.count(), Checkpoint.objects.count()) == before
 
 
+def test_a_procedure_code_in_a_system_we_cannot_map_is_a_422_unless_its_text_names_the_kind(ehr, treated):
+    patient_id, _ = treated
+    today = timezone.localdate().isoformat()
+    coded = {"coding": [{"system": SNOMED, "code": "999999999"}]}
+    body = outcome(post(ehr, "Procedure", procedure_body(patient_id, performedDateTime=today, code=coded)), 422)
+    assert f"{SNOMED}|999999999" in diagnostics(body) and "kyphoplasty or vertebroplasty" in diagnostics(body)
+    assert Procedure.objects.filter(patient_id=patient_id).count() == 1
+    named = {**coded, "text": "Percutaneous kyphoplasty"}
+    created = parsed(
+        post(ehr, "Procedure", procedure_body(patient_id, performedDateTime=today, code=named)), FhirProcedure, 201
+    )
+    assert created["code"]["coding"][0]["code"] == "kyphoplasty"
+
+
 def test_codings_of_one_body_site_that_disagree_are_refused(ehr, treated):
     patient_id, _ = treated
     site = {"coding": [{"system": SYSTEM_VERTEBRA, "code": "T12"}, {"system": SNOMED, "code": "66794005"}]}
