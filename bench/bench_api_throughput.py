@@ -199,21 +199,34 @@ def backend_pids(database_url: str) -> list[int]:
     return [pid for (pid,) in rows]
 
 
-def cpu_sample(groups: dict[str, list[int]]) -> dict[str, float]:
-    sample = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
-    sample["client"] = time.process_time()
+def cpu_sample(groups: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    """CPU seconds per process of each group, and of this process ("client", pid 0); a process that is gone
+    is left out (a PostgreSQL backend closed in a phase would otherwise count as negative time)."""
+    sample = {
+        name: {pid: cpu_seconds(pid) for pid in pids if os.path.exists(f"/proc/{pid}")} for name, pids in groups.items()
+    }
+    sample["client"] = {0: time.process_time()}
     return sample
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per group between two samples, over the processes present in both."""
+    return {
+        name: sum(after[name][pid] - seconds for pid, seconds in pids.items() if pid in after[name])
+        for name, pids in before.items()
+    }
 
 
 # --- Load ---------------------------------------------------------------------------------------
 
 
 class Load:
-    """CONNECTIONS threads posting to one path for `seconds`; counts 201s and everything else."""
+    """CONNECTIONS threads posting to one path for `seconds`; counts 201s and everything else.
+    `make_body(rng)` returns the JSON body, or (body, extra headers) for headers that vary per request."""
 
-    def __init__(self, port: int, token: str, path: str, make_body, seconds: float):
+    def __init__(self, port: int, token: str, path: str, make_body, seconds: float, content_type="application/json"):
         self.port, self.path, self.make_body, self.seconds = port, path, make_body, seconds
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
         self.created = 0
         self.errors: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -225,9 +238,10 @@ class Load:
         start.wait()
         deadline = time.monotonic() + self.seconds
         while time.monotonic() < deadline:
-            body = json.dumps(self.make_body(rng))
+            made = self.make_body(rng)
+            body, extra = made if isinstance(made, tuple) else (made, {})
             try:
-                conn.request("POST", self.path, body=body, headers=self.headers)
+                conn.request("POST", self.path, body=json.dumps(body), headers={**self.headers, **extra})
                 response = conn.getresponse()
                 payload = response.read()
                 if response.status == 201:
@@ -273,6 +287,49 @@ def baseline_body(rng: random.Random) -> dict:
     return {"note": "bench", "n": rng.randint(0, 1_000_000)}
 
 
+# --- Measurement (shared with bench_fhir_create.py) ----------------------------------------------
+
+
+def run_phases(server, database_url: str, port: int, token: str, endpoints: dict, order) -> tuple:
+    """WARMUP seconds of each endpoint ({name: (path, make_body[, content type])}), then one PHASE of load per
+    name in `order`. Returns (201s, seconds, CPU seconds per process group, non-201 answers), each per name."""
+    for name, (path, make, *media) in endpoints.items():
+        warm = Load(port, token, path, make, WARMUP, *media).run()
+        if warm.errors:
+            note(f"warm-up {name}: errors {warm.errors}")
+    created = dict.fromkeys(endpoints, 0)
+    elapsed = dict.fromkeys(endpoints, 0.0)
+    cpu = {name: dict.fromkeys(["gunicorn", "postgres", "client"], 0.0) for name in endpoints}
+    errors: dict[str, dict[str, int]] = {name: {} for name in endpoints}
+    for name in order:
+        path, make, *media = endpoints[name]
+        groups = {"gunicorn": child_pids(server.pid), "postgres": backend_pids(database_url)}
+        before = cpu_sample(groups)
+        load = Load(port, token, path, make, PHASE, *media).run()
+        for group, seconds in cpu_used(before, cpu_sample(groups)).items():
+            cpu[name][group] += seconds
+        created[name] += load.created
+        elapsed[name] += load.elapsed
+        for key, count in load.errors.items():
+            errors[name][key] = errors[name].get(key, 0) + count
+        note(f"{name}: {load.created} x 201 in {load.elapsed:.1f} s ({load.created / load.elapsed:.0f}/s)")
+    return created, elapsed, cpu, errors
+
+
+def cpu_notes(created: dict, cpu: dict, errors: dict) -> None:
+    """CPU ms per 201 of each process group, and the non-201 answers, on stderr."""
+    for name in created:
+        per = {group: 1000 * seconds / max(created[name], 1) for group, seconds in cpu[name].items()}
+        note(
+            f"{name}: CPU ms per 201: "
+            + ", ".join(f"{group} {ms:.2f}" for group, ms in per.items())
+            + f", total {sum(per.values()):.2f}"
+        )
+    for name in created:
+        if errors[name]:
+            note(f"{name}: non-201 responses: {errors[name]}")
+
+
 # --- Main ---------------------------------------------------------------------------------------
 
 
@@ -302,43 +359,14 @@ def main() -> None:
             try:
                 reports = report_body_maker(rows)
                 endpoints = {"baseline": (BASELINE_PATH, baseline_body), "reports": (REPORTS_PATH, reports)}
-                for name, (path, make) in endpoints.items():
-                    warm = Load(port, token, path, make, WARMUP).run()
-                    if warm.errors:
-                        note(f"warm-up {name}: errors {warm.errors}")
-                created = {"baseline": 0, "reports": 0}
-                elapsed = {"baseline": 0.0, "reports": 0.0}
-                groups = {"gunicorn": child_pids(server.pid), "postgres": backend_pids(database_url)}
-                cpu = {name: dict.fromkeys([*groups, "client"], 0.0) for name in created}
-                errors: dict[str, dict[str, int]] = {"baseline": {}, "reports": {}}
-                for name in ORDER:
-                    path, make = endpoints[name]
-                    before = cpu_sample(groups)
-                    load = Load(port, token, path, make, PHASE).run()
-                    after = cpu_sample(groups)
-                    for group in before:
-                        cpu[name][group] += after[group] - before[group]
-                    created[name] += load.created
-                    elapsed[name] += load.elapsed
-                    for key, count in load.errors.items():
-                        errors[name][key] = errors[name].get(key, 0) + count
-                    note(f"{name}: {load.created} x 201 in {load.elapsed:.1f} s ({load.created / load.elapsed:.0f}/s)")
+                created, elapsed, cpu, errors = run_phases(server, database_url, port, token, endpoints, ORDER)
             finally:
                 stop_server(server)
                 server_log = log_path.read_text(errors="replace")
             problems = [line for line in server_log.splitlines() if "ERROR" in line or "Traceback" in line]
             if problems:
                 note(f"gunicorn log: {len(problems)} error line(s), first: {problems[0][:300]}")
-        for name in ("baseline", "reports"):
-            per = {group: 1000 * seconds / max(created[name], 1) for group, seconds in cpu[name].items()}
-            note(
-                f"{name}: CPU ms per 201: "
-                + ", ".join(f"{group} {ms:.2f}" for group, ms in per.items())
-                + f", total {sum(per.values()):.2f}"
-            )
-        for name in ("baseline", "reports"):
-            if errors[name]:
-                note(f"{name}: non-201 responses: {errors[name]}")
+        cpu_notes(created, cpu, errors)
 
         from alerts.models import Alert, Delivery, SymptomReport
 

@@ -49,7 +49,7 @@ def patient_resource(patient: Patient) -> dict:
             {
                 "use": "usual",
                 "type": {"coding": [{"system": V2_0203, "code": "MR", "display": "Medical record number"}]},
-                "system": mrn_system(clinic),
+                "system": patient.mrn_system or mrn_system(clinic),
                 "value": patient.mrn,
             }
         ],
@@ -67,6 +67,7 @@ def patient_resource(patient: Patient) -> dict:
 
 PATIENT_PATHS = {
     "mrn": "Patient.identifier",
+    "mrn_system": "Patient.identifier",
     "given_name": "Patient.name.given",
     "family_name": "Patient.name.family",
     "birth_date": "Patient.birthDate",
@@ -81,7 +82,8 @@ PATIENT_PATHS = {
 }
 
 
-def _mrn(data: dict) -> str:
+def _mrn(data: dict) -> tuple[str, str]:
+    """The MRN and the system the EHR sent it under ("" for ours, which is derived from the clinic)."""
     identifiers = data.get("identifier", [])
     marked = [i for i in identifiers if "MR" in codes_in(i.get("type"), V2_0203) or "MR" in codes_in(i.get("type"))]
     ours = [i for i in identifiers if str(i.get("system", "")).startswith(f"{BASE}/mrn/")]
@@ -94,7 +96,8 @@ def _mrn(data: dict) -> str:
     identifier = chosen[0]
     if not identifier.get("system") or not identifier.get("value"):
         raise FHIRError("The MRN identifier needs both a system and a value.", path="Patient.identifier")
-    return identifier["value"]
+    system = identifier["system"]
+    return identifier["value"], "" if system.startswith(f"{BASE}/mrn/") else system
 
 
 def _language(data: dict) -> str | None:
@@ -132,8 +135,10 @@ def patient_fields(data: dict, *, creating: bool) -> dict:
     telecom = data.get("telecom", [])
     email = next((t.get("value", "") for t in telecom if t.get("system") == "email"), "")
     phone = next((t.get("value", "") for t in telecom if t.get("system") in {"phone", "sms"}), "")
+    mrn, system = _mrn(data)
     fields = {
-        "mrn": _mrn(data),
+        "mrn": mrn,
+        "mrn_system": system,
         "given_name": given,
         "family_name": name["family"],
         "birth_date": date_of(data.get("birthDate"), "Patient.birthDate"),
@@ -186,13 +191,16 @@ class PatientTypeView(FHIRView):
         fields.setdefault("time_zone", clinic.time_zone)
         with transaction.atomic():
             Clinic.objects.select_for_update().filter(pk=clinic.pk).first()  # one create per clinic at a time
-            same = self.patients().filter(clinic=clinic, mrn=fields["mrn"])
-            same = same.filter(pk__in=[p.pk for p in same if all(getattr(p, k) == v for k, v in fields.items())])
-            existing = existing_match(request, self.search, same)
+            existing = existing_match(request, self.search, lambda: self._same_patients(clinic, fields))
             if existing is not None:
                 return self.matched(patient_resource(existing))
             patient = services.register_patient(clinic=clinic, **fields)
         return self.created(patient_resource(patient))
+
+    def _same_patients(self, clinic: Clinic, fields: dict):
+        """The clinic's patient with this MRN and the same fields: a repeated create."""
+        same = self.patients().filter(clinic=clinic, mrn=fields["mrn"])
+        return same.filter(pk__in=[p.pk for p in same if all(getattr(p, k) == v for k, v in fields.items())])
 
     def _clinic(self, data: dict) -> Clinic:
         clinics = Clinic.objects.filter(id__in=self.clinic_ids())

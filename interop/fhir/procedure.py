@@ -20,7 +20,15 @@ from .base import (
     ref,
     validated,
 )
-from .codes import EXT_BASELINE_PAIN, EXT_FRACTURE_DIAGNOSED, SYSTEM_PROCEDURE_KIND, SYSTEM_VERTEBRA
+from .codes import (
+    EXT_BASELINE_PAIN,
+    EXT_FRACTURE_DIAGNOSED,
+    SNOMED,
+    SYSTEM_PROCEDURE_KIND,
+    SYSTEM_VERTEBRA,
+    VERTEBRA_CODES,
+    VERTEBRA_SNOMED,
+)
 from .search import common_filters, existing_match, page, values
 from .versions import VersionedInstanceView
 
@@ -47,7 +55,10 @@ def procedure_resource(procedure: Procedure) -> dict:
         "performedDateTime": procedure.performed_on.isoformat(),
         "bodySite": [
             {
-                "coding": [{"system": SYSTEM_VERTEBRA, "code": level.level, "display": f"{level.level} vertebra"}],
+                "coding": [
+                    {"system": SYSTEM_VERTEBRA, "code": level.level, "display": f"{level.level} vertebra"},
+                    VERTEBRA_SNOMED[level.level],
+                ],
                 "text": level.level,
             }
             for level in procedure.levels.all()
@@ -78,13 +89,51 @@ def _procedure_kind(code: dict | None) -> str:
         [(code or {}).get("text", "")] + [c.get("display", "") for c in (code or {}).get("coding", [])]
     ).lower()
     found = [kind for kind in ProcedureKind.values if kind in words]
-    if len(found) != 1:
+    if len(found) == 1:
+        return found[0]
+    accepted = f"system {SYSTEM_PROCEDURE_KIND} (kyphoplasty or vertebroplasty), or text naming exactly one of them"
+    codings = [c for c in (code or {}).get("coding", []) if c.get("code")]
+    if codings and not found:
+        sent = ", ".join(f"{c.get('system', '')}|{c['code']}" for c in codings)
         raise FHIRError(
-            f"Procedure.code needs a coding with system {SYSTEM_PROCEDURE_KIND} (kyphoplasty or vertebroplasty), "
-            "or text naming exactly one of them.",
+            f"Procedure.code {sent} is not a procedure kind known here. Accepted: {accepted}.",
+            status_code=422,
+            code="code-invalid",
             path="Procedure.code",
         )
-    return found[0]
+    raise FHIRError(f"Procedure.code needs a coding with {accepted}.", path="Procedure.code")
+
+
+def _level(site: dict, index: int) -> str:
+    """The level T1–L5 a bodySite names: our vertebra code, or a SNOMED CT vertebra code of native_codes.toml.
+    A coding we cannot map is a 422 naming it; codings that name different levels are a 400."""
+    path = f"Procedure.bodySite[{index}]"
+    codings = site.get("coding", [])
+    levels = {c["code"] for c in codings if c.get("system") == SYSTEM_VERTEBRA and c.get("code")}
+    levels |= {VERTEBRA_CODES[key] for c in codings if (key := (c.get("system"), c.get("code"))) in VERTEBRA_CODES}
+    if len(levels) == 1:
+        return levels.pop()
+    if levels:
+        raise FHIRError(f"The codings of one bodySite name different levels ({', '.join(sorted(levels))}).", path=path)
+    if not codings:
+        raise FHIRError(
+            f"Each bodySite needs a coding: system {SYSTEM_VERTEBRA} (T1–L5) or a SNOMED CT vertebra.", path=path
+        )
+    sent = ", ".join(f"{c.get('system', '')}|{c.get('code', '')}" for c in codings)
+    raise FHIRError(
+        f"bodySite code {sent} is not a vertebra T1–L5 known here. Accepted systems: {SYSTEM_VERTEBRA} (T1–L5) "
+        f"and SNOMED CT {SNOMED} (the vertebra and vertebral-body codes listed in docs/fhir.md).",
+        status_code=422,
+        code="code-invalid",
+        path=path,
+    )
+
+
+def _same_procedures(patient: Patient, fields: dict, levels: list[dict]):
+    """The patient's procedures of the same kind, date and treated levels: a repeated create."""
+    same = patient.procedures.filter(kind=fields["kind"], performed_on=fields["performed_on"])
+    wanted = sorted(level["level"] for level in levels)
+    return same.filter(pk__in=[p.pk for p in same if sorted(p.levels.values_list("level", flat=True)) == wanted])
 
 
 class ProcedureTypeView(FHIRView):
@@ -113,15 +162,7 @@ class ProcedureTypeView(FHIRView):
         if data.get("status") != "completed":
             raise FHIRError("Only a completed procedure can be recorded (status 'completed').", path="Procedure.status")
         performed = data.get("performedDateTime") or (data.get("performedPeriod") or {}).get("start")
-        levels = []
-        for index, site in enumerate(data.get("bodySite", [])):
-            codes = codes_in(site, SYSTEM_VERTEBRA)
-            if len(codes) != 1:
-                raise FHIRError(
-                    f"Each bodySite needs one coding with system {SYSTEM_VERTEBRA} (T1–L5).",
-                    path=f"Procedure.bodySite[{index}]",
-                )
-            levels.append({"level": codes[0]})
+        levels = [{"level": _level(site, index)} for index, site in enumerate(data.get("bodySite", []))]
         fields = {
             "kind": _procedure_kind(data.get("code")),
             "performed_on": date_of(performed, "Procedure.performedDateTime"),
@@ -141,12 +182,7 @@ class ProcedureTypeView(FHIRView):
             fields["baseline_pain"] = baseline["valueInteger"]
         with transaction.atomic():
             Patient.objects.select_for_update().filter(pk=patient.pk).first()  # one create per patient at a time
-            same = patient.procedures.filter(kind=fields["kind"], performed_on=fields["performed_on"])
-            wanted = sorted(level["level"] for level in levels)
-            same = same.filter(
-                pk__in=[p.pk for p in same if sorted(p.levels.values_list("level", flat=True)) == wanted]
-            )
-            existing = existing_match(request, self.search, same)
+            existing = existing_match(request, self.search, lambda: _same_procedures(patient, fields, levels))
             if existing is not None:
                 return self.matched(procedure_resource(existing))
             procedure = services.record_procedure(patient=patient, levels=levels, **fields)

@@ -18,13 +18,13 @@ from patients.protocol import get_protocol
 from ..idempotency import idempotent
 from .base import FHIRError, FHIRView, codes_in, date_of, int_id, meta, parse_resource, ref, validated
 from .codes import (
-    ATC,
     DXA_T_SCORE_CODES,
     EXT_COMPLETED_CHECKPOINT,
     LOINC,
-    OSTEOPOROSIS_ATC_PREFIXES,
+    MEDICATION_SYSTEMS,
     OSTEOPOROSIS_DRUG_NAMES,
     T_SCORE_UNITS,
+    medication_entry,
 )
 from .search import common_filters, existing_match, page, values
 from .versions import VersionedInstanceView
@@ -189,6 +189,30 @@ def _t_score(quantity: dict) -> Decimal:
         raise FHIRError("valueQuantity.value is not a number.", path="Observation.valueQuantity.value") from None
 
 
+def _sent(codings: list[dict]) -> str:
+    return ", ".join(f"{c.get('system', '')}|{c.get('code', '')}" for c in codings)
+
+
+def _dxa_codes(concept: dict | None) -> list[str]:
+    """The LOINC DXA T-score codes of Observation.code: none is a 422 naming what was sent (a 400 when no
+    code was sent at all)."""
+    codes = [code for code in codes_in(concept, LOINC) if code in DXA_T_SCORE_CODES]
+    if codes:
+        return codes
+    accepted = "; ".join(f"{code} {name}" for code, name in DXA_T_SCORE_CODES.items())
+    codings = [c for c in (concept or {}).get("coding", []) if c.get("code")]
+    if not codings:
+        message = f"Observation.code needs a LOINC ({LOINC}) DXA T-score code: {accepted}."
+        raise FHIRError(message, path="Observation.code")
+    raise FHIRError(
+        f"Observation.code {_sent(codings)} is not a DXA T-score code known here. Accepted system: LOINC {LOINC}, "
+        f"codes {accepted}.",
+        status_code=422,
+        code="code-invalid",
+        path="Observation.code",
+    )
+
+
 class ObservationTypeView(ResultTypeView):
     field_paths = OBSERVATION_PATHS
     resource_type = "Observation"
@@ -202,14 +226,7 @@ class ObservationTypeView(ResultTypeView):
             raise FHIRError(
                 "Only a final result is accepted (status final, amended or corrected).", path="Observation.status"
             )
-        codes = [code for code in codes_in(data.get("code"), LOINC) if code in DXA_T_SCORE_CODES]
-        if not codes:
-            raise FHIRError(
-                "Observation.code needs a LOINC DXA T-score code: "
-                + "; ".join(f"{code} {name}" for code, name in DXA_T_SCORE_CODES.items())
-                + ".",
-                path="Observation.code",
-            )
+        codes = _dxa_codes(data.get("code"))
         quantity = data.get("valueQuantity") or {}
         t_score = _t_score(quantity)
         measured_on = date_of(data.get("effectiveDateTime"), "Observation.effectiveDateTime")
@@ -236,28 +253,58 @@ class ObservationTypeView(ResultTypeView):
         return self.record(data, patient, code=codes[0], on=measured_on, complete=complete, match=value)
 
 
-def _drug(data: dict, path: str, patient: Patient) -> str:
-    if data.get("medicationReference"):
-        raise FHIRError("Give the drug as medicationCodeableConcept; medicationReference is not supported.", path=path)
-    concept = data.get("medicationCodeableConcept") or {}
-    codings = concept.get("coding", [])
-    name = concept.get("text") or next((c.get("display") for c in codings if c.get("display")), None)
-    name = name or next((c.get("code") for c in codings if c.get("code")), None)
-    if not name:
-        raise FHIRError("medicationCodeableConcept needs a text or a coding.", code="required", path=path)
-    atc = [c.get("code", "") for c in codings if c.get("system") == ATC]
-    words = " ".join([concept.get("text", "")] + [c.get("display", "") for c in codings]).lower()
-    if not (
-        any(code.startswith(OSTEOPOROSIS_ATC_PREFIXES) for code in atc)
-        or any(known in words for known in OSTEOPOROSIS_DRUG_NAMES)
-    ):
+def _medication_concept(data: dict, path: str) -> tuple[dict, str]:
+    """The drug as a CodeableConcept, and where it was found: medicationCodeableConcept, or the code of the
+    contained Medication that medicationReference names ("#id"). A reference this server cannot resolve (it
+    keeps no Medication resources) is a 422, and nothing is written."""
+    reference = data.get("medicationReference")
+    if not reference:
+        return data.get("medicationCodeableConcept") or {}, f"{path}.medicationCodeableConcept"
+    target = reference.get("reference") or ""
+    if not target and reference.get("display"):
+        return {"text": reference["display"]}, f"{path}.medicationReference"
+    medication = next(
+        (
+            item
+            for item in data.get("contained", [])
+            if target.startswith("#") and item.get("resourceType") == "Medication" and item.get("id") == target[1:]
+        ),
+        None,
+    )
+    if medication is None:
         raise FHIRError(
-            f"{name!r} is not recognised as an osteoporosis medicine (docs/fhir.md lists the accepted codes and "
-            f"names); {_role_codes(patient, 'medication')[0]} was left open.",
+            f"medicationReference {target!r} cannot be resolved here: this server keeps no Medication resources. "
+            "Send the drug as medicationCodeableConcept, or as a contained Medication referenced by '#<its id>'.",
             status_code=422,
-            path=path,
+            code="not-found",
+            path=f"{path}.medicationReference",
         )
-    return name.strip()
+    return medication.get("code") or {}, f"{path}.contained"
+
+
+def _drug(data: dict, path: str, patient: Patient) -> str:
+    """The osteoporosis medicine's name: recognised by a code of native_codes.toml (RxNorm, ATC, SNOMED CT) or
+    by a name in the text or a display. Otherwise a 422 naming what was sent, and the checkpoint stays open."""
+    concept, where = _medication_concept(data, path)
+    codings = [c for c in concept.get("coding", []) if c.get("code")]
+    known = next((entry for entry in map(medication_entry, codings) if entry), None)
+    name = concept.get("text") or next((c.get("display") for c in codings if c.get("display")), None)
+    name = name or (known or {}).get("display") or next((c["code"] for c in codings), None)
+    if not name:
+        raise FHIRError("The drug needs a text or a coding.", code="required", path=where)
+    words = " ".join([concept.get("text", "")] + [c.get("display", "") for c in codings]).lower()
+    if known or any(drug in words for drug in OSTEOPOROSIS_DRUG_NAMES):
+        return name.strip()
+    medication = _role_codes(patient, "medication")[0]
+    systems = ", ".join(f"{label} ({system})" for system, label in MEDICATION_SYSTEMS.items())
+    sent = f"code {_sent(codings)}" if codings else repr(name)
+    raise FHIRError(
+        f"{sent} is not recognised as an osteoporosis medicine; {medication} was left open. Accepted systems: "
+        f"{systems}, with the codes listed in docs/fhir.md, or the drug's name in the text.",
+        status_code=422,
+        code="code-invalid",
+        path=where,
+    )
 
 
 class _MedicationView(ResultTypeView):
@@ -306,7 +353,7 @@ class MedicationStatementTypeView(_MedicationView):
             raise FHIRError(
                 "status must be active or completed (started) or not-taken.", path="MedicationStatement.status"
             )
-        drug = _drug(data, "MedicationStatement.medicationCodeableConcept", patient)
+        drug = _drug(data, "MedicationStatement", patient)
         if state == "not-taken":
             reasons = data.get("statusReason", [])
             reason = next(
@@ -346,6 +393,6 @@ class MedicationRequestTypeView(_MedicationView):
             raise FHIRError("status must be active or completed.", path="MedicationRequest.status")
         if data.get("intent") not in {"order", "original-order", "reflex-order", "filler-order", "instance-order"}:
             raise FHIRError("intent must be an order (order, original-order, …).", path="MedicationRequest.intent")
-        drug = _drug(data, "MedicationRequest.medicationCodeableConcept", patient)
+        drug = _drug(data, "MedicationRequest", patient)
         started_on = date_of(data.get("authoredOn"), "MedicationRequest.authoredOn")
         return self.complete(data, patient, started=True, drug=drug, started_on=started_on)

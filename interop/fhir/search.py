@@ -111,10 +111,14 @@ def existing_match(request, search, duplicates):
     """The one existing row that makes this create a no-op, or None to create.
 
     With a conditional create, `search(params)` decides: none → create, one → that row, several → 412.
-    Without one, `duplicates` (the same patient, code, date or identifier) decides the same way, so that a
-    retried create never makes a copy."""
+    Without one, `duplicates` (the same patient, code, date or identifier; a queryset, or a function that
+    returns one, so that a conditional create never pays for it) decides the same way, so that a retried
+    create never makes a copy."""
     params = conditional_params(request)
-    rows = search(params) if params is not None else duplicates
+    if params is not None:
+        rows = search(params)
+    else:
+        rows = duplicates() if callable(duplicates) else duplicates
     found = list(rows[:2]) if rows is not None else []
     if len(found) > 1:
         raise FHIRError(

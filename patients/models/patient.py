@@ -36,6 +36,12 @@ class PatientQuerySet(models.QuerySet):
 class Patient(models.Model):
     clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
     mrn = models.CharField(_("MRN"), max_length=40, help_text=_("Medical record number, unique within the clinic."))
+    mrn_system = models.CharField(
+        _("MRN system"),
+        max_length=255,
+        blank=True,
+        help_text=_("The identifier system (URI) the EHR sent the MRN under over FHIR; empty when not given."),
+    )
     given_name = models.CharField(max_length=100)
     family_name = models.CharField(max_length=100)
     birth_date = models.DateField(validators=[validate_not_in_future])

@@ -457,19 +457,20 @@ def test_a_dxa_observation_completes_cp06_and_updates_the_lowest_t_score(ehr, tr
 
 
 @pytest.mark.parametrize(
-    ("change", "path"),
+    ("change", "path", "status_code"),
     [
-        ({"code": {"coding": [{"system": "http://loinc.org", "code": "38263-7"}]}}, "Observation.code"),
-        ({"valueQuantity": {"value": 0.82, "unit": "g/cm2", "code": "g/cm2"}}, "Observation.valueQuantity"),
-        ({"valueQuantity": {"value": -7.5}}, "Observation.valueQuantity.value"),
-        ({"status": "preliminary"}, "Observation.status"),
-        ({"effectiveDateTime": "2025-06"}, "Observation.effectiveDateTime"),
+        ({"code": {"coding": [{"system": "http://loinc.org", "code": "38263-7"}]}}, "Observation.code", 422),
+        ({"code": {"text": "DXA"}}, "Observation.code", 400),
+        ({"valueQuantity": {"value": 0.82, "unit": "g/cm2", "code": "g/cm2"}}, "Observation.valueQuantity", 400),
+        ({"valueQuantity": {"value": -7.5}}, "Observation.valueQuantity.value", 400),
+        ({"status": "preliminary"}, "Observation.status", 400),
+        ({"effectiveDateTime": "2025-06"}, "Observation.effectiveDateTime", 400),
     ],
-    ids=["not-a-t-score-code", "bmd-not-t-score", "out-of-range", "preliminary", "partial-date"],
+    ids=["not-a-t-score-code", "no-code", "bmd-not-t-score", "out-of-range", "preliminary", "partial-date"],
 )
-def test_a_dxa_observation_that_cannot_complete_cp06_is_refused(ehr, treated, change, path):
+def test_a_dxa_observation_that_cannot_complete_cp06_is_refused(ehr, treated, change, path, status_code):
     patient_id, procedure_id = treated
-    body = outcome(post(ehr, "Observation", {**dxa_body(patient_id), **change}), 400)
+    body = outcome(post(ehr, "Observation", {**dxa_body(patient_id), **change}), status_code)
     assert path in body["issue"][0].get("expression", [])
     assert Checkpoint.objects.get(procedure_id=procedure_id, code="CP-06").state == CheckpointState.SCHEDULED
 

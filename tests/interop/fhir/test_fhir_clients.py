@@ -1,6 +1,7 @@
 """The FHIR facade driven by clients nobody here wrote, fhirpy and SMART's fhirclient (R4 models), over HTTP
 against a live server: retried creates write nothing twice, versions guard updates, searches page and sync
-incrementally, and results are readable where `Location` points."""
+incrementally, results are readable where `Location` points, and the EHR's own codes (SNOMED CT vertebrae, LOINC,
+RxNorm in a contained Medication, its MRN system) come back as sent."""
 
 import copy
 import time
@@ -16,10 +17,13 @@ from fhirclient.models.procedure import Procedure as ClientProcedure
 from fhirclient.server import FHIRServer
 from fhirpy import SyncFHIRClient
 
+from interop.fhir.codes import RXNORM, SNOMED
 from patients.models import Checkpoint, CheckpointState, FhirResult, Patient, Procedure
 from tests.builders import make_api_token
 
 from .test_fhir import dxa_body, patient_body, procedure_body
+
+SENDER_MRN_SYSTEM = patient_body()["identifier"][0]["system"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,6 +62,9 @@ def test_fhirpy_retries_create_nothing_twice_and_versions_guard_updates(fhirpy_c
     patient = fhirpy_client.resource("Patient", **_without_type(patient_body("LIVE-1")))
     patient.save()
     assert patient["meta"]["versionId"] == "1"
+    # The MRN comes back under the EHR's own identifier system, also when searched by it.
+    found_by_mrn = fhirpy_client.resources("Patient").search(identifier=f"{SENDER_MRN_SYSTEM}|LIVE-1").first()
+    assert [(i["system"], i["value"]) for i in found_by_mrn["identifier"]] == [(SENDER_MRN_SYSTEM, "LIVE-1")]
     # get_or_create on an existing patient finds it (fhirpy sends the search with the POST).
     again = fhirpy_client.resource("Patient", **_without_type(patient_body("LIVE-1")))
     found, created = fhirpy_client.resources("Patient").search(identifier="LIVE-1").get_or_create(again)
@@ -121,31 +128,48 @@ def test_search_pages_with_next_links_and_syncs_by_last_updated(fhirpy_client, s
 def test_fhirclient_results_are_readable_and_a_retry_never_closes_a_later_checkpoint(smart):
     patient = ClientPatient(patient_body("RESULT-1"))
     patient_id = patient.create(smart)["id"]
-    procedure_id = ClientProcedure(procedure_body(patient_id)).create(smart)["id"]
+    assert [(i.system, i.value) for i in ClientPatient.read(patient_id, smart).identifier] == [
+        (SENDER_MRN_SYSTEM, "RESULT-1")
+    ]
+    # The levels coded as the EHR codes them: SNOMED CT T12 vertebra and body of the first lumbar vertebra.
+    sites = [
+        {"coding": [{"system": SNOMED, "code": "23215003", "display": "T12 vertebra"}]},
+        {"coding": [{"system": SNOMED, "code": "61032001", "display": "Structure of body of first lumbar vertebra"}]},
+    ]
+    procedure_id = ClientProcedure(procedure_body(patient_id, bodySite=sites)).create(smart)["id"]
+    procedure = ClientProcedure.read(procedure_id, smart)
+    snomed = {(c.system, c.code) for site in procedure.bodySite for c in site.coding if c.system == SNOMED}
+    assert snomed == {(SNOMED, "23215003"), (SNOMED, "66794005")}
+    assert sorted(Procedure.objects.get(pk=procedure_id).levels.values_list("level", flat=True)) == ["L1", "T12"]
 
     dxa = dxa_body(patient_id, value=-2.6)
     created = smart.session.post(f"{smart.base_uri}Observation", json=dxa, headers={"Content-Type": FHIR_JSON})
     assert created.status_code == 201
     observation = ClientObservation.read(created.json()["id"], smart)
     assert created.headers["Location"].endswith(f"/Observation/{observation.id}/_history/1")
-    assert observation.code.coding[0].code == "38267-1" and observation.valueQuantity.value == -2.6
+    assert (observation.code.coding[0].system, observation.code.coding[0].code) == ("http://loinc.org", "38267-1")
+    assert observation.valueQuantity.value == -2.6
 
+    # An RxNorm-only drug (alendronate sodium 70 mg oral tablet), in a contained Medication.
     started = (timezone.localdate() - timedelta(days=1)).isoformat()
     order = {
         "resourceType": "MedicationRequest",
+        "contained": [
+            {"resourceType": "Medication", "id": "rx", "code": {"coding": [{"system": RXNORM, "code": "904431"}]}}
+        ],
         "status": "active",
         "intent": "order",
-        "medicationCodeableConcept": {
-            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "904419"}],
-            "text": "alendronate 70 mg oral tablet, weekly",
-        },
+        "medicationReference": {"reference": "#rx"},
         "subject": {"reference": f"Patient/{patient_id}"},
         "authoredOn": started,
     }
     request = ClientMedicationRequest(order)
     request_id = request.create(smart)["id"]
     read = ClientMedicationRequest.read(request_id, smart)
-    assert read.medicationCodeableConcept.coding[0].code == "904419"
+    assert read.medicationReference.reference == "#rx"
+    assert (read.contained[0].code.coding[0].system, read.contained[0].code.coding[0].code) == (RXNORM, "904431")
+    cp07 = Checkpoint.objects.get(procedure_id=procedure_id, code="CP-07")
+    assert (cp07.state, cp07.medication_drug) == (CheckpointState.COMPLETED, "alendronate sodium 70 mg oral tablet")
     cp13 = Checkpoint.objects.get(procedure_id=procedure_id, code="CP-13")
     assert cp13.state == CheckpointState.SCHEDULED
 
