@@ -1,14 +1,22 @@
-"""How the REST API answers an error that DRF does not know about (REST_FRAMEWORK["EXCEPTION_HANDLER"])."""
+"""How the REST API answers an error that DRF does not know about (REST_FRAMEWORK["EXCEPTION_HANDLER"]).
+
+Every error body has one shape, documented as the `Error` schema (interop/openapi.py): a JSON object with
+`detail` (a message about the request as a whole) and/or one list of messages per request field."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, InterfaceError, OperationalError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from patients.services import StateConflict
+
 
 def api_exception_handler(exc, context):
-    """DRF's handler, plus: a model or service ValidationError is a 400 with field messages, and an
-    unreachable database is a 503 with a clear body (the request wrote nothing)."""
+    """DRF's handler, plus: a change its object has already moved past is a 409 naming the object's state, a
+    model or service ValidationError is a 400 with field messages, and an unreachable database is a 503
+    with a clear body (the request wrote nothing)."""
+    if isinstance(exc, StateConflict):
+        return Response({"detail": exc.messages[0], "current_state": exc.state}, status=409)
     if isinstance(exc, DataError):
         return Response(
             {"detail": "The request holds a value the database cannot store (e.g. a NUL character)."}, status=400

@@ -8,6 +8,7 @@ atomic, validated; callers import from here (`from patients.services import regi
     risk.py         risk facts, assessments and the RiskAssessment rows
     moments.py      local dates and the UTC instants a checkpoint opens, is due and closes
     api_clients.py  revoking an EHR integration's API client
+    conflicts.py    StateConflict: a change refused because the object has already moved on
 
 Each module imports only those below it in this list, never the package itself.
 """
@@ -22,6 +23,7 @@ from .checkpoints import (
     stop_follow_up,
     trigger_checkpoint,
 )
+from .conflicts import StateConflict
 from .moments import local_moment, reminder_time
 from .outcomes import complete_checkpoint
 from .registry import record_procedure, register_patient, update_patient
@@ -38,6 +40,7 @@ from .schedule import (
 
 __all__ = [
     "ACTIONABLE_STATES",
+    "StateConflict",
     "cancel_checkpoint",
     "complete_checkpoint",
     "compute_assessment",
