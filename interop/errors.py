@@ -5,6 +5,8 @@ Every error body has one shape, documented as the `Error` schema (interop/openap
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, InterfaceError, OperationalError
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -34,3 +36,11 @@ def api_exception_handler(exc, context):
             headers={"Retry-After": "30"},
         )
     return exception_handler(exc, context)
+
+
+def not_found(request, exception):
+    """The site's handler404: a URL under /api/ that matches no route (`/api/v1/alerts/0.5/`) gets the
+    API's error body like any other 404 of the API, not the HTML page the rest of the site shows."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)

@@ -59,6 +59,14 @@ def test_every_error_response_has_the_one_documented_error_body(schema):
     assert set(error["properties"]) == {"detail", "current_state", "non_field_errors"}
 
 
+def test_an_api_url_that_matches_no_route_is_a_404_with_the_error_body(ehr, client):
+    for path in (f"{BASE}/alerts/0.5/acknowledge/", f"{BASE}/symptom-reports/1e-9/", f"{BASE}/nothing-here/"):
+        answer = ehr.post(path, {}, format="json") if path.endswith("acknowledge/") else ehr.get(path)
+        assert answer.status_code == 404 and answer["Content-Type"] == "application/json", path
+        assert answer.json() == {"detail": "Not found."}
+    assert client.get("/nothing-here/")["Content-Type"].startswith("text/html")  # the site's own page
+
+
 def _internal_docstrings() -> set[str]:
     """Every docstring drf-spectacular could fall back on: each view class (and its bases) and each handler."""
     generator = SchemaGenerator()
