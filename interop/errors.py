@@ -35,7 +35,12 @@ def api_exception_handler(exc, context):
             status=503,
             headers={"Retry-After": "30"},
         )
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, list):
+        # A ValidationError raised with a bare list (e.g. a NUL character in a query parameter): the same
+        # object shape as every other error.
+        response.data = {"detail": " ".join(str(message) for message in response.data)}
+    return response
 
 
 def not_found(request, exception):

@@ -67,6 +67,12 @@ def test_an_api_url_that_matches_no_route_is_a_404_with_the_error_body(ehr, clie
     assert client.get("/nothing-here/")["Content-Type"].startswith("text/html")  # the site's own page
 
 
+def test_a_query_refused_with_a_bare_message_list_is_an_error_object(ehr):
+    answer = ehr.get(f"{BASE}/alerts/", {"search": "\x00"})
+    assert answer.status_code == 400
+    assert answer.json() == {"detail": "Null characters are not allowed."}
+
+
 def _internal_docstrings() -> set[str]:
     """Every docstring drf-spectacular could fall back on: each view class (and its bases) and each handler."""
     generator = SchemaGenerator()
