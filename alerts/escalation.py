@@ -16,6 +16,7 @@ from patients import access
 from patients.models import StaffRole
 from patients.protocol import get_protocol
 from patients.rows import claimed_batches, transition
+from patients.services import StateConflict
 
 from .models import Alert, AlertEvent, AlertState, Delivery, DeliveryKind, EscalationPolicy, SymptomReport
 from .outbox import enqueue_deliveries
@@ -215,7 +216,7 @@ def acknowledge_alert(*, alert: Alert, by, via: str, note: str = "") -> Alert:
     )
     if not changed:
         alert.refresh_from_db()
-        raise ValidationError({"state": [f"This alert is already {alert.state}."]})
+        raise StateConflict(f"This alert is already {alert.state}.", state=alert.state)
     event = AlertEvent.objects.create(
         alert=alert, kind=AlertEvent.Kind.ACKNOWLEDGED, at=now, by=by, note=note[:300], data={"via": via}
     )
@@ -242,7 +243,7 @@ def resolve_alert(*, alert: Alert, by, note: str) -> Alert:
         updated_at=now,
     )
     if not changed:
-        raise ValidationError({"state": ["This alert is already resolved."]})
+        raise StateConflict("This alert is already resolved.", state=AlertState.RESOLVED)
     event = AlertEvent.objects.create(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, by=by, note=note[:300])
     alert.refresh_from_db()
     write_alert_webhooks(alert, "alert.resolved", event, now=now)

@@ -1,7 +1,9 @@
 """What the OpenAPI document says beyond what drf-spectacular infers from the REST views.
 
 - The bearer-token security scheme (registered when the app is ready).
-- The error responses every operation shares, and the `Idempotency-Key` header of retry-safe POSTs.
+- The error responses every operation shares, the `Idempotency-Key` header of retry-safe POSTs, and the
+  one error body every 4xx/5xx answer has: the `Error` component, attached to each of them by the
+  `document_errors` postprocessing hook (so no error response is left without a schema).
 - OpenAPI links: how an EHR (and schemathesis' stateful tests) go from one answer to the next call.
   drf-spectacular has no per-view way to declare response links, so the `add_links` postprocessing hook
   adds them to the finished schema: from a created or fetched patient to its record, risk profile,
@@ -26,7 +28,10 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
 
 ERRORS = {
-    400: OpenApiResponse(description='Invalid input: field-level messages, e.g. {"birth_date": ["…"]}.'),
+    400: OpenApiResponse(
+        description='Invalid input: one list of messages per field, e.g. {"birth_date": ["…"]}; '
+        "`non_field_errors` for the body as a whole."
+    ),
     401: OpenApiResponse(description="No token, or an invalid or revoked one."),
     403: OpenApiResponse(description="The token lacks the scope (read or write) this needs."),
     404: OpenApiResponse(description="No such object among the caller's clinics."),
@@ -35,19 +40,68 @@ ERRORS = {
     429: OpenApiResponse(description="Rate limited; see Retry-After."),
     503: OpenApiResponse(description="Database unavailable; nothing was saved. Retry later."),
 }
-IDEMPOTENT = {
-    "parameters": [
-        OpenApiParameter(
-            "Idempotency-Key",
-            str,
-            OpenApiParameter.HEADER,
-            required=False,
-            description="Retry-safe key (1–255 characters): a retry with the same key and body returns the first "
-            "response and creates nothing more.",
-        )
-    ],
-}
+
+
+def _key_header(description: str) -> dict:
+    header = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False, description=description)
+    return {"parameters": [header]}
+
+
+IDEMPOTENT = _key_header(
+    "Retry-safe key (1–255 characters): a retry with the same key and body returns the first response and "
+    "creates nothing more."
+)
 IDEMPOTENT_ERRORS = {**ERRORS, 422: OpenApiResponse(description="Idempotency-Key reused with a different body.")}
+# An action on one object (acknowledge, resolve, complete, reschedule, cancel): retry-safe with a key, and
+# refused with 409 once the object has moved past the state the action needs.
+ACTION = _key_header(
+    "Retry-safe key (1–255 characters): a retry with the same key, object and body returns the first response "
+    "(header `Idempotent-Replayed: true`) instead of a 409."
+)
+ACTION_ERRORS = {
+    **ERRORS,
+    409: OpenApiResponse(
+        description="The object is no longer in a state that allows this (e.g. the alert is already "
+        "acknowledged): `detail` says why and `current_state` is its state now. Nothing was changed."
+    ),
+    422: OpenApiResponse(description="Idempotency-Key reused with a different body or for another object."),
+}
+
+# The body of every error response (interop/errors.py makes them all this shape).
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Every error answer: a JSON object with `detail` (about the request as a whole) and/or, "
+    "for invalid input, one list of messages per request field (nested fields: the same shape per item).",
+    "properties": {
+        "detail": {"type": "string", "description": "What is wrong, for the request as a whole."},
+        "current_state": {
+            "type": "string",
+            "description": "409 only: the state the object is in now, e.g. `acknowledged` or `completed`.",
+        },
+        "non_field_errors": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "400 only: messages about the body as a whole.",
+        },
+    },
+    "additionalProperties": {"description": "400 only: a request field's name → the messages about it."},
+}
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def document_errors(result, generator, request, public):
+    """drf-spectacular POSTPROCESSING_HOOKS entry: the `Error` component, as the body of every 4xx/5xx."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            for status, response in operation.get("responses", {}).items():
+                if str(status)[0] in "45":
+                    response["content"] = {"application/json": {"schema": ERROR_REF}}
+    result["components"]["schemas"] = dict(sorted(result["components"]["schemas"].items()))
+    return result
+
 
 ID = "$response.body#/id"
 FIRST_ROW = "$response.body#/results/0/id"

@@ -388,9 +388,15 @@ SPECTACULAR_SETTINGS = {
         "Follow-up scheduling and red-flag alerting after kyphoplasty and vertebroplasty, for EHR systems.\n\n"
         "Authenticate with `Authorization: Bearer <token>` (a token from `manage.py create_api_client`). "
         "Tokens carry scopes: `read` for GET, `write` for POST/PUT/PATCH. A client sees only its clinics' "
-        "data: anything else is 404. Retried POSTs with the same `Idempotency-Key` header return the first "
-        "response and create nothing more. Errors: 400 with field messages, 401, 403, 404, 413 (body over "
-        "1 MiB), 415 (not JSON), 429 (rate limit), 503 (database unavailable; nothing saved)."
+        "data: anything else is 404.\n\n"
+        "Retries: a POST with an `Idempotency-Key` header (creates, and the actions acknowledge, resolve, "
+        "complete, reschedule, cancel) is answered once; a retry with the same key returns the first response "
+        "and changes nothing more.\n\n"
+        "Errors: every 4xx/5xx body is an `Error` object: `detail` for the request as a whole and/or one list "
+        "of messages per invalid field. 400 invalid input, 401 no valid token, 403 missing scope, 404 not "
+        "found, 409 the object has already moved on (`current_state` says where, e.g. an alert already "
+        "acknowledged), 413 body over 1 MiB, 415 not JSON, 422 Idempotency-Key reused for another request, "
+        "429 rate limit, 503 database unavailable (nothing saved)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -405,6 +411,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "interop.openapi.add_links",
+        "interop.openapi.document_errors",
     ],
 }
 # The cache (API throttling) fails open when Redis is unreachable: Redis is never on the path that

@@ -23,3 +23,5 @@ urlpatterns = [
     path("checkin/more/", alert_views.checkin_more, name="checkin-more"),
     path("ack/<str:token>/", alert_views.alert_acknowledge, name="alert-acknowledge"),
 ]
+
+handler404 = "interop.errors.not_found"

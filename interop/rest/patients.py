@@ -30,8 +30,18 @@ def _default_clinic(request, data) -> Clinic:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List patients", responses={200: PatientSerializer(many=True), **ERRORS}),
-    retrieve=extend_schema(summary="Read a patient", responses={200: PatientSerializer, **ERRORS}),
+    list=extend_schema(
+        summary="List patients",
+        description="The patients of the caller's clinics. Find one by MRN with `search`; filter by status;"
+        " `updated_since` for incremental sync.",
+        responses={200: PatientSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Read a patient",
+        description="One patient's registry record: identity, contact and consent, time zone, and the facts the "
+        "risk rules use (DXA, osteoporosis medication, BMI, prior fractures).",
+        responses={200: PatientSerializer, **ERRORS},
+    ),
 )
 class PatientViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = PatientSerializer
@@ -48,6 +58,9 @@ class PatientViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
     @extend_schema(
         summary="Register a patient",
+        description="Register a new patient in one of the caller's clinics (`clinic` may be left out when the "
+        "client serves one clinic). An MRN already registered in the clinic is a 400; use `PUT "
+        "/patients/by-mrn/{mrn}/` to create or update. Send an `Idempotency-Key` to retry safely.",
         request=PatientSerializer,
         responses={201: PatientSerializer, **IDEMPOTENT_ERRORS},
         **IDEMPOTENT,
@@ -60,7 +73,14 @@ class PatientViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
         patient = services.register_patient(clinic=_default_clinic(request, data), **data)
         return Response(self.get_serializer(patient).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Change a patient", request=PatientSerializer, responses={200: PatientSerializer, **ERRORS})
+    @extend_schema(
+        summary="Change a patient",
+        description="Change some fields of a patient's record; fields left out keep their value. A change to a "
+        "risk fact (DXA, medication, BMI…) re-assesses the patient's risk and follow-up plan. A patient cannot "
+        "move to another clinic.",
+        request=PatientSerializer,
+        responses={200: PatientSerializer, **ERRORS},
+    )
     def partial_update(self, request, pk=None):
         patient = self.get_object()
         serializer = self.get_serializer(patient, data=request.data, partial=True)
@@ -73,7 +93,8 @@ class PatientViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
     @extend_schema(
         summary="Create or update a patient by MRN",
-        description="Upsert keyed on the MRN within the clinic: 201 when created, 200 when updated.",
+        description="Create the patient with this MRN in the clinic, or update the one already registered: "
+        "201 when created, 200 when updated. Safe to repeat.",
         request=PatientSerializer,
         responses={200: PatientSerializer, 201: PatientSerializer, **ERRORS},
     )
@@ -102,6 +123,9 @@ class PatientViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
     @extend_schema(
         summary="Risk tier, points and contributing factors with their sources",
+        description="The patient's current risk tier (from the latest procedure's assessment), its pain and "
+        "fracture points, and each contributing factor with the source of its rule. `incomplete` is true when "
+        "facts the rules need are missing: the tier may then be too low.",
         responses={200: PatientRiskSerializer, **ERRORS},
     )
     @action(detail=True, methods=["get"])

@@ -15,8 +15,17 @@ from .serializers.procedures import ProcedureSerializer
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List procedures", responses={200: ProcedureSerializer(many=True), **ERRORS}),
-    retrieve=extend_schema(summary="Read a procedure", responses={200: ProcedureSerializer, **ERRORS}),
+    list=extend_schema(
+        summary="List procedures",
+        description="Kyphoplasty and vertebroplasty procedures of the caller's patients, with their treated "
+        "levels. Filter by patient; `updated_since` for incremental sync.",
+        responses={200: ProcedureSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Read a procedure",
+        description="One procedure with its treated levels and the protocol version its schedule was planned under.",
+        responses={200: ProcedureSerializer, **ERRORS},
+    ),
 )
 class ProcedureViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = ProcedureSerializer
@@ -33,6 +42,9 @@ class ProcedureViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.Retrieve
 
     @extend_schema(
         summary="Record a procedure (plans its follow-up schedule)",
+        description="Record a procedure for one of the caller's patients, with one row per treated vertebra. Its "
+        "risk is assessed and its follow-up checkpoints planned at once (list them with `GET /checkpoints/"
+        "?procedure=`). Send an `Idempotency-Key` to retry safely.",
         request=ProcedureSerializer,
         responses={201: ProcedureSerializer, **IDEMPOTENT_ERRORS},
         **IDEMPOTENT,

@@ -15,6 +15,8 @@ class ProtocolView(APIView):
 
     @extend_schema(
         summary="Protocol in force, with sources",
+        description="The follow-up protocol version in force for a clinic, as data: every checkpoint, red-flag "
+        "and risk rule with its id and the source it comes from.",
         parameters=[OpenApiParameter("clinic", str, description="Clinic slug (default: the caller's only clinic)")],
         responses={200: dict, **ERRORS},
     )

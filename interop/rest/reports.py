@@ -18,8 +18,18 @@ from .serializers.reports import SymptomReportSerializer
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List symptom reports", responses={200: SymptomReportSerializer(many=True), **ERRORS}),
-    retrieve=extend_schema(summary="Read a symptom report", responses={200: SymptomReportSerializer, **ERRORS}),
+    list=extend_schema(
+        summary="List symptom reports",
+        description="Symptom reports of the caller's patients, from any source (check-in form, phone entry, "
+        "this API), with the findings the rules gave. Filter by patient or procedure; `updated_since` for "
+        "incremental sync.",
+        responses={200: SymptomReportSerializer(many=True), **ERRORS},
+    ),
+    retrieve=extend_schema(
+        summary="Read a symptom report",
+        description="One symptom report with its answers and the findings (red flags, reviews) the rules gave.",
+        responses={200: SymptomReportSerializer, **ERRORS},
+    ),
 )
 class SymptomReportViewSet(
     ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
@@ -41,7 +51,10 @@ class SymptomReportViewSet(
 
     @extend_schema(
         summary="Send a symptom report",
-        description="Runs the same rules as the patient's check-in form; the response carries the findings.",
+        description="Send what the patient reported (red flags answered yes, pain, medication, brace…). The same "
+        "rules as the patient's check-in form run at once: a red flag raises an alert to the clinic, and the "
+        "response lists the findings. Only the patient is required: a partial report is taken and evaluated. "
+        "Send an `Idempotency-Key` to retry safely.",
         request=SymptomReportSerializer,
         responses={201: SymptomReportSerializer, **IDEMPOTENT_ERRORS},
         **IDEMPOTENT,

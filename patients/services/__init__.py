@@ -12,6 +12,7 @@ atomic, validated; callers import from here (`from patients.services import regi
     moments.py      local dates and the UTC instants a checkpoint opens, is due and closes
     working_time.py the clinic's working days, hours and holidays (response promises), reads only
     api_clients.py  revoking an EHR integration's API client
+    conflicts.py    StateConflict: a change refused because the object has already moved on
 
 Each module imports only those below it in this list, never the package itself.
 """
@@ -26,6 +27,7 @@ from .checkpoints import (
     stop_follow_up,
     trigger_checkpoint,
 )
+from .conflicts import StateConflict
 from .moments import local_moment, reminder_time
 from .outcomes import complete_checkpoint
 from .readings import record_dxa, record_pain
@@ -47,6 +49,7 @@ from .working_time import WorkingTime
 __all__ = [
     "ACTIONABLE_STATES",
     "WorkingTime",
+    "StateConflict",
     "cancel_checkpoint",
     "complete_checkpoint",
     "compute_assessment",

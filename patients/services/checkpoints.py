@@ -24,6 +24,7 @@ from patients import audit
 from .. import protocol as protocol_rules
 from ..models import OPEN_STATES, Checkpoint, CheckpointEvent, CheckpointState, Patient, Procedure
 from ..rows import claimed_batches, copy_rows, new_ids, transition
+from .conflicts import StateConflict
 from .moments import planned_values, reminder_time, window_moments
 from .risk import procedure_protocol
 
@@ -108,8 +109,11 @@ def _move(
     return bool(moved)
 
 
-def not_open(checkpoint: Checkpoint) -> ValidationError:
-    return ValidationError({"state": [f"Checkpoint {checkpoint.code} is {checkpoint.state}; it can no longer change."]})
+def not_open(checkpoint: Checkpoint) -> StateConflict:
+    checkpoint.refresh_from_db(fields=["state"])  # the state that won the race, not the one read before it
+    return StateConflict(
+        f"Checkpoint {checkpoint.code} is {checkpoint.state}; it can no longer change.", state=checkpoint.state
+    )
 
 
 def mark_completed(*, checkpoint: Checkpoint, by=None, outcome: Mapping[str, Any]) -> bool:

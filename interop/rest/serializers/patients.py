@@ -1,8 +1,12 @@
 """Patients in the REST API: registry fields, and the risk profile with its contributing factors."""
 
+from zoneinfo import available_timezones
+
 from rest_framework import serializers
 
-from patients.models import TIME_ZONE_CHOICES, Clinic, Patient, RiskAssessment
+from patients.models import Clinic, Patient, RiskAssessment
+
+TIME_ZONES = frozenset(available_timezones())
 
 PATIENT_RISK_FIELDS = [
     "bmd_lowest_t_score",
@@ -23,6 +27,33 @@ class ClinicSlugField(serializers.SlugRelatedField):
         return super().to_internal_value(data)
 
 
+class TimeZoneField(serializers.CharField):
+    """An IANA time zone name, checked against the zone database (a string in the schema, not a 600-value enum)."""
+
+    default_error_messages = {"unknown_zone": "Not an IANA time zone name; use one such as Europe/London."}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value not in TIME_ZONES:
+            self.fail("unknown_zone")
+        return value
+
+
+class OptionalEmailField(serializers.EmailField):
+    """The patient's email, null when there is none (stored as an empty string). Null, "" or no value all
+    mean none."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, allow_null=True, allow_blank=True, **kwargs)
+
+    def run_validation(self, data=serializers.empty):
+        value = super().run_validation(data)
+        return "" if value is None else value
+
+    def to_representation(self, value):
+        return value or None
+
+
 class PatientSerializer(serializers.ModelSerializer):
     clinic = ClinicSlugField(
         slug_field="slug",
@@ -30,9 +61,8 @@ class PatientSerializer(serializers.ModelSerializer):
         required=False,
         help_text="Clinic slug; required when the client serves more than one clinic.",
     )
-    timezone = serializers.ChoiceField(
-        source="time_zone", choices=TIME_ZONE_CHOICES, help_text="IANA time zone, e.g. Europe/London."
-    )
+    timezone = TimeZoneField(source="time_zone", max_length=64, help_text="IANA time zone name, e.g. Europe/London.")
+    email = OptionalEmailField(max_length=254, help_text="For reminders (with `email_consent`); null when none.")
 
     class Meta:
         model = Patient
