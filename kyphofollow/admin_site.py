@@ -99,15 +99,17 @@ class KyphofollowAdminSite(AdminSite):
         return TemplateResponse(request, "admin/otp_setup.html", context)
 
     def get_urls(self):
-        from alerts import dashboard
+        from alerts import dashboard, patient_page
 
         return [
             path("2fa/setup/", self.otp_setup, name="otp-setup"),
             path("tables/", self.admin_view(super().index), name="tables"),
             path("worklist/<str:kind>/<int:pk>/<str:action>/", self.admin_view(dashboard.act), name="worklist-act"),
+            path("worklist/assign/<str:kind>/<int:pk>/", self.admin_view(dashboard.assign), name="worklist-assign"),
+            path("worklist/bulk/<str:kind>/", self.admin_view(dashboard.bulk), name="worklist-bulk"),
             path(
                 "patients/patient/<int:pk>/overview/",
-                self.admin_view(dashboard.patient_overview),
+                self.admin_view(patient_page.patient_overview),
                 name="patient-overview",
             ),
         ] + super().get_urls()

@@ -44,9 +44,14 @@ from .checkpoint import (
 from .api_client import ApiClient, ApiScope, HistoricalApiClient, IdempotencyRecord
 from .result import FhirResult
 from .import_preview import IMPORT_PREVIEW_LIFETIME, ImportPreview
+from .work import CallOutcome, HistoricalWorkItem, WorkItem, WorkKind
 # isort: on
 
 __all__ = [
+    "CallOutcome",
+    "HistoricalWorkItem",
+    "WorkItem",
+    "WorkKind",
     "FhirResult",
     "IMPORT_PREVIEW_LIFETIME",
     "OPEN_STATES",

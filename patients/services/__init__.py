@@ -8,6 +8,7 @@ atomic, validated; callers import from here (`from patients.services import regi
     risk.py         risk facts, assessments and the RiskAssessment rows
     moments.py      local dates and the UTC instants a checkpoint opens, is due and closes
     api_clients.py  revoking an EHR integration's API client
+    work.py         who has a patient's work of one kind; when an unanswered call comes back
 
 Each module imports only those below it in this list, never the package itself.
 """
@@ -26,6 +27,7 @@ from .moments import local_moment, reminder_time
 from .outcomes import complete_checkpoint
 from .registry import record_procedure, register_patient, update_patient
 from .risk import compute_assessment, current_tier, procedure_protocol, risk_facts
+from .work import WORK_ACTION, assign_work, record_call_attempt
 from .schedule import (
     reassess_and_replan,
     refresh_procedure,
@@ -37,6 +39,9 @@ from .schedule import (
 )
 
 __all__ = [
+    "WORK_ACTION",
+    "assign_work",
+    "record_call_attempt",
     "ACTIONABLE_STATES",
     "cancel_checkpoint",
     "complete_checkpoint",

@@ -1,5 +1,6 @@
 """Patients in the REST API: registry fields, and the risk profile with its contributing factors."""
 
+from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import serializers
 
 from patients.models import TIME_ZONE_CHOICES, Clinic, Patient, RiskAssessment
@@ -29,6 +30,11 @@ class PatientSerializer(serializers.ModelSerializer):
         queryset=Clinic.objects.none(),
         required=False,
         help_text="Clinic slug; required when the client serves more than one clinic.",
+    )
+    phone = PhoneNumberField(
+        required=False,
+        allow_blank=True,
+        help_text="International format with the country code (E.164 on output), e.g. +442079460000.",
     )
     timezone = serializers.ChoiceField(
         source="time_zone", choices=TIME_ZONE_CHOICES, help_text="IANA time zone, e.g. Europe/London."
