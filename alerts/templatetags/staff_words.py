@@ -14,7 +14,8 @@ register = template.Library()
 # Where a clinic reads Fahrenheit, from the country of its phone number; everywhere else Celsius. [DESIGN]
 FAHRENHEIT_REGIONS = frozenset({"US", "LR", "BS", "BZ", "KY", "PW", "FM", "MH"})
 TEMPERATURE = re.compile(r"(\d+(?:\.\d+)?)\s?°F")
-REFERENCE = re.compile(r"\s*\(?\b(?:per|spec)\s+(?:§\s?\d+(?:\.\d+)?|[A-Z]\d{1,2}(?:;\s?[A-Z]\d{1,2})*)\)?|\s*\[DESIGN\]")
+_REF = r"(?:per|spec)\s+(?:§\s?\d+(?:\.\d+)?|[A-Z]\d{1,2}(?:;\s?[A-Z]\d{1,2})*)"
+REFERENCE = re.compile(rf"\s*\({_REF}\)|\s*\b{_REF}|\s*\[DESIGN\]")
 DATE_STYLES = {True: ("M j, Y", "M j, Y, g:i a"), False: ("j M Y", "j M Y, H:i")}
 
 
