@@ -64,7 +64,11 @@ ACTIONS = {
             "dismiss": (DismissDeliveryForm, "The failed message was marked as dealt with."),
         },
     ),
-    "review": (ReviewTask, access.Action.ACT_ON_ALERTS, {"complete": (CompleteReviewForm, "The review was marked done.")}),
+    "review": (
+        ReviewTask,
+        access.Action.ACT_ON_ALERTS,
+        {"complete": (CompleteReviewForm, "The review was marked done.")},
+    ),
 }
 CLINIC_PATH = {
     "alert": "clinic_id",
@@ -243,4 +247,3 @@ def bulk(request, kind: str):
     if len(rows) > failed:
         messages.success(request, f"{len(rows) - failed} {'row' if len(rows) - failed == 1 else 'rows'} {done}.")
     return redirect(_back(request, request.POST.get("next")))
-

@@ -40,7 +40,9 @@ def answers_in_words(report: SymptomReport, rules) -> list[tuple[str, str]]:
             pairs.append((str(fields[name].label), WORDS[getattr(report, name)]))
     for opinion in rules.second_opinion:
         if opinion.id in (report.second_opinion or {}):
-            pairs.append((opinion.question, WORDS.get(report.second_opinion[opinion.id], report.second_opinion[opinion.id])))
+            pairs.append(
+                (opinion.question, WORDS.get(report.second_opinion[opinion.id], report.second_opinion[opinion.id]))
+            )
     return pairs
 
 

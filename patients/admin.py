@@ -90,7 +90,17 @@ class RiskTierFilter(admin.SimpleListFilter):
 
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
-    list_display = ["family_name", "given_name", "mrn", "birth_date", "phone", "clinic", "status", "email_consent", "overview"]
+    list_display = [
+        "family_name",
+        "given_name",
+        "mrn",
+        "birth_date",
+        "phone",
+        "clinic",
+        "status",
+        "email_consent",
+        "overview",
+    ]
     list_filter = ["clinic", RiskTierFilter, "status", "email_consent"]
     list_select_related = ["clinic"]
     search_fields = ["=mrn", "family_name", "given_name"]
@@ -310,6 +320,7 @@ class CheckpointAdmin(PatientIdentityColumns, ServiceActionsAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
 
 @admin.register(ApiClient)
 class ApiClientAdmin(WritableRowActions, admin.ModelAdmin):

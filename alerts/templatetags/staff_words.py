@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 from django import template
+from django.core.exceptions import FieldDoesNotExist
 from django.utils.dateformat import format as date_format
 
 register = template.Library()
@@ -98,7 +99,7 @@ def fact_labels(names) -> str:
             try:
                 label = str(model._meta.get_field(name).verbose_name)
                 break
-            except Exception:  # noqa: BLE001, S112 - not a field of this model: try the next
+            except FieldDoesNotExist:
                 continue
         labels.append(label[:1].upper() + label[1:])
     return ", ".join(labels)

@@ -27,7 +27,6 @@ from .moments import local_moment, reminder_time
 from .outcomes import complete_checkpoint
 from .registry import record_procedure, register_patient, update_patient
 from .risk import compute_assessment, current_tier, procedure_protocol, risk_facts
-from .work import WORK_ACTION, assign_work, record_call_attempt
 from .schedule import (
     reassess_and_replan,
     refresh_procedure,
@@ -37,6 +36,7 @@ from .schedule import (
     schedule_procedures,
     sweep_checkpoint_states,
 )
+from .work import WORK_ACTION, assign_work, record_call_attempt
 
 __all__ = [
     "WORK_ACTION",

@@ -159,9 +159,7 @@ def test_bulk_reschedule_moves_the_selected_checkpoints(client, coordinator, ove
         {"selected": [cp.pk for cp in missed], "target_date": "2026-05-11", "reason": "clinic closed last week"},
     )
 
-    assert {str(cp.target_date) for cp in overdue.checkpoints.filter(pk__in=[cp.pk for cp in missed])} == {
-        "2026-05-11"
-    }
+    assert {str(cp.target_date) for cp in overdue.checkpoints.filter(pk__in=[cp.pk for cp in missed])} == {"2026-05-11"}
 
 
 def test_the_phone_entry_from_a_call_task_arrives_with_the_patient_chosen_and_named(client, coordinator, overdue):

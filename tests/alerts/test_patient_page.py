@@ -47,16 +47,17 @@ def sentences(html: str) -> str:
     return re.sub(r"<details class=\"why\">.*?</details>", "", html, flags=re.S)
 
 
-def test_the_patient_page_names_the_patient_and_shows_how_to_reach_them_and_what_is_open(
-    client, coordinator, reported
-):
+def test_the_patient_page_names_the_patient_and_shows_how_to_reach_them_and_what_is_open(client, coordinator, reported):
     client.force_login(coordinator)
 
     html = page_of(client, reported)
 
     assert "<strong>Report, Rita</strong> · MRN RP-5 · born" in html
     assert 'href="tel:+442079460555"' in html and "+44 20 7946 0555" in html
-    assert "Open alerts" in html and reverse("admin:worklist-act", args=["alert", reported.alerts.get().pk, "acknowledge"]) in html
+    assert (
+        "Open alerts" in html
+        and reverse("admin:worklist-act", args=["alert", reported.alerts.get().pk, "acknowledge"]) in html
+    )
     assert "Checkpoints to act on" in html and "Complete with outcome" in html
 
 
@@ -71,9 +72,7 @@ def test_answers_are_in_words_with_the_patients_own_comment(client, coordinator,
     assert '{"' not in sentences(html) and "fell_since_last" not in html
 
 
-def test_spec_references_live_in_the_why_disclosure_and_temperatures_in_the_clinics_unit(
-    client, coordinator, reported
-):
+def test_spec_references_live_in_the_why_disclosure_and_temperatures_in_the_clinics_unit(client, coordinator, reported):
     client.force_login(coordinator)
 
     html = page_of(client, reported)

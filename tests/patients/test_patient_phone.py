@@ -40,7 +40,15 @@ def test_the_import_keeps_phone_numbers_in_e164_and_refuses_a_bad_one_naming_the
     ],
 )
 def test_admin_lists_of_a_patients_rows_show_name_mrn_and_birth_date(client, coordinator, make_procedure, changelist):
-    procedure = make_procedure(patient=builders.make_patient(clinic=coordinator.clinic_memberships.get().clinic, number=9, given_name="Ida", family_name="Identity", mrn="ID-9"))
+    procedure = make_procedure(
+        patient=builders.make_patient(
+            clinic=coordinator.clinic_memberships.get().clinic,
+            number=9,
+            given_name="Ida",
+            family_name="Identity",
+            mrn="ID-9",
+        )
+    )
     submit_report(procedure=procedure, source="api", red_flags=["RF-06"])
     client.force_login(coordinator)
 

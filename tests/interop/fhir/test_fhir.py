@@ -93,7 +93,10 @@ def patient_body(mrn="FHIR-1", **overrides):
         "name": [{"use": "official", "family": "Example", "given": ["Ana", "Maria"]}],
         "birthDate": birth_date_for_age(75).isoformat(),
         "gender": "female",
-        "telecom": [{"system": "email", "value": "ana@example.invalid"}, {"system": "phone", "value": "+44 20 7946 0001"}],
+        "telecom": [
+            {"system": "email", "value": "ana@example.invalid"},
+            {"system": "phone", "value": "+44 20 7946 0001"},
+        ],
         "communication": [
             {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "en-GB"}]}, "preferred": True}
         ],

@@ -9,7 +9,13 @@ from tests.builders import changed_tables, snapshot
 
 pytestmark = pytest.mark.usefixtures("fresh_throttle")
 
-NEW = {"mrn": "PH-1", "given_name": "Pia", "family_name": "Phone", "birth_date": "1950-02-03", "timezone": "Europe/London"}
+NEW = {
+    "mrn": "PH-1",
+    "given_name": "Pia",
+    "family_name": "Phone",
+    "birth_date": "1950-02-03",
+    "timezone": "Europe/London",
+}
 
 
 def test_a_phone_number_given_with_spaces_is_stored_and_answered_in_e164(ehr):
