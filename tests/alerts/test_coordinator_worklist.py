@@ -58,6 +58,7 @@ def call_rows(response) -> list[int]:
     return [patient.pk for patient in response.context["sections"]["calls"]]
 
 
+@pytest.mark.hazard("HAZ-62")
 def test_coordinator_finds_an_overdue_patient_by_mrn_assigns_logs_a_voicemail_and_sees_the_call_come_back(
     client, coordinator, colleague, overdue, clock
 ):
@@ -123,6 +124,7 @@ def test_speaking_to_the_patient_closes_every_call_task_of_theirs(client, coordi
         ({"outcome": "shouted"}, "How the call went"),
     ],
 )
+@pytest.mark.hazard("HAZ-62")
 def test_a_call_outcome_without_what_it_needs_is_refused_in_a_sentence_and_changes_nothing(
     client, coordinator, overdue, answers, says
 ):
@@ -162,6 +164,7 @@ def test_bulk_reschedule_moves_the_selected_checkpoints(client, coordinator, ove
     assert {str(cp.target_date) for cp in overdue.checkpoints.filter(pk__in=[cp.pk for cp in missed])} == {"2026-05-11"}
 
 
+@pytest.mark.hazard("HAZ-61")
 def test_the_phone_entry_from_a_call_task_arrives_with_the_patient_chosen_and_named(client, coordinator, overdue):
     checkin = CheckIn.objects.filter(patient=overdue.patient).order_by("pk").first()
     client.force_login(coordinator)
@@ -186,6 +189,7 @@ def test_the_phone_entry_from_a_call_task_arrives_with_the_patient_chosen_and_na
     assert checkin.state == CheckInState.ANSWERED
 
 
+@pytest.mark.hazard("HAZ-61")
 def test_the_phone_entry_finds_the_patient_by_mrn_without_it_in_the_url(client, coordinator, overdue):
     client.force_login(coordinator)
 

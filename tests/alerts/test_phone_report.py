@@ -84,6 +84,7 @@ def test_a_report_time_before_the_procedure_gives_a_form_error_and_saves_nothing
     assert not SymptomReport.objects.exists()
 
 
+@pytest.mark.hazard("HAZ-61")
 @pytest.mark.django_db
 def test_a_coordinator_of_another_clinic_cannot_pick_this_clinics_procedure(
     client, other_clinic_coordinator, phoned_procedure
