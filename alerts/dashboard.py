@@ -94,14 +94,41 @@ def _complete_form(checkpoint) -> CompleteCheckpointForm:
     return form
 
 
+def _input_kind(field) -> str:
+    widget = type(field.widget).__name__
+    return {
+        "Textarea": "textarea",
+        "DateInput": "date",
+        "NumberInput": "number",
+        "NullBooleanSelect": "yesno",
+    }.get(widget, "text")
+
+
+def outcome_inputs(checkpoint, known: dict) -> list[dict]:
+    """The completion form's fields for `checkpoint` as plain inputs (name, label, kind, limits): a page
+    of hundreds of checkpoints is rendered from these in a fraction of the time bound forms take."""
+    key = (checkpoint.protocol_version, checkpoint.code)
+    if key not in known:
+        fields = _complete_form(checkpoint).fields
+        known[key] = [
+            {
+                "name": name,
+                "label": field.label,
+                "kind": _input_kind(field),
+                "min": getattr(field, "min_value", None),
+                "max": getattr(field, "max_value", None),
+                "step": "0.1" if getattr(field, "decimal_places", None) else "1",
+            }
+            for name, field in fields.items()
+        ]
+    return known[key]
+
+
 def _add_forms(sections) -> None:
-    """Forms of their own per row, so that every field has a label bound to a unique id."""
+    known = {}
     for patient in sections["checkpoints"].rows:
         for checkpoint in patient.items:
-            checkpoint.complete_form = _complete_form(checkpoint)
-            checkpoint.reschedule_form = RescheduleCheckpointForm(
-                instance=None, user=None, auto_id=f"cp{checkpoint.pk}-reschedule-%s"
-            )
+            checkpoint.outcome_inputs = outcome_inputs(checkpoint, known)
     for patient in sections["calls"].rows:
         patient.call_form = CallOutcomeForm(instance=None, user=None, auto_id=f"call{patient.pk}-%s")
 

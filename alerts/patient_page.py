@@ -9,11 +9,10 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 
 from patients import access
-from patients.forms import RescheduleCheckpointForm
 from patients.models import Checkpoint, CheckpointState, Patient, RiskAssessment, WorkItem, WorkKind
 
 from .charts import PainPoint, pain_chart
-from .dashboard import WorklistAcknowledgeForm, _complete_form, clinic_ids
+from .dashboard import clinic_ids, outcome_inputs
 from .forms import BOOLEAN_QUESTIONS, CheckInForm
 from .models import Alert, AlertState, CheckIn, SymptomReport
 from .rules import get_rules
@@ -47,16 +46,12 @@ def answers_in_words(report: SymptomReport, rules) -> list[tuple[str, str]]:
 
 
 def _act_forms(alerts: list, checkpoints: list, *, may_alerts: bool, may_record: bool) -> None:
+    known = {}
     for alert in alerts:
         alert.can_act = may_alerts
-        alert.ack_form = WorklistAcknowledgeForm(instance=None, user=None, auto_id=f"al{alert.pk}-%s")
     for checkpoint in checkpoints:
         checkpoint.can_act = may_record
-        if may_record and checkpoint.state in (CheckpointState.DUE, CheckpointState.MISSED, CheckpointState.SCHEDULED):
-            checkpoint.complete_form = _complete_form(checkpoint)
-            checkpoint.reschedule_form = RescheduleCheckpointForm(
-                instance=None, user=None, auto_id=f"cp{checkpoint.pk}-reschedule-%s"
-            )
+        checkpoint.outcome_inputs = outcome_inputs(checkpoint, known) if may_record else []
 
 
 def patient_overview(request, pk: int):
