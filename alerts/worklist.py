@@ -238,7 +238,9 @@ class Worklist:
             clinic_id = patient_of(row).clinic_id
             row.can_act = clinic_id in acting
             row.assignees = self.staff.get((kind, clinic_id), []) if row.can_act else []
-            row.assignee_name = next((str(u) for u in row.assignees if u.pk == row.assignee), "")
+            row.assignee_name = next(
+                (u.get_full_name() or u.username for u in row.assignees if u.pk == row.assignee), ""
+            )
 
     @staticmethod
     def _attach(rows: list, items, patient_id_of) -> None:
