@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from patients import access
 from patients.admin import ClinicScopedAdmin, ServiceActionsAdmin
+from patients.admin_identity import PatientIdentityColumns
 from patients.models import Patient, Procedure
 
 from . import reports, reviews
@@ -22,6 +23,7 @@ from .models import (
     Alert,
     AlertEvent,
     CheckIn,
+    CheckInState,
     Delivery,
     DigestRun,
     EscalationPolicy,
@@ -30,6 +32,7 @@ from .models import (
     WebhookEndpoint,
 )
 from .rules import get_rules
+from .worklist import search_patients
 
 
 class ReadOnlyAdmin(ClinicScopedAdmin):
@@ -60,13 +63,13 @@ class AlertEventInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
+class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
     change_action = access.Action.ACT_ON_ALERTS
     change_form_template = "admin/service_actions_change_form.html"
     list_display = ["id", "code", "tier", "state", "patient", "count", "first_seen_at", "last_seen_at", "level"]
     list_filter = ["state", "tier", "code", "clinic"]
     list_select_related = ["patient"]
-    search_fields = ["=patient__mrn", "patient__family_name", "=code"]
+    search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name", "=code"]
     inlines = [AlertEventInline]
     actions_forms = {
         "acknowledge": (AcknowledgeAlertForm, "Acknowledge"),
@@ -78,14 +81,14 @@ class AlertAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
 
 
 @admin.register(SymptomReport)
-class SymptomReportAdmin(ReadOnlyAdmin):
+class SymptomReportAdmin(PatientIdentityColumns, ReadOnlyAdmin):
     """Reports are read here; a coordinator enters one from a phone call with "Enter a phone report"."""
 
     clinic_path = "patient__clinic"
     list_display = ["id", "patient", "day", "pain_now", "red_flags", "source", "reported_at"]
     list_filter = ["source", "patient__clinic"]
     list_select_related = ["patient"]
-    search_fields = ["=patient__mrn", "patient__family_name"]
+    search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name"]
     change_list_template = "admin/alerts/symptomreport/change_list.html"
 
     def get_urls(self):
@@ -94,46 +97,81 @@ class SymptomReportAdmin(ReadOnlyAdmin):
         ] + super().get_urls()
 
     def phone_report_view(self, request):
+        """The phone entry: the patient is picked by a name or MRN search (or comes with the call task,
+        `?checkin=`), and a banner names them before anything is saved."""
         if not access.clinics_for(request.user, access.Action.RECORD):
             raise PermissionDenied
-        procedures = Procedure.objects.filter(patient__in=self._patients(request)).select_related("patient__clinic")
-        selected = str(request.POST.get("procedure") or request.GET.get("procedure") or "")
+        patients = self._patients(request)
+        checkin = self._call_task(request, patients)
+        searching = "find" in request.POST
+        procedures = Procedure.objects.filter(patient__in=patients).select_related("patient__clinic")
+        matches = None
+        if searching:
+            matches = list(procedures.filter(search_patients(request.POST.get("find_q", ""), "patient__"))[:20])
+        selected = "" if searching else str(request.POST.get("procedure") or request.GET.get("procedure") or "")
+        if checkin and not selected:
+            selected = str(checkin.procedure_id)
         procedure = procedures.filter(pk=selected).first() if selected.isdigit() else None
-        rules = get_rules((procedure.protocol_version if procedure else "") or _latest_rules_version())
-        # The call's time is what the coordinator's clock said: the patient's (else the clinic's) zone.
-        zone = procedure.patient.time_zone if procedure else self._home_zone(request)
-        with timezone.override(zone):
-            form = PhoneReportForm(
-                request.POST or None,
-                rules=rules,
-                procedures=procedures,
-                initial={"reported_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"), "procedure": procedure},
-            )
-            form.fields["reported_at"].help_text = f"Local time, {zone}."
-            valid = request.method == "POST" and form.is_valid()
-        if valid:
-            try:
-                report = reports.submit_report(
-                    procedure=form.cleaned_data["procedure"],
-                    source="phone",
-                    entered_by=request.user,
-                    reported_at=form.cleaned_data["reported_at"],
-                    **form.report_arguments(),
-                )
-            except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
-            else:
-                codes = ", ".join(f"{f['code']} ({f['tier']})" for f in report.findings) or "no findings"
-                messages.success(request, f"Report #{report.pk} saved: {codes}.")
-                return redirect(reverse("admin:alerts_symptomreport_change", args=[report.pk]))
+        if matches is not None and len(matches) == 1:
+            procedure = matches[0]
+        form, report = None, None
+        if procedure is not None:  # the answers only once a patient is chosen, and only for that patient
+            mine = procedures.filter(patient=procedure.patient_id)
+            form, report = self._phone_form(request, mine, procedure, checkin, bound=not searching)
+        if report is not None:
+            codes = ", ".join(f"{f['code']} ({f['tier']})" for f in report.findings)
+            found_words = f"It raised {codes}." if codes else "It raised no alert or task."
+            messages.success(request, f"The phone report was saved. {found_words}")
+            return redirect(reverse("admin:alerts_symptomreport_change", args=[report.pk]))
         context = {
             **self.admin_site.each_context(request),
             "title": "Enter a phone report",
             "form": form,
             "opts": self.opts,
+            "chosen": procedure.patient if procedure else None,
+            "checkin": checkin,
+            "find_q": request.POST.get("find_q", "") if searching else "",
+            "matches": matches,
         }
-        return TemplateResponse(request, "admin/service_action.html", context)
+        return TemplateResponse(request, "admin/alerts/symptomreport/phone.html", context)
+
+    def _call_task(self, request, patients) -> CheckIn | None:
+        """The call task the coordinator came from (its check-in id), if it still needs a call."""
+        raw = str(request.POST.get("checkin") or request.GET.get("checkin") or "")
+        if not raw.isdigit():
+            return None
+        return CheckIn.objects.filter(pk=raw, patient__in=patients, state=CheckInState.CALL_NEEDED).first()
+
+    def _phone_form(self, request, procedures, procedure, checkin, *, bound: bool):
+        """The form, and the report it saved (None until a valid form is submitted)."""
+        rules = get_rules((procedure.protocol_version if procedure else "") or _latest_rules_version())
+        # The call's time is what the coordinator's clock said: the patient's (else the clinic's) zone.
+        zone = procedure.patient.time_zone if procedure else self._home_zone(request)
+        with timezone.override(zone):
+            form = PhoneReportForm(
+                request.POST if request.method == "POST" and bound else None,
+                rules=rules,
+                procedures=procedures,
+                initial={"reported_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"), "procedure": procedure},
+            )
+            form.fields["reported_at"].help_text = f"Local time, {zone}."
+            if not form.is_bound or not form.is_valid():
+                return form, None
+        chosen = form.cleaned_data["procedure"]
+        try:
+            report = reports.submit_report(
+                procedure=chosen,
+                source="phone",
+                entered_by=request.user,
+                reported_at=form.cleaned_data["reported_at"],
+                checkin=checkin if checkin and checkin.procedure_id == chosen.pk else None,
+                **form.report_arguments(),
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+            return form, None
+        return form, report
 
     def _home_zone(self, request) -> str:
         membership = request.user.clinic_memberships.select_related("clinic").first()
@@ -153,12 +191,13 @@ def _latest_rules_version() -> str:
 
 
 @admin.register(ReviewTask)
-class ReviewTaskAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
+class ReviewTaskAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
     change_action = access.Action.ACT_ON_ALERTS
     change_form_template = "admin/service_actions_change_form.html"
     list_display = ["id", "code", "patient", "state", "due_at", "action", "detail"]
     list_filter = ["state", "code", "clinic"]
     list_select_related = ["patient"]
+    search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name"]
     actions_forms = {"complete": (CompleteReviewForm, "Mark reviewed")}
     change_list_template = "admin/alerts/reviewtask/change_list.html"
 
@@ -193,13 +232,14 @@ class ReviewTaskAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
 
 
 @admin.register(CheckIn)
-class CheckInAdmin(ServiceActionsAdmin, ReadOnlyAdmin):
+class CheckInAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
     change_action = access.Action.ACT_ON_ALERTS
     change_form_template = "admin/service_actions_change_form.html"
     clinic_path = "patient__clinic"
     list_display = ["id", "patient", "reason", "state", "invitations_sent", "next_action_at", "answered_at"]
     list_filter = ["state", "reason", "patient__clinic"]
     list_select_related = ["patient"]
+    search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name"]
     actions_forms = {"log_call": (LogCallForm, "Log phone call")}
 
 

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from patients.models import Checkpoint, CheckpointState, PatientStatus
+from patients.models import CallOutcome, Checkpoint, CheckpointState, PatientStatus
 from patients.protocol import get_protocol
 from patients.rows import claimed_batches, transition
-from patients.services import complete_checkpoint
+from patients.services import complete_checkpoint, record_call_attempt
 
 from .models import CheckIn, CheckInState, Delivery, DeliveryKind, SymptomReport
 from .outbox import enqueue_deliveries
@@ -111,3 +111,24 @@ def log_checkin_call(*, checkin: CheckIn, by, note: str) -> CheckIn:
         raise ValidationError({"state": ["This check-in does not need a call."]})
     checkin.refresh_from_db()
     return checkin
+
+
+@transaction.atomic
+def log_call_outcome(*, patient, by, outcome: str, note: str, retry_at: datetime | None = None) -> int:
+    """One call to `patient` for every check-in of theirs that needs a call (one worklist row).
+    Spoke to the patient: each of those check-ins is called (the note says what was discussed); no
+    answer or a voicemail: they stay open and the row comes back at `retry_at`. Returns how many
+    check-ins were closed."""
+    reached = outcome == CallOutcome.SPOKE
+    if reached and not note.strip():
+        raise ValidationError({"note": ["Say what was discussed."]})
+    record_call_attempt(patient=patient, by=by, outcome=outcome, note=note, retry_at=retry_at)
+    if not reached:
+        return 0
+    return transition(
+        CheckIn.objects.filter(patient=patient),
+        CheckInState.CALL_NEEDED,
+        CheckInState.CALLED,
+        call_logged_by=by,
+        call_note=note,
+    )

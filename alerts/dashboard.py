@@ -1,121 +1,93 @@
-"""The coordinator's worklist (the admin's home page) and the patient overview.
+"""The coordinator's worklist (the admin's home page) and its actions.
 
-Every list is narrowed to the staff member's clinics and runs a fixed number of queries; every row
-carries the form of the action that clears it, which calls the same service as the API.
+Every list is narrowed to the staff member's clinics and runs a fixed number of queries (see
+`alerts.worklist`); every row the user may act on carries the form of the action that clears it, which
+calls the same service as the API. After an action the user comes back to the same filters and page.
 """
 
-import math
-from operator import attrgetter
-
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from patients import access
 from patients.forms import CompleteCheckpointForm, ConfirmTierDropForm, RescheduleCheckpointForm
-from patients.models import Checkpoint, CheckpointState, Patient, RiskAssessment, TierDropReview
+from patients.models import Audience, Checkpoint, Clinic, Patient, TierDropReview
 from patients.protocol import get_protocol
+from patients.services import WORK_ACTION, assign_work
 
-from .charts import PainPoint, pain_chart
 from .forms import (
     AcknowledgeAlertForm,
+    CallOutcomeForm,
     CompleteReviewForm,
     DismissDeliveryForm,
     LogCallForm,
     RetryDeliveryForm,
 )
-from .models import Alert, AlertState, CheckIn, CheckInState, Delivery, DeliveryState, ReviewTask, SymptomReport
-from .rules import get_rules
+from .models import Alert, CheckIn, Delivery, ReviewTask, Tier
+from .worklist import DUE_CHOICES, Filters, Worklist
 
-ROWS_PER_SECTION = 100
-TIER_RANK = Case(
-    When(tier="emergency", then=Value(3)),
-    When(tier="urgent", then=Value(2)),
-    default=Value(1),
-    output_field=IntegerField(),
-)
+SEARCH_KEY = "kf_worklist_search"  # the name or MRN searched for: kept in the session, never in a URL
 
 
 class WorklistAcknowledgeForm(AcknowledgeAlertForm):
     via = "worklist"
 
 
-# kind → (model, what the user must be allowed in the row's clinic, {action: form})
+# kind → (model, what the user must be allowed in the row's clinic, {action: (form, what was done)})
 ACTIONS = {
-    "alert": (Alert, access.Action.ACT_ON_ALERTS, {"acknowledge": WorklistAcknowledgeForm}),
+    "alert": (
+        Alert,
+        access.Action.ACT_ON_ALERTS,
+        {"acknowledge": (WorklistAcknowledgeForm, "The alert was acknowledged.")},
+    ),
     "checkpoint": (
         Checkpoint,
         access.Action.RECORD,
-        {"complete": CompleteCheckpointForm, "reschedule": RescheduleCheckpointForm},
+        {
+            "complete": (CompleteCheckpointForm, "The checkpoint was completed."),
+            "reschedule": (RescheduleCheckpointForm, "The checkpoint was given a new date."),
+        },
     ),
-    "checkin": (CheckIn, access.Action.ACT_ON_ALERTS, {"log_call": LogCallForm}),
-    "delivery": (Delivery, access.Action.OUTBOX, {"retry": RetryDeliveryForm, "dismiss": DismissDeliveryForm}),
-    "review": (ReviewTask, access.Action.ACT_ON_ALERTS, {"complete": CompleteReviewForm}),
-    "tier_drop": (TierDropReview, access.Action.CONFIRM_TIER, {"confirm": ConfirmTierDropForm}),
+    "checkin": (CheckIn, access.Action.ACT_ON_ALERTS, {"log_call": (LogCallForm, "The call was logged.")}),
+    "call": (Patient, access.Action.ACT_ON_ALERTS, {"log": (CallOutcomeForm, "The call was logged.")}),
+    "delivery": (
+        Delivery,
+        access.Action.OUTBOX,
+        {
+            "retry": (RetryDeliveryForm, "The message will be sent again."),
+            "dismiss": (DismissDeliveryForm, "The failed message was marked as dealt with."),
+        },
+    ),
+    "review": (
+        ReviewTask,
+        access.Action.ACT_ON_ALERTS,
+        {"complete": (CompleteReviewForm, "The review was marked done.")},
+    ),
+    "tier_drop": (
+        TierDropReview,
+        access.Action.CONFIRM_TIER,
+        {"confirm": (ConfirmTierDropForm, "The lower tier was confirmed; intensified follow-up was cancelled.")},
+    ),
 }
 CLINIC_PATH = {
     "alert": "clinic_id",
     "checkpoint": "procedure__patient__clinic_id",
     "checkin": "patient__clinic_id",
+    "call": "clinic_id",
     "delivery": "clinic_id",
     "review": "clinic_id",
     "tier_drop": "clinic_id",
 }
 
 
-# worklist section → (the ACTIONS kind whose right its buttons need, the row's clinic)
-SECTION_ACTIONS = {
-    "alerts": ("alert", attrgetter("clinic_id")),
-    "acknowledged": ("alert", attrgetter("clinic_id")),  # its button resolves the alert
-    "checkpoints": ("checkpoint", attrgetter("procedure.patient.clinic_id")),
-    "checkins": ("checkin", attrgetter("patient.clinic_id")),
-    "reviews": ("review", attrgetter("clinic_id")),
-    "incomplete": ("checkpoint", attrgetter("procedure.patient.clinic_id")),  # edit the patient's records
-    "failures": ("delivery", attrgetter("clinic_id")),
-}
-
-
 def clinic_ids(user, action: access.Action = access.Action.VIEW) -> list[int]:
     return list(access.clinics_for(user, action))
-
-
-def _sections(ids: list[int]) -> dict:
-    actionable = [CheckpointState.DUE, CheckpointState.MISSED]
-    return {
-        "alerts": Alert.objects.filter(clinic_id__in=ids, state=AlertState.OPEN)
-        .select_related("patient")
-        .annotate(rank=TIER_RANK)
-        .order_by("-rank", "first_seen_at")[:ROWS_PER_SECTION],
-        # Acknowledged is not done: these stay on the list until resolved, the longest-waiting first.
-        "acknowledged": Alert.objects.filter(clinic_id__in=ids, state=AlertState.ACKNOWLEDGED)
-        .select_related("patient", "acknowledged_by")
-        .order_by("acknowledged_at", "first_seen_at")[:ROWS_PER_SECTION],
-        "checkpoints": Checkpoint.objects.filter(procedure__patient__clinic_id__in=ids)
-        .filter(Q(state__in=actionable) | Q(needs_review=True, state=CheckpointState.SCHEDULED))
-        .select_related("procedure__patient")
-        .order_by("-priority", "closes_at")[:ROWS_PER_SECTION],
-        "checkins": CheckIn.objects.filter(patient__clinic_id__in=ids, state=CheckInState.CALL_NEEDED)
-        .select_related("patient")
-        .order_by("updated_at")[:ROWS_PER_SECTION],
-        "reviews": ReviewTask.objects.filter(clinic_id__in=ids, state=ReviewTask.State.OPEN)
-        .select_related("patient")
-        .order_by("due_at")[:ROWS_PER_SECTION],
-        # A re-assessment that would lower a tier waits here for a clinician (spec v0.2 §2), oldest first.
-        "tier_drops": TierDropReview.objects.filter(clinic_id__in=ids, state=TierDropReview.State.OPEN)
-        .select_related("procedure__patient")
-        .order_by("created_at")[:ROWS_PER_SECTION],
-        "incomplete": RiskAssessment.objects.filter(is_current=True, procedure__patient__clinic_id__in=ids)
-        .exclude(missing=[])
-        .select_related("procedure__patient")
-        .order_by("created_at")[:ROWS_PER_SECTION],
-        "failures": Delivery.objects.filter(clinic_id__in=ids, state=DeliveryState.FAILED).order_by("-updated_at")[
-            :ROWS_PER_SECTION
-        ],
-    }
 
 
 def _complete_form(checkpoint) -> CompleteCheckpointForm:
@@ -128,112 +100,183 @@ def _complete_form(checkpoint) -> CompleteCheckpointForm:
     return form
 
 
+def _input_kind(field) -> str:
+    widget = type(field.widget).__name__
+    return {
+        "Textarea": "textarea",
+        "DateInput": "date",
+        "NumberInput": "number",
+        "NullBooleanSelect": "yesno",
+    }.get(widget, "text")
+
+
+def outcome_inputs(checkpoint, known: dict) -> list[dict]:
+    """The completion form's fields for `checkpoint` as plain inputs (name, label, kind, limits): a page
+    of hundreds of checkpoints is rendered from these in a fraction of the time bound forms take."""
+    key = (checkpoint.protocol_version, checkpoint.code)
+    if key not in known:
+        fields = _complete_form(checkpoint).fields
+        known[key] = [
+            {
+                "name": name,
+                "label": field.label,
+                "kind": _input_kind(field),
+                "min": getattr(field, "min_value", None),
+                "max": getattr(field, "max_value", None),
+                "step": "0.1" if getattr(field, "decimal_places", None) else "1",
+            }
+            for name, field in fields.items()
+        ]
+    return known[key]
+
+
+def _add_forms(sections) -> None:
+    known = {}
+    for patient in sections["checkpoints"].rows:
+        for checkpoint in patient.items:
+            checkpoint.outcome_inputs = outcome_inputs(checkpoint, known)
+    for patient in sections["calls"].rows:
+        patient.call_form = CallOutcomeForm(instance=None, user=None, auto_id=f"call{patient.pk}-%s")
+
+
 def worklist(request, *, site):
-    """Who needs the coordinator now: open alerts (oldest EMERGENCY first), acknowledged alerts not
-    yet resolved (oldest acknowledgement first), due and missed
-    checkpoints, check-ins needing a call, clinician reviews, tier drops awaiting confirmation,
-    incomplete risk profiles, failed deliveries."""
-    sections = {name: list(rows) for name, rows in _sections(clinic_ids(request.user)).items()}
-    _mark_actionable(sections, request.user)
-    for checkpoint in (cp for cp in sections["checkpoints"] if cp.can_act):
-        # Forms of their own per row, so that every field has a label bound to a unique id.
-        checkpoint.complete_form = _complete_form(checkpoint)
-        checkpoint.reschedule_form = RescheduleCheckpointForm(
-            instance=None, user=None, auto_id=f"cp{checkpoint.pk}-reschedule-%s"
-        )
+    """Who needs the coordinator now, section by section: open alerts (EMERGENCY first), acknowledged
+    alerts not yet resolved, due and missed checkpoints and phone calls (one row per patient), clinician
+    reviews, incomplete risk profiles, failed deliveries; each filtered, searched, sorted and paged."""
+    if request.method == "POST":  # the search box: the words go to the session, the filters stay in the URL
+        request.session[SEARCH_KEY] = request.POST.get("q", "").strip()[:100]
+        return redirect(_back(request, request.POST.get("next")))
+    visible = access.clinics_for(request.user, access.Action.VIEW)
+    filters = Filters.read(request.GET, q=request.session.get(SEARCH_KEY, ""), visible=visible)
+    sections = Worklist(request.user, filters, request.GET, now=timezone.now()).sections()
+    _add_forms(sections)
     context = {
         **site.each_context(request),
         "title": "Worklist",
-        "sections": sections,
-        "limit": ROWS_PER_SECTION,
-        "forms": {
-            kind: {name: form_class(instance=None, user=None, auto_id=False) for name, form_class in actions.items()}
-            for kind, (_, _, actions) in ACTIONS.items()
+        "sections": {name: section.rows for name, section in sections.items()},
+        "pages": sections,
+        "filters": filters,
+        "choices": {
+            "tier": Tier.choices,
+            "kind": Audience.choices,
+            "due": DUE_CHOICES,
+            "clinics": Clinic.objects.filter(id__in=visible).order_by("name"),
         },
+        "multi_clinic": len(visible) > 1,
+        "here": request.get_full_path(),
+        "query": request.GET,
     }
     return TemplateResponse(request, "admin/dashboard/worklist.html", context)
 
 
-def _mark_actionable(sections: dict, user) -> None:
-    """Set `can_act` on every row: may `user` press its buttons, by their role in the row's clinic?
-    A row shown through a read-only role (an auditor's clinic) gets none. The clinics are asked once
-    per kind of action, not per row."""
-    allowed = {kind: access.clinics_for(user, needed) for kind, (_, needed, _) in ACTIONS.items()}
-    for section, (kind, clinic_of) in SECTION_ACTIONS.items():
-        for row in sections[section]:
-            row.can_act = clinic_of(row) in allowed[kind]
+def _back(request, target: str | None, anchor: str = "") -> str:
+    """Back to the worklist page the user came from (its filters and page), else the worklist."""
+    home = reverse("admin:index")
+    if (
+        target
+        and target.startswith(home)
+        and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()})
+    ):
+        return target.split("#")[0] + anchor
+    return home + anchor
+
+
+def _errors_sentence(form) -> str:
+    problems = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields and form.fields[name].label else ""
+        text = " ".join(errors)
+        problems.append(f"{label}: {text}" if label else text)
+    return " ".join(problem if problem.endswith(".") else f"{problem}." for problem in problems)
+
+
+def _acted_on(request, kind: str, pk: int):
+    """The row `kind` #`pk` if the user may act on it in its clinic; 404 if they cannot see it."""
+    model, needed, _ = ACTIONS[kind]
+    obj = get_object_or_404(model.objects.filter(**{f"{CLINIC_PATH[kind]}__in": clinic_ids(request.user)}), pk=pk)
+    if not access.can(request.user, needed, access.clinic_id_of(obj, CLINIC_PATH[kind].removesuffix("_id"))):
+        raise PermissionDenied  # visible (e.g. an auditor's clinic) but not this user's to act on
+    return obj
+
+
+def _zone_of(obj) -> str:
+    patient = getattr(obj, "patient", None) or (obj if isinstance(obj, Patient) else None)
+    if patient is None and isinstance(obj, Checkpoint):
+        patient = obj.procedure.patient
+    clinic = patient.clinic if patient is not None else getattr(obj, "clinic", None)
+    return clinic.time_zone if clinic is not None else timezone.get_current_timezone_name()
 
 
 @require_POST
 def act(request, kind: str, pk: int, action: str):
     if kind not in ACTIONS or action not in ACTIONS[kind][2]:
         raise PermissionDenied
-    model, needed, actions = ACTIONS[kind]
-    obj = get_object_or_404(model.objects.filter(**{f"{CLINIC_PATH[kind]}__in": clinic_ids(request.user)}), pk=pk)
-    if not access.can(request.user, needed, access.clinic_id_of(obj, CLINIC_PATH[kind].removesuffix("_id"))):
-        raise PermissionDenied  # visible (e.g. an auditor's clinic) but not this user's to act on
-    form = actions[action](request.POST, instance=obj, user=request.user)
-    if form.is_valid() and form.save():
-        messages.success(request, f"{obj}: {action.replace('_', ' ')} done.")
+    obj = _acted_on(request, kind, pk)
+    form_class, done = ACTIONS[kind][2][action]
+    with timezone.override(_zone_of(obj)):  # dates and times typed in are the clinic's
+        form = form_class(request.POST, instance=obj, user=request.user)
+        saved = form.is_valid() and form.save()
+    if saved:
+        messages.success(request, done)
     else:
-        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
-        messages.error(request, f"{obj}: not done. {problems}")
-    return redirect(reverse("admin:index") + f"#{kind}-{pk}")
+        messages.error(request, f"Nothing was changed. {_errors_sentence(form)}")
+    return redirect(_back(request, request.POST.get("next"), f"#{kind}-{pk}"))
 
 
-def patient_overview(request, pk: int):
-    """Timeline of procedure, checkpoints, check-ins, reports and alerts; the pain chart; the risk."""
+@require_POST
+def assign(request, kind: str, pk: int):
+    """Gives patient #`pk`'s work of `kind` to a staff member of the patient's clinic (or to nobody)."""
+    if kind not in WORK_ACTION:
+        raise PermissionDenied
     patient = get_object_or_404(Patient.objects.filter(clinic_id__in=clinic_ids(request.user)), pk=pk)
-    procedures = list(patient.procedures.prefetch_related("levels").order_by("performed_on"))
-    checkpoints = list(Checkpoint.objects.filter(procedure__patient=patient).order_by("target_date"))
-    reports = list(SymptomReport.objects.filter(patient=patient).order_by("reported_at"))
-    alerts = list(Alert.objects.filter(patient=patient).order_by("first_seen_at"))
-    checkins = list(CheckIn.objects.filter(patient=patient).order_by("created_at"))
-    assessments = list(RiskAssessment.objects.filter(procedure__patient=patient, is_current=True))
-    latest = procedures[-1] if procedures else None
-    timeline = sorted(
-        [(p.performed_on, "procedure", p) for p in procedures]
-        + [(c.completed_at.date() if c.completed_at else c.target_date, "checkpoint", c) for c in checkpoints]
-        + [(r.reported_at.date(), "report", r) for r in reports]
-        + [(a.first_seen_at.date(), "alert", a) for a in alerts]
-        + [(c.created_at.date(), "checkin", c) for c in checkins],
-        key=lambda item: (item[0], item[1]),
-    )
-    context = {
-        **admin.site.each_context(request),
-        "title": f"{patient.family_name}, {patient.given_name} ({patient.mrn})",
-        "patient": patient,
-        "procedures": procedures,
-        "assessments": assessments,
-        "timeline": timeline,
-        "chart": _pain_chart(patient, latest, reports, checkpoints) if latest else "",
-        "opts": Patient._meta,
-    }
-    return TemplateResponse(request, "admin/dashboard/patient.html", context)
+    if not access.can(request.user, WORK_ACTION[kind], patient.clinic_id):
+        raise PermissionDenied
+    chosen = request.POST.get("to", "")
+    to = get_user_model().objects.filter(pk=chosen).first() if chosen.isdigit() else None
+    try:
+        assign_work(patient=patient, kind=kind, to=to, by=request.user)
+    except ValidationError as exc:
+        messages.error(request, f"Nothing was changed. {' '.join(exc.messages)}")
+    else:
+        who = (to.get_full_name() or to.username) if to else "nobody"
+        messages.success(request, f"The work was given to {who}.")
+    return redirect(_back(request, request.POST.get("next"), f"#{kind}-row-{pk}"))
 
 
-def _pain_chart(patient: Patient, procedure, reports: list, checkpoints: list) -> str:
-    """The pain chart of `procedure`: its reports and the pain scores recorded at its checkpoints,
-    against the baseline and the improvement the protocol expects."""
-    rules = get_rules(procedure.protocol_version or patient.clinic.protocol_version).pain_not_improving
-    baseline = procedure.baseline_pain
-    target = None
-    if baseline is not None:
-        target = max(
-            0,
-            min(
-                baseline - rules["min_improvement_points"],
-                math.floor(baseline * (1 - rules["min_improvement_fraction"])),
-            ),
-        )
-    points = [PainPoint(r.day, r.pain_now, r.get_source_display()) for r in reports if r.procedure_id == procedure.pk]
-    points += [
-        PainPoint((c.completed_at.date() - procedure.performed_on).days, c.pain_score, c.code)
-        for c in checkpoints
-        # A checkpoint answered by a check-in is already plotted as that report.
-        if c.procedure_id == procedure.pk
-        and c.pain_score is not None
-        and c.completed_at
-        and not c.outcome_notes.startswith("check-in report")
-    ]
-    return pain_chart(points, baseline=baseline, moderate=rules["pain_at_least"], improvement=target)
+BULK = {
+    # kind → (model, clinic path, needed action, form, what was done to each)
+    "call": (Patient, "clinic_id", access.Action.ACT_ON_ALERTS, CallOutcomeForm, "call logged"),
+    "checkpoint": (
+        Checkpoint,
+        "procedure__patient__clinic_id",
+        access.Action.RECORD,
+        RescheduleCheckpointForm,
+        "given the new date",
+    ),
+}
+
+
+@require_POST
+def bulk(request, kind: str):
+    """The same action on every selected row the user may act on: log one call outcome for several
+    patients, or give several checkpoints one new date."""
+    if kind not in BULK:
+        raise PermissionDenied
+    model, path, needed, form_class, done = BULK[kind]
+    ids = [int(pk) for pk in request.POST.getlist("selected") if pk.isdigit()]
+    rows = list(model.objects.filter(pk__in=ids, **{f"{path}__in": clinic_ids(request.user, needed)}))
+    if not rows:
+        messages.error(request, "Nothing was changed. Select at least one row you may act on.")
+        return redirect(_back(request, request.POST.get("next")))
+    failed = 0
+    for row in rows:
+        with timezone.override(_zone_of(row)):
+            form = form_class(request.POST, instance=row, user=request.user)
+            if not (form.is_valid() and form.save()):
+                failed += 1
+                problem = _errors_sentence(form)
+    if failed:
+        messages.error(request, f"{failed} of {len(rows)} could not be changed. {problem}")
+    if len(rows) > failed:
+        messages.success(request, f"{len(rows) - failed} {'row' if len(rows) - failed == 1 else 'rows'} {done}.")
+    return redirect(_back(request, request.POST.get("next")))

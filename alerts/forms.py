@@ -5,7 +5,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from patients.forms import ServiceActionForm
-from patients.models import Procedure
+from patients.models import CallOutcome, Procedure
 
 from . import checkins, escalation, outbox, reviews
 from .models import PainkillerUse
@@ -129,6 +129,15 @@ class CheckInForm(forms.Form):
         return arguments
 
 
+def _procedure_label(procedure) -> str:
+    """Who, then which procedure: for staff picking a patient (the MRN and birth date tell namesakes apart)."""
+    patient = procedure.patient
+    return (
+        f"{patient.family_name}, {patient.given_name} · MRN {patient.mrn} · born {patient.birth_date:%d %b %Y}"
+        f" — {procedure.get_kind_display()} on {procedure.performed_on:%d %b %Y}"
+    )
+
+
 class PhoneReportForm(CheckInForm):
     """The same questions, entered by a coordinator from a phone call."""
 
@@ -140,6 +149,8 @@ class PhoneReportForm(CheckInForm):
     def __init__(self, *args, procedures, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["procedure"].queryset = procedures
+        self.fields["procedure"].label = _("Patient and procedure")
+        self.fields["procedure"].label_from_instance = _procedure_label
         self.order_fields(["procedure", "reported_at"])
 
 
@@ -192,6 +203,24 @@ class LogCallForm(ServiceActionForm):
     target = "checkin"
 
     note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was discussed")
+
+
+class CallOutcomeForm(ServiceActionForm):
+    """One call to a patient for every check-in of theirs that needs one (one worklist row)."""
+
+    service = checkins.log_call_outcome
+    target = "patient"
+
+    outcome = forms.ChoiceField(label="How the call went", choices=CallOutcome.choices, widget=forms.RadioSelect)
+    note = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), label="What was discussed"
+    )
+    retry_at = forms.DateTimeField(
+        required=False,
+        label="Try again at",
+        help_text="Needed when the call did not reach the patient; in the clinic's time.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
 
 
 class RetryDeliveryForm(ServiceActionForm):

@@ -55,16 +55,18 @@ class KyphofollowAdminSite(AdminSite):
         return worklist(request, site=self)
 
     def get_urls(self):
-        from alerts import dashboard
+        from alerts import dashboard, patient_page
 
         return [
             path("2fa/setup/", enrolment.setup, {"site": self}, name="otp-setup"),
             path("2fa/enrol/<str:token>/", enrolment.redeem, {"site": self}, name="otp-enrol"),
             path("tables/", self.admin_view(super().index), name="tables"),
             path("worklist/<str:kind>/<int:pk>/<str:action>/", self.admin_view(dashboard.act), name="worklist-act"),
+            path("worklist/assign/<str:kind>/<int:pk>/", self.admin_view(dashboard.assign), name="worklist-assign"),
+            path("worklist/bulk/<str:kind>/", self.admin_view(dashboard.bulk), name="worklist-bulk"),
             path(
                 "patients/patient/<int:pk>/overview/",
-                self.admin_view(dashboard.patient_overview),
+                self.admin_view(patient_page.patient_overview),
                 name="patient-overview",
             ),
         ] + super().get_urls()

@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "phonenumber_field",
     "patients",
     "alerts",
     "interop",

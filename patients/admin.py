@@ -4,6 +4,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from . import access, services
+from .admin_identity import PatientIdentityColumns
 from .admin_scoping import ClinicScopedAdmin, ParentScopedInline, ScopedClinicFilter, WritableRowActions
 from .forms import CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
 from .models import (
@@ -130,7 +131,17 @@ class TierDropReviewAdmin(ClinicScopedAdmin):
 
 @admin.register(Patient)
 class PatientAdmin(ClinicScopedAdmin):
-    list_display = ["mrn", "family_name", "given_name", "clinic", "status", "email_consent", "overview"]
+    list_display = [
+        "family_name",
+        "given_name",
+        "mrn",
+        "birth_date",
+        "phone",
+        "clinic",
+        "status",
+        "email_consent",
+        "overview",
+    ]
     list_filter = ["clinic", RiskTierFilter, "status", "email_consent"]
     list_select_related = ["clinic"]
     search_fields = ["=mrn", "family_name", "given_name"]
@@ -228,7 +239,7 @@ class CheckpointInline(admin.TabularInline):
 
 
 @admin.register(Procedure)
-class ProcedureAdmin(ClinicScopedAdmin):
+class ProcedureAdmin(PatientIdentityColumns, ClinicScopedAdmin):
     clinic_path = "patient__clinic"
     list_display = ["__str__", "patient", "kind", "performed_on", "fracture_diagnosed_on"]
     list_filter = ["kind", "patient__clinic"]
@@ -325,14 +336,16 @@ class ServiceActionsAdmin(ClinicScopedAdmin):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(ServiceActionsAdmin):
+class CheckpointAdmin(PatientIdentityColumns, ServiceActionsAdmin):
     """Checkpoints are planned by the protocol; staff complete, reschedule or cancel them."""
 
     clinic_path = "procedure__patient__clinic"
+    patient_path = "procedure__patient"
+    identity_replaces = "patient_name"
     list_display = [
         "code",
         "title",
-        "procedure_patient",
+        "patient_name",
         "state",
         "target_date",
         "window_end",
@@ -342,7 +355,12 @@ class CheckpointAdmin(ServiceActionsAdmin):
     ]
     list_filter = ["state", "audience", "code", "priority", "procedure__patient__clinic"]
     list_select_related = ["procedure__patient"]
-    search_fields = ["=procedure__patient__mrn", "procedure__patient__family_name", "=code"]
+    search_fields = [
+        "=procedure__patient__mrn",
+        "procedure__patient__family_name",
+        "procedure__patient__given_name",
+        "=code",
+    ]
     date_hierarchy = "target_date"
     inlines = [CheckpointEventInline]
     change_form_template = "admin/service_actions_change_form.html"
@@ -360,10 +378,6 @@ class CheckpointAdmin(ServiceActionsAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    @admin.display(description="Patient", ordering="procedure__patient__family_name")
-    def procedure_patient(self, obj):
-        return obj.procedure.patient
 
 
 @admin.register(ApiClient)

@@ -29,6 +29,7 @@ from patients.models import (
     FhirResult,
     Patient,
     StaffRole,
+    WorkItem,
 )
 from tests import builders
 
@@ -319,6 +320,27 @@ def _probe_staff_pages(world, cell):
         )
         checkpoint.refresh_from_db()
         cell("worklist complete checkpoint (B)", persona, got.status_code, checkpoint.state == CheckpointState.DUE)
+        got = browser.post(reverse("admin:worklist-assign", args=["call", b["patient"].pk]), {"to": world["b_doc"].pk})
+        cell(
+            "worklist assign (B)", persona, got.status_code, not WorkItem.objects.filter(patient=b["patient"]).exists()
+        )
+        target = checkpoint.target_date
+        got = browser.post(
+            reverse("admin:worklist-bulk", args=["checkpoint"]),
+            {"selected": [checkpoint.pk], "target_date": "2099-01-01", "reason": "x"},
+        )
+        checkpoint.refresh_from_db()
+        cell("worklist bulk reschedule (B)", persona, got.status_code, checkpoint.target_date == target)
+        got = browser.post(
+            reverse("admin:worklist-bulk", args=["call"]),
+            {"selected": [b["patient"].pk], "outcome": "spoke", "note": "x"},
+        )
+        cell(
+            "worklist bulk call (B)",
+            persona,
+            got.status_code,
+            not WorkItem.objects.filter(patient=b["patient"]).exists(),
+        )
         got = browser.get(reverse("admin:index"))
         body = got.content.decode()
         cell("worklist rows", persona, got.status_code, reads_b(persona) or B_MRN not in body)
@@ -457,6 +479,7 @@ def _uncovered(names) -> list[str]:
     """The URL names neither probed above (admin model pages by the registry loop, FHIR routes by
     FHIR_ROWS) nor free of clinic data."""
     probed = {"admin:index", "admin:worklist-act", "admin:patient-overview", "kpis", "patients-import"}
+    probed |= {"admin:worklist-assign", "admin:worklist-bulk"}
     probed |= {"alert-acknowledge", "api-protocol", "alerts_symptomreport_phone"}
     probed |= set(FHIR_ROWS) | {f"{name}-type" for name in FHIR_ROWS}
     model_pages = ("_changelist", "_add", "_change", "_delete", "_history")

@@ -52,7 +52,7 @@ CHANGELIST_QUERIES = {
     "admin:patients_procedure_changelist": 11,
     "admin:patients_tierdropreview_changelist": 9,
 }
-PAGE_QUERIES = {"worklist": 16, "patient overview": 17, "KPI page": 12, "KPI CSV": 10}
+PAGE_QUERIES = {"worklist": 25, "patient overview": 17, "KPI page": 12, "KPI CSV": 10}
 
 
 def changelists() -> list[str]:
@@ -211,8 +211,8 @@ def page_url(page: str, patient) -> str:
 
 def rows_shown(page: str, response) -> int:
     """How many of the added rows the page counted or listed."""
-    if page == "worklist":
-        return min(len(rows) for rows in response.context["sections"].values())
+    if page == "worklist":  # every section counts all its rows and shows one page of them
+        return min(section.page.paginator.count for section in response.context["pages"].values())
     if page == "patient overview":
         return len(response.context["timeline"])
     if page == "KPI page":
@@ -231,4 +231,4 @@ def test_staff_page_runs_the_same_queries_for_10_and_200_rows(
         add_rows(clinic=clinic, patient=busy_patient, count=count)
 
     assert_fixed_queries(client, url, PAGE_QUERIES[page], django_assert_num_queries, rows)
-    assert rows_shown(page, client.get(url)) >= {"worklist": 100, "KPI CSV": 10}.get(page, 200)
+    assert rows_shown(page, client.get(url)) >= {"KPI CSV": 10}.get(page, 200)

@@ -36,7 +36,7 @@ def patient_resource(patient: Patient) -> dict:
     if patient.email:
         telecom.append({"system": "email", "value": patient.email})
     if patient.phone:
-        telecom.append({"system": "phone", "value": patient.phone})
+        telecom.append({"system": "phone", "value": str(patient.phone)})
     data = {
         "resourceType": "Patient",
         "id": str(patient.pk),

@@ -48,14 +48,19 @@ from .result import FhirResult
 from .readings import DxaResult, HistoricalDxaResult, PainReading, TierDropReview
 from .import_preview import IMPORT_PREVIEW_LIFETIME, ImportPreview
 from .enrolment import EnrolmentLink
+from .work import CallOutcome, HistoricalWorkItem, WorkItem, WorkKind
 # isort: on
 
 __all__ = [
+    "CallOutcome",
     "EnrolmentLink",
     "DxaResult",
     "HistoricalDxaResult",
+    "HistoricalWorkItem",
     "PainReading",
     "TierDropReview",
+    "WorkItem",
+    "WorkKind",
     "FhirResult",
     "IMPORT_PREVIEW_LIFETIME",
     "OPEN_STATES",

@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from phonenumber_field.modelfields import PhoneNumberField
 
 from .audit import audit_trail
 from .clinic import TIME_ZONE_CHOICES, Clinic
@@ -42,12 +43,14 @@ class Patient(models.Model):
         blank=True,
         help_text=_("The identifier system (URI) the EHR sent the MRN under over FHIR; empty when not given."),
     )
-    given_name = models.CharField(max_length=100)
-    family_name = models.CharField(max_length=100)
-    birth_date = models.DateField(validators=[validate_not_in_future])
+    given_name = models.CharField(_("given name"), max_length=100)
+    family_name = models.CharField(_("family name"), max_length=100)
+    birth_date = models.DateField(_("birth date"), validators=[validate_not_in_future])
     sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
-    email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=40, blank=True)
+    email = models.EmailField(_("e-mail"), blank=True)
+    phone = PhoneNumberField(
+        _("phone"), blank=True, help_text=_("International format with the country code, e.g. +44 20 7946 0000.")
+    )
     language = models.CharField(max_length=10, choices=settings.LANGUAGES, default="en")
     time_zone = models.CharField(max_length=64, choices=TIME_ZONE_CHOICES, help_text=_("IANA time zone."))
     email_consent = models.BooleanField(default=False, help_text=_("The patient agreed to receive e-mail."))
@@ -102,6 +105,11 @@ class Patient(models.Model):
     def __str__(self) -> str:
         # Deliberately no name or MRN: this string ends up in logs and admin messages.
         return f"Patient #{self.pk}"
+
+    @property
+    def display_name(self) -> str:
+        """For staff screens only (never logs, e-mails or URLs)."""
+        return f"{self.family_name}, {self.given_name}"
 
     def age_on(self, day: date) -> int:
         born = self.birth_date

@@ -13,6 +13,7 @@ atomic, validated; callers import from here (`from patients.services import regi
     working_time.py the clinic's working days, hours and holidays (response promises), reads only
     api_clients.py  revoking an EHR integration's API client
     conflicts.py    StateConflict: a change refused because the object has already moved on
+    work.py         who has a patient's work of one kind; when an unanswered call comes back
 
 Each module imports only those below it in this list, never the package itself.
 """
@@ -44,9 +45,13 @@ from .schedule import (
     sweep_medication_deadlines,
 )
 from .tier_drops import confirm_tier_drop
+from .work import WORK_ACTION, assign_work, record_call_attempt
 from .working_time import WorkingTime
 
 __all__ = [
+    "WORK_ACTION",
+    "assign_work",
+    "record_call_attempt",
     "ACTIONABLE_STATES",
     "WorkingTime",
     "StateConflict",

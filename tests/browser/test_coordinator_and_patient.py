@@ -65,10 +65,10 @@ def test_coordinator_acknowledges_an_alert_on_the_worklist(desktop, rf01_alert, 
     expect(row).to_contain_text(rf01_alert.patient.family_name)
     screenshot(page, "worklist.png")
 
-    row.get_by_label("Note for alert RF-01").fill("Patient called, sent to the emergency department.")
+    row.get_by_label("Note for this alert").fill("Patient called, sent to the emergency department.")
     row.get_by_role("button", name="Acknowledge").click()
 
-    expect(success_message(page)).to_contain_text("acknowledge done")
+    expect(success_message(page)).to_contain_text("The alert was acknowledged.")
     expect(page.locator(f"#alert-{rf01_alert.pk}")).to_have_count(0)
     rf01_alert.refresh_from_db()
     assert rf01_alert.state == AlertState.ACKNOWLEDGED
@@ -77,10 +77,10 @@ def test_coordinator_acknowledges_an_alert_on_the_worklist(desktop, rf01_alert, 
 def test_coordinator_completes_a_checkpoint_with_its_outcome(desktop, demo):
     page = desktop
     log_in(page)
-    # A row the worklist shows (it lists at most 100), of a checkpoint that needs no DXA or medication outcome.
+    # A checkpoint the worklist's first page shows, that needs no DXA or medication outcome.
     shown = [
-        int(row_id.split("-")[1])
-        for row_id in page.locator("tr[id^='checkpoint-']").evaluate_all("rows => rows.map(r => r.id)")
+        int(item_id.split("-")[1])
+        for item_id in page.locator("li[id^='checkpoint-']").evaluate_all("items => items.map(i => i.id)")
     ]
     candidates = Checkpoint.objects.filter(
         pk__in=shown, state__in=[CheckpointState.DUE, CheckpointState.MISSED]
@@ -98,9 +98,9 @@ def test_coordinator_completes_a_checkpoint_with_its_outcome(desktop, demo):
     expect(form).to_be_visible()
     form.locator("[name=notes]").fill("Phoned the patient; needle site fine.")
     form.locator("[name=pain_score]").fill("3")
-    form.get_by_role("button", name=f"Complete {checkpoint.code}").click()
+    form.get_by_role("button", name="Complete", exact=True).click()
 
-    expect(success_message(page)).to_contain_text("complete done")
+    expect(success_message(page)).to_contain_text("The checkpoint was completed.")
     expect(page.locator(f"#checkpoint-{checkpoint.pk}")).to_have_count(0)
     checkpoint.refresh_from_db()
     assert checkpoint.state == CheckpointState.COMPLETED
@@ -120,17 +120,18 @@ def test_patient_overview_shows_chart_timeline_and_risk_sources(desktop, rf01_al
 
     timeline = page.locator("section.wl", has=page.get_by_role("heading", name="Timeline"))
     expect(timeline.locator("tr.tl-procedure")).to_be_visible()
-    expect(timeline.locator("tr.tl-report")).to_contain_text("RF-01")
+    expect(timeline.locator("tr.tl-report")).to_contain_text("1 warning sign answered yes")
     expect(timeline.locator("tr.tl-alert")).to_contain_text("RF-01")
     expect(timeline.locator("tr.tl-checkpoint").first).to_be_visible()
 
     risk = page.locator("section.wl", has=page.get_by_role("heading", name="Risk"))
-    expect(risk.get_by_role("columnheader", name="Source")).to_be_visible()
-    sources = risk.locator("tbody tr td:nth-child(4)")
-    assert sources.count() >= 1
-    for index in range(sources.count()):
-        expect(sources.nth(index)).to_be_visible()
-        assert sources.nth(index).inner_text().strip(), f"risk factor {index} has no source"
+    expect(risk.get_by_role("columnheader", name="Contributing factor")).to_be_visible()
+    factors = risk.locator("tbody tr td:first-child")
+    assert factors.count() >= 1
+    for index in range(factors.count()):  # each factor's id and source are one click away, under "Why"
+        why = factors.nth(index).locator("details.why")
+        why.locator("summary").click()
+        assert "source" in why.inner_text() and why.inner_text().split("source", 1)[1].strip(" ."), index
     screenshot(page, "patient.png")
 
 

@@ -2,6 +2,7 @@
 
 from zoneinfo import available_timezones
 
+from phonenumber_field.serializerfields import PhoneNumberField
 from rest_framework import serializers
 
 from patients.models import Clinic, Patient, RiskAssessment
@@ -60,6 +61,11 @@ class PatientSerializer(serializers.ModelSerializer):
         queryset=Clinic.objects.none(),
         required=False,
         help_text="Clinic slug; required when the client serves more than one clinic.",
+    )
+    phone = PhoneNumberField(
+        required=False,
+        allow_blank=True,
+        help_text="International format with the country code (E.164 on output), e.g. +442079460000.",
     )
     timezone = TimeZoneField(source="time_zone", max_length=64, help_text="IANA time zone name, e.g. Europe/London.")
     email = OptionalEmailField(max_length=254, help_text="For reminders (with `email_consent`); null when none.")

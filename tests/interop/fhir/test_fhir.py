@@ -93,7 +93,10 @@ def patient_body(mrn="FHIR-1", **overrides):
         "name": [{"use": "official", "family": "Example", "given": ["Ana", "Maria"]}],
         "birthDate": birth_date_for_age(75).isoformat(),
         "gender": "female",
-        "telecom": [{"system": "email", "value": "ana@example.invalid"}, {"system": "phone", "value": "+44 20 1"}],
+        "telecom": [
+            {"system": "email", "value": "ana@example.invalid"},
+            {"system": "phone", "value": "+44 20 7946 0001"},
+        ],
         "communication": [
             {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "en-GB"}]}, "preferred": True}
         ],
@@ -217,7 +220,7 @@ def test_a_patient_is_created_read_and_updated_through_the_registry_services(ehr
     assert (patient.sex, patient.email, patient.phone, patient.language) == (
         "female",
         "ana@example.invalid",
-        "+44 20 1",
+        "+442079460001",
         "en",
     )
     assert patient.time_zone == clinic.time_zone and patient.email_consent is True
