@@ -52,7 +52,7 @@ CHANGELIST_QUERIES = {
     "admin:patients_procedure_changelist": 11,
     "admin:patients_tierdropreview_changelist": 9,
 }
-PAGE_QUERIES = {"worklist": 25, "patient overview": 17, "KPI page": 12, "KPI CSV": 10}
+PAGE_QUERIES = {"worklist": 27, "patient overview": 17, "KPI page": 12, "KPI CSV": 10}
 
 
 def changelists() -> list[str]:
