@@ -5,7 +5,7 @@ from django.urls import path, reverse
 
 from . import access, services
 from .admin_scoping import ClinicScopedAdmin, ParentScopedInline, ScopedClinicFilter, WritableRowActions
-from .forms import CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
+from .forms import BookAppointmentForm, CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
 from .models import (
     ApiClient,
     Checkpoint,
@@ -291,6 +291,7 @@ class CheckpointAdmin(ServiceActionsAdmin):
     actions_forms = {
         "complete": (CompleteCheckpointForm, "Complete with outcome"),
         "reschedule": (RescheduleCheckpointForm, "Reschedule"),
+        "book": (BookAppointmentForm, "Record the booked appointment"),
         "cancel": (CancelCheckpointForm, "Cancel"),
     }
 

@@ -59,3 +59,11 @@ class CancelCheckpointForm(ServiceActionForm):
     service = services.cancel_checkpoint
 
     reason = forms.CharField(max_length=300)
+
+
+class BookAppointmentForm(ServiceActionForm):
+    service = services.book_appointment
+
+    appointment_at = forms.DateTimeField(
+        label="Appointment date and time", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
