@@ -3,7 +3,7 @@ procedure or diagnosis; bodies carry no name, MRN or birth date either. A patien
 the clinic (its name as the sender, its address to reply to), its subject says only what kind of
 message it is, and its wording is the protocol's patient wording, never the staff's."""
 
-from datetime import date, timedelta
+from datetime import date
 from email.utils import formataddr, parseaddr
 from zoneinfo import ZoneInfo
 
