@@ -318,7 +318,7 @@ def test_make_run_serves_every_staff_page_on_the_embedded_postgresql_and_runs_wo
     with MakeRun(var_dir, port) as stack:
         ready = wait_until(
             lambda: (h := health(anonymous)) and h["status"] == "ok" and h,
-            timeout=100,
+            timeout=180,  # migrate, seed, the demo's alerts and first sweep, then three processes, on a busy machine
             interval=0.5,
             message="/health/ to answer 200 from `make run`",
         )
