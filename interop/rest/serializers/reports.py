@@ -3,8 +3,8 @@
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from alerts.painkillers import validate_painkillers
 from alerts.models import PainkillerUse, SymptomReport
+from alerts.painkillers import validate_painkillers
 from patients.models import Patient, Procedure
 
 
