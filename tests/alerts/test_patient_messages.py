@@ -184,6 +184,7 @@ def _patient_of(delivery) -> int:
     return delivery.checkin.patient_id if delivery.checkin_id else delivery.checkpoint.procedure.patient_id
 
 
+@pytest.mark.hazard("HAZ-48")
 @pytest.mark.django_db
 def test_a_high_tier_patient_gets_at_most_the_weekly_cap_over_30_days_and_every_safety_message(make_procedure):
     with time_machine.travel(at_utc(2026, 3, 2, 12), tick=False):
@@ -213,6 +214,7 @@ def test_a_high_tier_patient_gets_at_most_the_weekly_cap_over_30_days_and_every_
     )
 
 
+@pytest.mark.hazard("HAZ-48")
 @pytest.mark.django_db
 def test_a_safety_checkin_goes_at_once_when_the_cap_is_reached_and_another_waits(make_procedure):
     with time_machine.travel(at_utc(2026, 3, 2, 12), tick=False):
