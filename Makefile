@@ -8,7 +8,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/kyphofollow
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint bench services clean lock
+.PHONY: run test lint bench services clean lock screenshots
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kyphofollow needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -52,6 +52,12 @@ test: $(VENV)/.installed-dev services
 	rm -f artifacts/.hazard-runs.json
 	HAZARD_TABLE=collect $(TEST_ENV) $(BIN)/pytest -p tests.parallel -n $(TEST_WORKERS) --dist loadscope -m "not restarts_postgres"
 	HAZARD_TABLE=1 $(TEST_ENV) $(BIN)/pytest -m restarts_postgres
+
+# The README's screenshots (docs/screenshots/, the visible screen only) from the browser tests, which
+# also keep full-page ones in artifacts/screenshots/.
+screenshots: $(VENV)/.installed-dev services
+	DOC_SCREENSHOTS=docs/screenshots DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(BIN)/pytest tests/browser -q
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -35,6 +35,8 @@ class EmailMessage:
     attachments: list[tuple[str, bytes, str]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None  # the message as sent (set by the channel), or a stored one to re-send as is
+    from_email: str = ""  # the From header (default DEFAULT_FROM_EMAIL); the envelope sender never changes
+    reply_to: str = ""
 
 
 class _StoredEmail(EmailMultiAlternatives):
@@ -135,9 +137,10 @@ class EmailChannel:
         email = EmailMultiAlternatives(
             subject=message.subject,
             body=message.text,
-            from_email=settings.DEFAULT_FROM_EMAIL,
+            from_email=message.from_email or settings.DEFAULT_FROM_EMAIL,
             to=[message.to],
             headers=message.headers,
+            reply_to=[message.reply_to] if message.reply_to else None,
         )
         if message.html:
             email.attach_alternative(message.html, "text/html")

@@ -13,6 +13,7 @@ from patients.protocol import get_protocol
 from patients.rows import claimed_batches, transition
 from patients.services import complete_checkpoint, record_call_attempt
 
+from .message_cap import UNCAPPED, is_uncapped, sent_this_week, weekly_cap
 from .models import CheckIn, CheckInState, Delivery, DeliveryKind, SymptomReport
 from .outbox import enqueue_deliveries
 from .quiet_hours import after_quiet_hours, in_quiet_hours
@@ -32,16 +33,20 @@ def sweep_checkins(*, now: datetime, batch_size: int = 500) -> dict[str, int]:
         .order_by("next_action_at")
     )
     for rows in claimed_batches(waiting, batch_size):
-        deliveries = [delivery for row in rows if (delivery := _move_along(row, now=now, counts=counts))]
+        week = sent_this_week((row.patient_id for row in rows), now=now)
+        deliveries = [delivery for row in rows if (delivery := _move_along(row, now=now, counts=counts, week=week))]
         CheckIn.objects.bulk_update(rows, ["state", "next_action_at", "invitations_sent", "updated_at"])
         created = Delivery.objects.bulk_create(deliveries)
-        enqueue_deliveries([delivery.pk for delivery in created])
+        ids = [delivery.pk for delivery in created]
+        Delivery.objects.filter(pk__in=ids).update(created_at=now)  # the moment the weekly cap counts from
+        enqueue_deliveries(ids)
     return counts
 
 
-def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int]) -> Delivery | None:
+def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int], week) -> Delivery | None:
     """Decide the claimed check-in's next step (setting its fields, not saving them); returns the
-    invitation to write, if one goes out now."""
+    invitation to write, if one goes out now. `week`: the patients' counted messages of the last 7
+    days; an invitation that would pass the weekly cap waits a day (a safety one never waits)."""
     patient, clinic = row.patient, row.patient.clinic
     local = now.astimezone(ZoneInfo(patient.time_zone))
     row.updated_at = now
@@ -57,6 +62,12 @@ def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int]) -> Deliv
     if in_quiet_hours(clinic, local):
         row.next_action_at = after_quiet_hours(clinic, local, patient.time_zone)
         return None
+    version = row.procedure.protocol_version or clinic.protocol_version
+    uncapped = is_uncapped(version, row.reason)
+    if not uncapped and week[patient.pk] >= weekly_cap(version):
+        row.next_action_at = now + timedelta(days=1)
+        return None
+    week[patient.pk] += 0 if uncapped else 1
     row.invitations_sent += 1
     wait = policy.resend_after_days if row.invitations_sent < policy.invitations else policy.call_after_days
     row.next_action_at = now + timedelta(days=wait)
@@ -68,6 +79,7 @@ def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int]) -> Deliv
         clinic=clinic,
         checkin=row,
         next_attempt_at=now,
+        context={UNCAPPED: True} if uncapped else {},
     )
 
 

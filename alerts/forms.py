@@ -2,6 +2,7 @@
 phone entry; both hand their answers to `alerts.reports.submit_report`."""
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from patients.forms import ServiceActionForm
@@ -9,13 +10,15 @@ from patients.models import CallOutcome, Procedure
 
 from . import checkins, escalation, outbox, reviews
 from .models import PainkillerUse
+from .painkillers import validate_painkillers
 from .rules import Rules
 
 PAIN_CHOICES = [(value, str(value)) for value in range(11)]
 YES_NO = [("yes", _("Yes")), ("no", _("No"))]
 YES_NO_NA = [("yes", _("Yes")), ("no", _("No")), ("na", _("Does not apply to me"))]
+# The form asks about falls once, in RF-10 (red flags first); `fell_since_last` stays a field of a report
+# from the API, FHIR or an import, where a "yes" counts as RF-10 too.
 BOOLEAN_QUESTIONS = (
-    "fell_since_last",
     "missed_medication_doses",
     "medication_side_effects",
     "wearing_brace",
@@ -44,13 +47,12 @@ class CheckInForm(forms.Form):
 
     pain_now = _pain(_("How bad is your back pain right now? (0 = no pain, 10 = worst pain imaginable)"))
     pain_average_24h = _pain(_("On average, how bad was your back pain over the last 24 hours?"))
-    painkillers = forms.ChoiceField(
-        label=_("Which painkillers are you taking?"),
+    painkillers = forms.MultipleChoiceField(
+        label=_("Which painkillers are you taking? Choose all that apply."),
         choices=PainkillerUse.choices,
-        widget=forms.RadioSelect,
+        widget=forms.CheckboxSelectMultiple,
         required=False,
     )
-    fell_since_last = _yes_no(_("Have you fallen since you last answered these questions?"))
     missed_medication_doses = _yes_no(_("Have you missed doses of your bone-strengthening medicine?"), YES_NO_NA)
     medication_side_effects = _yes_no(_("Do you have side effects from that medicine?"), YES_NO_NA)
     wearing_brace = _yes_no(_("Are you wearing your back brace as advised?"), YES_NO_NA)
@@ -62,7 +64,7 @@ class CheckInForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
     )
 
-    def __init__(self, *args, rules: Rules, only=None, **kwargs):
+    def __init__(self, *args, rules: Rules, only=None, step: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.rules = rules
         for flag in rules.red_flags:
@@ -75,6 +77,30 @@ class CheckInForm(forms.Form):
         if only is not None:  # the optional second step: the questions left blank, and the free text
             for name in [name for name in self.fields if name not in {*only, "other_symptoms"}]:
                 del self.fields[name]
+        self.step = step
+        if step is not None:  # one short page of the patient's form
+            kept = set(self.steps(rules)[step - 1][1])
+            for name in [name for name in self.fields if name not in kept]:
+                del self.fields[name]
+
+    @staticmethod
+    def steps(rules: Rules) -> list[tuple[str, list[str]]]:
+        """The patient's pages, in order, each (heading, questions): red flags first, then pain,
+        medicines, and last the second-opinion questions and the free text."""
+        return [
+            (_("New or changed symptoms"), [flag.id for flag in rules.red_flags]),
+            (_("Pain"), ["pain_now", "pain_average_24h", "painkillers"]),
+            (_("Medicines, brace and exercise"), list(BOOLEAN_QUESTIONS)),
+            (_("How you feel about your care"), [so.id for so in rules.second_opinion] + ["other_symptoms"]),
+        ]
+
+    def clean_painkillers(self):
+        values = self.cleaned_data.get("painkillers") or []
+        try:
+            validate_painkillers(values)
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.messages) from exc
+        return values
 
     @property
     def red_flag_fields(self):
@@ -90,11 +116,11 @@ class CheckInForm(forms.Form):
         return [name for name in self.fields if name not in ("other_symptoms", "procedure", "reported_at")]
 
     def unanswered(self) -> list[str]:
-        return [name for name in self.questions() if self.cleaned_data.get(name) in (None, "")]
+        return [name for name in self.questions() if self.cleaned_data.get(name) in (None, "", [])]
 
     def clean(self):
         data = super().clean()
-        if not self.partial_step and not self.errors:
+        if not self.partial_step and self.step is None and not self.errors:
             answered = set(self.questions()) - set(self.unanswered())
             if not answered and not (data.get("other_symptoms") or "").strip():
                 raise forms.ValidationError(_("Please answer at least one question."))
@@ -116,7 +142,7 @@ class CheckInForm(forms.Form):
             if name in self.fields:
                 arguments[name] = _as_bool(data.get(name))
         if "painkillers" in arguments:
-            arguments["painkillers"] = arguments["painkillers"] or ""
+            arguments["painkillers"] = arguments["painkillers"] or []
         if "other_symptoms" in arguments:
             arguments["other_symptoms"] = arguments["other_symptoms"] or ""
         return arguments

@@ -1,7 +1,10 @@
 """Builds the e-mail for one delivery from templates. Subjects never carry a name, MRN, birth date,
-procedure or diagnosis; bodies carry no name, MRN or birth date either."""
+procedure or diagnosis; bodies carry no name, MRN or birth date either. A patient's e-mail is from
+the clinic (its name as the sender, its address to reply to), its subject says only what kind of
+message it is, and its wording is the protocol's patient wording, never the staff's."""
 
-from datetime import timedelta
+from datetime import date, timedelta
+from email.utils import formataddr, parseaddr
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -10,7 +13,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from patients.models import Audience, EnrolmentLink
+from patients.models import Audience, Checkpoint, EnrolmentLink
 from patients.protocol import get_protocol
 
 from .channels import EmailMessage, WebhookMessage
@@ -19,7 +22,8 @@ from .promises import promises_for
 from .rules import get_rules
 from .webhook_bodies import body_of
 
-REMINDER_SUBJECT = "A message from your care team"
+REMINDER_SUBJECT = "A reminder from {clinic}"
+CHECKIN_SUBJECT = "Your check-in from {clinic}"
 DIGEST_SUBJECT = "kyphofollow: daily follow-up digest"
 ENROLMENT_SUBJECT = "kyphofollow: set up two-factor sign-in"
 ALERT_SUBJECTS = {
@@ -55,6 +59,12 @@ def _headers(delivery: Delivery, **extra: str) -> dict[str, str]:
     return {"X-Kyphofollow-Delivery": str(delivery.pk), "Message-ID": message_id, **extra}
 
 
+def patient_sender(clinic) -> dict[str, str]:
+    """From: the clinic's name at the configured sender address; Reply-To: the clinic's address."""
+    address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1] or settings.DEFAULT_FROM_EMAIL
+    return {"from_email": formataddr((clinic.name, address)), "reply_to": clinic.email}
+
+
 def _checkin(delivery: Delivery) -> EmailMessage:
     """The invitation carries a fresh single-use link, made now so that only its digest is stored."""
     checkin = delivery.checkin
@@ -73,10 +83,11 @@ def _checkin(delivery: Delivery) -> EmailMessage:
         html = render_to_string("alerts/email/checkin.html", context)
     return EmailMessage(
         to=delivery.recipient,
-        subject=REMINDER_SUBJECT,
+        subject=CHECKIN_SUBJECT.format(clinic=delivery.clinic.name),
         text=text,
         html=html,
         headers=_headers(delivery),
+        **patient_sender(delivery.clinic),
     )
 
 
@@ -140,52 +151,62 @@ def _webhook(delivery: Delivery) -> WebhookMessage:
 
 
 def _reminder(delivery: Delivery) -> EmailMessage:
-    checkpoint = delivery.checkpoint
-    patient = checkpoint.procedure.patient
+    """One e-mail for every reminder of the patient's written in the same sweep (same-day items)."""
+    ids = delivery.context.get("checkpoints") or [delivery.checkpoint_id]
+    found = {row.pk: row for row in Checkpoint.objects.filter(pk__in=ids).select_related("procedure__patient")}
+    checkpoints = [found[pk] for pk in ids if pk in found]
+    patient = checkpoints[0].procedure.patient
     clinic = delivery.clinic
-    context = {
-        "clinic": clinic,
-        "checkpoint": checkpoint,
-        "is_visit": checkpoint.audience == Audience.CLINICIAN_VISIT,
-        "window_start": checkpoint.window_start,
-        "window_end": checkpoint.window_end,
-    }
+    today = timezone.localdate(timezone=ZoneInfo(patient.time_zone))
+    context = {"clinic": clinic, "items": [_item(checkpoint, today) for checkpoint in checkpoints]}
     with translation.override(patient.language or settings.LANGUAGE_CODE):
         text = render_to_string("alerts/email/reminder.txt", context)
         html = render_to_string("alerts/email/reminder.html", context)
-    attachments = []
-    if checkpoint.calendar:
-        attachments.append(("follow-up.ics", calendar_file(delivery), "text/calendar"))
+    booked = [checkpoint for checkpoint in checkpoints if checkpoint.appointment_at]
+    attachments = [("appointment.ics", calendar_file(booked, clinic), "text/calendar")] if booked else []
     return EmailMessage(
         to=delivery.recipient,
-        subject=REMINDER_SUBJECT,
+        subject=REMINDER_SUBJECT.format(clinic=clinic.name),
         text=text,
         html=html,
         attachments=attachments,
         headers=_headers(delivery),
+        **patient_sender(clinic),
     )
 
 
-def calendar_file(delivery: Delivery) -> bytes:
-    """An all-day event on the target date; the UID is stable so a repeated reminder updates it."""
-    checkpoint = delivery.checkpoint
+def _item(checkpoint: Checkpoint, today: date) -> dict:
+    """What the patient reads about one checkpoint: its patient wording and its window from today
+    on (a window that opened earlier is shown as starting today)."""
+    title, text = get_protocol(checkpoint.protocol_version).patient_wording(checkpoint.code)
+    zone = ZoneInfo(checkpoint.procedure.patient.time_zone)
+    return {
+        "title": title,
+        "text": text,
+        "is_visit": checkpoint.audience == Audience.CLINICIAN_VISIT,
+        "window_start": max(checkpoint.window_start, today),
+        "window_end": max(checkpoint.window_end, today),
+        "appointment_at": timezone.localtime(checkpoint.appointment_at, zone) if checkpoint.appointment_at else None,
+    }
+
+
+def calendar_file(checkpoints: list[Checkpoint], clinic) -> bytes:
+    """One event per booked appointment, at its booked time; the UID is stable so a repeated
+    reminder updates it. Only booked appointments get one: nothing is put in a calendar on a date
+    nobody booked."""
     calendar = icalendar.Calendar()
     calendar.add("prodid", "-//kyphofollow//follow-up//EN")
     calendar.add("version", "2.0")
     calendar.add("method", "PUBLISH")
-    event = icalendar.Event()
-    event.add("uid", f"checkpoint-{checkpoint.pk}@kyphofollow")
-    event.add("dtstamp", timezone.now())
-    event.add("dtstart", checkpoint.target_date)
-    event.add("dtend", checkpoint.target_date + timedelta(days=1))
-    event.add("summary", f"Follow-up with {delivery.clinic.name}")
-    event.add(
-        "description",
-        f"{checkpoint.title}. Please arrange it between {checkpoint.window_start:%d %B} and "
-        f"{checkpoint.window_end:%d %B}. Call {delivery.clinic.phone} to book or change it.",
-    )
-    event.add("transp", "TRANSPARENT")
-    calendar.add_component(event)
+    for checkpoint in checkpoints:
+        title, _text = get_protocol(checkpoint.protocol_version).patient_wording(checkpoint.code)
+        event = icalendar.Event()
+        event.add("uid", f"checkpoint-{checkpoint.pk}@kyphofollow")
+        event.add("dtstamp", timezone.now())
+        event.add("dtstart", checkpoint.appointment_at)
+        event.add("summary", f"{title} ({clinic.name})")
+        event.add("description", f"To change it, call {clinic.name} on {clinic.phone}.")
+        calendar.add_component(event)
     return calendar.to_ical()
 
 

@@ -5,6 +5,7 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models
@@ -16,6 +17,7 @@ from patients.audit import SOURCES, current_client_id, current_source
 from patients.models import ApiClient, Checkpoint, Clinic, Patient, Procedure, audit_trail
 from patients.protocol import NOTIFY_TARGETS
 
+from .painkillers import validate_painkillers
 from .webhook_endpoint import WebhookEndpoint
 
 
@@ -120,7 +122,12 @@ class SymptomReport(models.Model):
     pain_now = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(10)])
     pain_average_24h = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(10)])
     red_flags = models.JSONField(default=list, blank=True, help_text=_("RF codes answered yes."))
-    painkillers = models.CharField(max_length=12, choices=PainkillerUse.choices, blank=True)
+    painkillers = ArrayField(
+        models.CharField(max_length=12, choices=PainkillerUse.choices),
+        default=list,
+        blank=True,
+        validators=[validate_painkillers],
+    )
     fell_since_last = models.BooleanField(null=True, blank=True)
     missed_medication_doses = models.BooleanField(null=True, blank=True)
     medication_side_effects = models.BooleanField(null=True, blank=True)

@@ -5,7 +5,8 @@ The sweep is the hot path of `bench/bench_sweep.py`: it reads only what deciding
 with one statement per distinct outcome.
 """
 
-from collections import defaultdict
+import json
+from collections import Counter, defaultdict
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from patients.services import (
     reminder_time,
 )
 
+from .message_cap import UNCAPPED, is_uncapped, sent_this_week, weekly_cap
 from .models import CheckIn, DeliveryKind, DeliveryState
 from .outbox import enqueue_deliveries
 from .quiet_hours import after_quiet_hours, in_quiet_hours
@@ -51,7 +53,7 @@ REMINDER_SWEEP_FIELDS = (
     "procedure__patient__clinic__quiet_hours_end",
 )
 
-ReminderRow = tuple[str, str, int, int]  # cause, recipient, clinic id, checkpoint id
+ReminderRow = tuple[str, str, int, int, int, bool]  # cause, recipient, clinic id, checkpoint id, patient id, uncapped
 
 
 def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
@@ -81,10 +83,11 @@ def _remind(rows: list[Checkpoint], *, now: datetime) -> int:
     first_reminded: list[int] = []  # checkpoints that become due with this reminder
     changes: dict[tuple, list[int]] = defaultdict(list)  # (next, +1?, blocked, state) → ids
     local_now: dict[str, datetime] = {}
+    week = _WeekCounts(sent_this_week((row.procedure.patient.pk for row in rows), now=now))
     for row in rows:
         zone = row.procedure.patient.time_zone
         local = local_now.get(zone) or local_now.setdefault(zone, now.astimezone(ZoneInfo(zone)))
-        delivery, checkin, counted = _next_step(row, local=local, now=now)
+        delivery, checkin, counted = _next_step(row, local=local, now=now, week=week)
         if delivery:
             deliveries.append(delivery)
         if checkin:
@@ -100,7 +103,30 @@ def _remind(rows: list[Checkpoint], *, now: datetime) -> int:
     return len(ids) + len(checkins)
 
 
-def _next_step(row: Checkpoint, *, local: datetime, now: datetime) -> tuple[ReminderRow | None, CheckIn | None, bool]:
+class _WeekCounts:
+    """The weekly cap within one batch: a patient already written to in this batch gets the next
+    reminder in the same message (same-day items go together), so only their first one counts."""
+
+    def __init__(self, counts: Counter):
+        self.counts, self.messaged = counts, set()
+
+    def capped(self, row: Checkpoint) -> bool:
+        patient = row.procedure.patient.pk
+        uncapped = is_uncapped(row.protocol_version, row.code)
+        return (
+            not uncapped and patient not in self.messaged and self.counts[patient] >= weekly_cap(row.protocol_version)
+        )
+
+    def written(self, row: Checkpoint) -> None:
+        patient = row.procedure.patient.pk
+        if patient not in self.messaged and not is_uncapped(row.protocol_version, row.code):
+            self.counts[patient] += 1
+            self.messaged.add(patient)
+
+
+def _next_step(
+    row: Checkpoint, *, local: datetime, now: datetime, week: _WeekCounts
+) -> tuple[ReminderRow | None, CheckIn | None, bool]:
     """Decide one claimed checkpoint's reminder, setting its `next_reminder_at` (and
     `reminder_blocked`); returns the reminder to write, the check-in to add, and whether either
     counts as a reminder sent."""
@@ -121,8 +147,14 @@ def _next_step(row: Checkpoint, *, local: datetime, now: datetime) -> tuple[Remi
     if in_quiet_hours(clinic, local):
         row.next_reminder_at = after_quiet_hours(clinic, local, patient.time_zone)
         return None, None, False
-    reminder = (f"reminder:{row.pk}:{row.reminders_sent + 1}", patient.email, clinic.pk, row.pk)
     at = reminder_time(clinic, procedure_protocol(row.procedure))
+    if week.capped(row):  # the weekly cap is reached: try again tomorrow, while the window lasts
+        tomorrow = local_moment(local.date() + timedelta(days=1), at, patient.time_zone)
+        row.next_reminder_at = tomorrow if tomorrow < row.closes_at else None
+        return None, None, False
+    week.written(row)
+    uncapped = is_uncapped(row.protocol_version, row.code)
+    reminder = (f"reminder:{row.pk}:{row.reminders_sent + 1}", patient.email, clinic.pk, row.pk, patient.pk, uncapped)
     row.next_reminder_at = _next_reminder(row, local, at, patient.time_zone)
     return reminder, None, True
 
@@ -163,20 +195,38 @@ def _write_checkpoint_reminder_state(changes: dict[tuple, list[int]], first_remi
     record_first_reminders(checkpoint_ids=first_reminded, now=now)
 
 
+def _one_per_patient(rows: list[ReminderRow]) -> list[tuple[str, str, int, int, str]]:
+    """The reminders of one patient written together become one message: the first one's cause and
+    checkpoint, every checkpoint in its context, uncapped only if all of them are."""
+    grouped: dict[int, list[ReminderRow]] = defaultdict(list)
+    for row in rows:
+        grouped[row[4]].append(row)
+    messages = []
+    for items in grouped.values():
+        cause, recipient, clinic, checkpoint = items[0][:4]
+        context = {"checkpoints": [item[3] for item in items]}
+        if all(item[5] for item in items):
+            context[UNCAPPED] = True
+        messages.append((cause, recipient, clinic, checkpoint, json.dumps(context)))
+    return messages
+
+
 def _insert_reminders(rows: list[ReminderRow], *, now: datetime) -> list[int]:
-    """Write reminder deliveries; return the ids of those written. A cause already written is
-    skipped (the unique constraint), never doubled: one INSERT … SELECT FROM unnest … ON CONFLICT
-    DO NOTHING RETURNING, the sweep's hot path."""
+    """Write reminder deliveries, one per patient; return the ids of those written. A cause already
+    written is skipped (the unique constraint), never doubled: one INSERT … SELECT FROM unnest … ON
+    CONFLICT DO NOTHING RETURNING, the sweep's hot path."""
     if not rows:
         return []
-    causes, recipients, clinics, checkpoints = (list(column) for column in zip(*rows, strict=True))
+    causes, recipients, clinics, checkpoints, contexts = (
+        list(column) for column in zip(*_one_per_patient(rows), strict=True)
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO alerts_delivery (kind, channel, cause, recipient, clinic_id, checkpoint_id, context, state,"
             " attempts, next_attempt_at, last_error, created_at, updated_at)"
-            " SELECT %s, %s, t.cause, t.recipient, t.clinic, t.checkpoint, '{}'::jsonb, %s, 0, %s, '', %s, %s"
-            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])"
-            " AS t(cause, recipient, clinic, checkpoint)"
+            " SELECT %s, %s, t.cause, t.recipient, t.clinic, t.checkpoint, t.context::jsonb, %s, 0, %s, '', %s, %s"
+            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[])"
+            " AS t(cause, recipient, clinic, checkpoint, context)"
             " ON CONFLICT (cause, channel, recipient) DO NOTHING RETURNING id",
             [
                 DeliveryKind.REMINDER,
@@ -189,6 +239,7 @@ def _insert_reminders(rows: list[ReminderRow], *, now: datetime) -> list[int]:
                 recipients,
                 clinics,
                 checkpoints,
+                contexts,
             ],
         )
         return [row[0] for row in cursor.fetchall()]

@@ -18,6 +18,7 @@ from patients.models import Patient, PatientStatus, Procedure
 from patients.protocol import get_protocol
 from patients.services import day14_window, procedure_protocol, reassess_and_replan, record_pain, trigger_checkpoint
 
+from . import painkillers
 from .checkins import answer_checkin
 from .escalation import raise_alert
 from .models import CheckIn, ReportSource, SymptomReport
@@ -58,6 +59,8 @@ def submit_report(
     now = timezone.now()
     patient = Patient.objects.select_for_update().get(pk=procedure.patient_id)  # one report at a time per patient
     rules = get_rules(procedure.protocol_version or patient.clinic.protocol_version)
+    if "painkillers" in answers:  # one value (older callers) or several
+        answers["painkillers"] = painkillers.as_list(answers["painkillers"])
     report = SymptomReport(
         patient=patient,
         procedure=procedure,
@@ -229,7 +232,9 @@ def add_answers(*, report: SymptomReport, **answers: Any) -> SymptomReport:
     opinions = {code: answer for code, answer in opinions.items() if code in open_questions}
     if not report.other_symptoms:
         open_questions.add("other_symptoms")
-    given = {name: value for name, value in answers.items() if name in open_questions and value not in (None, "")}
+    if "painkillers" in answers:
+        answers["painkillers"] = painkillers.as_list(answers["painkillers"])
+    given = {name: value for name, value in answers.items() if name in open_questions and value not in (None, "", [])}
     for name, value in given.items():
         setattr(report, name, value)
     report.red_flags = sorted(set(report.red_flags) | new_flags)

@@ -7,7 +7,9 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.datastructures import MultiValueDict
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -22,6 +24,8 @@ from .rules import get_rules, highest_tier
 
 SESSION_CHECKIN = "checkin_id"
 SESSION_RESULT = "checkin_result"
+SESSION_REPORT = "checkin_report"  # the report the form's first answered step saved; later steps add to it
+SESSION_ANSWERS = "checkin_answers"  # the answers given on each step, shown again if the patient goes back
 RESUME_MAX_AGE = 7 * 24 * 3600  # an expired session's answers can be confirmed for as long as a link lives [DESIGN]
 
 
@@ -102,6 +106,12 @@ def _resumed(request) -> CheckIn | None:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def checkin_form(request):
+    """The patient's form, one short page (step) at a time. Capture first: the first step submitted
+    with any answer saves the report and acts on it at once; each later step adds its answers to it.
+    A POST without a step (the whole form at once, or one confirmed after an expired session) is
+    taken whole."""
+    if request.session.get(SESSION_REPORT):
+        return _later_step(request)
     checkin = _open_checkins().filter(pk=request.session.get(SESSION_CHECKIN)).first()
     confirm = False
     if checkin is None and request.method == "POST":
@@ -114,26 +124,121 @@ def checkin_form(request):
     if checkin is None:
         return _problem(request, "session", status=403)
     rules = get_rules(checkin.procedure.protocol_version or checkin.patient.clinic.protocol_version)
+    step = None if confirm else _step_number(request, rules)
+    if step is not None:
+        return _first_steps(request, checkin, rules, step)
     form = CheckInForm(request.POST if request.method == "POST" else None, rules=rules)
-    if request.method == "POST" and not confirm and form.is_valid():
+    if request.method == "POST" and not confirm and form.is_valid() and _save_first(request, checkin, rules, form):
+        return redirect("checkin-done")
+    return _render_form(request, form, checkin.patient.clinic, rules, confirm=confirm, resume=checkin.pk)
+
+
+def _step_number(request, rules) -> int | None:
+    """The step shown or submitted (1 to the last); None for a POST of the whole form."""
+    raw = request.POST.get("step") if request.method == "POST" else request.GET.get("step", "1")
+    if raw is None:
+        return None
+    count = len(CheckInForm.steps(rules))
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= count else 1
+
+
+def _save_first(request, checkin, rules, form) -> SymptomReport | None:
+    """Save the report of `form` (its answers so far) for `checkin` and act on it; None with the
+    form's errors set if it was refused."""
+    try:
+        report = reports.submit_report(
+            procedure=checkin.procedure, source="form", checkin=checkin, **form.report_arguments()
+        )
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, messages)
+        return None
+    request.session.pop(SESSION_CHECKIN, None)
+    request.session[SESSION_RESULT] = _result(report, rules)
+    return report
+
+
+def _first_steps(request, checkin, rules, step: int):
+    """A step before anything was saved: keep its answers; once any is given, save them all."""
+    form = CheckInForm(request.POST or None, rules=rules, step=step, initial=_kept(request))
+    if request.method == "POST" and form.is_valid():
+        _keep(request, form)
+        everything = CheckInForm(_kept_data(request), rules=rules)
+        if everything.is_valid():  # something is answered: save it and act on it now
+            report = _save_first(request, checkin, rules, everything)
+            if report is not None:
+                request.session[SESSION_REPORT] = report.pk
+                return _after_step(request, rules, step)
+            form.add_error(None, everything.non_field_errors() or everything.errors.as_text())
+        elif step == len(CheckInForm.steps(rules)):
+            form.add_error(None, everything.non_field_errors())
+        else:
+            return redirect(f"{reverse('checkin-form')}?step={step + 1}")
+    return _render_form(request, form, checkin.patient.clinic, rules, resume=checkin.pk)
+
+
+def _later_step(request):
+    """A step after the report was saved: its answers are added to that report."""
+    report = SymptomReport.objects.filter(pk=request.session[SESSION_REPORT]).select_related("patient__clinic").first()
+    if report is None:
+        return _problem(request, "session", status=403)
+    rules = get_rules(report.protocol_version)
+    step = _step_number(request, rules) or 1
+    form = CheckInForm(request.POST or None, rules=rules, step=step, initial=_kept(request))
+    if request.method == "POST" and form.is_valid():
+        _keep(request, form)
         try:
-            report = reports.submit_report(
-                procedure=checkin.procedure, source="form", checkin=checkin, **form.report_arguments()
-            )
+            report = reports.add_answers(report=report, **form.added_answers())
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, messages)
         else:
-            request.session.pop(SESSION_CHECKIN, None)
             request.session[SESSION_RESULT] = _result(report, rules)
-            return redirect("checkin-done")
+            return _after_step(request, rules, step)
+    return _render_form(request, form, report.patient.clinic, rules)
+
+
+def _after_step(request, rules, step: int):
+    """On to the next step, or to the confirmation page after the last step or at once when the
+    answers so far need emergency care."""
+    if step < len(CheckInForm.steps(rules)) and request.session[SESSION_RESULT]["tier"] != "emergency":
+        return redirect(f"{reverse('checkin-form')}?step={step + 1}")
+    for key in (SESSION_REPORT, SESSION_ANSWERS):
+        request.session.pop(key, None)
+    return redirect("checkin-done")
+
+
+def _keep(request, form) -> None:
+    """The raw answers of `form`'s step, kept in the session so that going back shows them."""
+    kept = dict(request.session.get(SESSION_ANSWERS, {}))
+    for name in form.fields:
+        kept[name] = [value for value in request.POST.getlist(name) if value != ""]
+    request.session[SESSION_ANSWERS] = kept
+
+
+def _kept_data(request) -> MultiValueDict:
+    return MultiValueDict(request.session.get(SESSION_ANSWERS, {}))
+
+
+def _kept(request) -> dict:
+    """The kept answers as a form's initial values (a list for a multiple choice)."""
+    return {
+        name: (values if name == "painkillers" else values[0]) for name, values in _kept_data(request).lists() if values
+    }
+
+
+def _render_form(request, form, clinic, rules, *, confirm=False, resume=None):
+    steps = CheckInForm.steps(rules)
     context = {
         "form": form,
-        "clinic": checkin.patient.clinic,
-        "wording": promises_for(checkin.patient.clinic, rules, now=timezone.now()),
+        "clinic": clinic,
+        "wording": promises_for(clinic, rules, now=timezone.now()),
         "confirm": confirm,
-        "resume": signing.dumps(checkin.pk, salt=RESUME_SALT),
+        "resume": signing.dumps(resume, salt=RESUME_SALT) if resume else "",
         "first_red_flag": rules.red_flags[0].id,
+        "step": form.step,
+        "steps": len(steps),
+        "heading": steps[form.step - 1][0] if form.step else "",
     }
     return render(request, "alerts/checkin/form.html", context, status=400 if form.errors and not confirm else 200)
 

@@ -30,7 +30,11 @@ class KyphofollowAdminSite(AdminSite):
     site_title = "kyphofollow"
     index_title = "Follow-up after kyphoplasty and vertebroplasty"
     login_form = StaffLoginForm
-    login_template = "otp/admin111/login.html"
+
+    @property
+    def login_template(self):
+        """The code field only where a code is asked for: with 2FA off, Django's plain sign-in."""
+        return "otp/admin111/login.html" if settings.STAFF_REQUIRE_2FA else "admin/staff_login.html"
 
     def has_permission(self, request):
         verified = not settings.STAFF_REQUIRE_2FA or request.user.is_verified()

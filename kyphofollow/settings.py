@@ -105,8 +105,16 @@ if PRODUCTION and not env.str("ALLOWED_HOSTS", default=""):
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DJANGO_ENV=production (comma-separated host names)")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-# Absolute address of the site, used to build links in e-mails sent by the worker.
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Absolute address of the site, used to build links in e-mails sent by the worker. Unset, it is where
+# `make run` serves (it writes $VAR_DIR/site-url while it runs, so that a command in a second
+# terminal, such as demo_clock, links to that server), else port PORT (8000) on this machine.
+SERVED_SITE_FILE = VAR_DIR / "site-url"
+_SITE_DEFAULT = (
+    SERVED_SITE_FILE.read_text().strip()
+    if not PRODUCTION and SERVED_SITE_FILE.is_file()
+    else f"http://127.0.0.1:{_int('PORT', 8000, minimum=1)}"
+)
+SITE_URL = env.str("SITE_URL", default=_SITE_DEFAULT).rstrip("/")
 # Links in e-mails carry tokens: production sends them over https only. Plain http is accepted for a
 # loopback host alone (the compose stack on localhost), where the link never crosses a network.
 _LOOPBACK_SITES = ("http://localhost", "http://127.0.0.1", "http://[::1]")
@@ -182,6 +190,7 @@ AXES_CLIENT_IP_CALLABLE = "kyphofollow.client_ip.client_ip"
 AXES_VERBOSE = False
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_VERBOSE = False  # no multi-line banner at every start-up
 SIMPLE_HISTORY_REVERT_DISABLED = True
 
 ROOT_URLCONF = "kyphofollow.urls"

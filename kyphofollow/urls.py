@@ -5,10 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from alerts import views as alert_views
 
 from .health import health
+from .landing import landing
 
 handler500 = "kyphofollow.unavailable.server_error"
 
 urlpatterns = [
+    path("", landing, name="landing"),
     path("", include("interop.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

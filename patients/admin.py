@@ -6,7 +6,7 @@ from django.urls import path, reverse
 from . import access, services
 from .admin_identity import PatientIdentityColumns
 from .admin_scoping import ClinicScopedAdmin, ParentScopedInline, ScopedClinicFilter, WritableRowActions
-from .forms import CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
+from .forms import BookAppointmentForm, CancelCheckpointForm, CompleteCheckpointForm, RescheduleCheckpointForm
 from .models import (
     ApiClient,
     Checkpoint,
@@ -367,6 +367,7 @@ class CheckpointAdmin(PatientIdentityColumns, ServiceActionsAdmin):
     actions_forms = {
         "complete": (CompleteCheckpointForm, "Complete with outcome"),
         "reschedule": (RescheduleCheckpointForm, "Reschedule"),
+        "book": (BookAppointmentForm, "Record the booked appointment"),
         "cancel": (CancelCheckpointForm, "Cancel"),
     }
 

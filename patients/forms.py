@@ -75,3 +75,11 @@ class ConfirmTierDropForm(ServiceActionForm):
             self.add_error(None, "The risk no longer lowers the tier: the task was withdrawn and the tier stays.")
             return False
         return True
+
+
+class BookAppointmentForm(ServiceActionForm):
+    service = services.book_appointment
+
+    appointment_at = forms.DateTimeField(
+        label="Appointment date and time", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )

@@ -85,9 +85,6 @@ def database(settings) -> Iterator[str]:
 
 def banner(settings, *, port: int, database_line: str) -> None:
     python = os.path.relpath(sys.executable, ROOT) if Path(sys.executable).is_relative_to(ROOT) else sys.executable
-    if os.environ["SITE_URL"] != settings.SITE_URL:
-        # Another terminal reads settings without this process's environment: name the server there.
-        python = f"SITE_URL={os.environ['SITE_URL']} {python}"
     if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend"):
         mail = f"one file per message in {settings.EMAIL_FILE_PATH}/"
     else:
@@ -96,6 +93,7 @@ def banner(settings, *, port: int, database_line: str) -> None:
     print(
         "\n"
         f"  kyphofollow is starting: web, Celery workers and Celery beat (Ctrl-C stops {stops}).\n"
+        f"  Start:    http://127.0.0.1:{port}/\n"
         f"  Admin:    http://127.0.0.1:{port}/admin/   login: coordinator / kyphofollow-demo\n"
         f"  Health:   http://127.0.0.1:{port}/health/\n"
         f"  E-mail:   {mail}\n"
@@ -107,8 +105,9 @@ def banner(settings, *, port: int, database_line: str) -> None:
 
 
 def serve(settings, *, port: int) -> int:
-    with database(settings) as database_line:
-        for step in (["migrate", "--noinput"], ["seed_demo"]):
+    with database(settings) as database_line, served_at(settings, os.environ["SITE_URL"]):
+        # The demo's alerts and call tasks, then every sweep once, so the worklist is full at once.
+        for step in (["migrate", "--noinput"], ["seed_demo"], ["start_demo"]):
             status = foreground([sys.executable, "manage.py", *step])
             if status != 0:
                 return status
@@ -118,6 +117,19 @@ def serve(settings, *, port: int) -> int:
         # The Procfile's commands (python, celery) are this interpreter's.
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         return foreground([str(BIN / "honcho"), "start", "--port", str(port), "--procfile", "Procfile"], env=env)
+
+
+@contextmanager
+def served_at(settings, site_url: str) -> Iterator[None]:
+    """Where this server is, in $VAR_DIR/site-url while it runs: the settings of a manage.py command
+    in a second terminal (demo_checkin_link, demo_clock) read it, so their links reach this port."""
+    path = Path(settings.SERVED_SITE_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(site_url + "\n")
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -240,7 +240,9 @@ def staff_pages(rows: dict[str, int | None]) -> list[tuple[str, int]]:
 def answer_emergency_checkin(base: str, env: dict) -> None:
     """The demo patient's check-in link, answered with an emergency: the instruction shows at once."""
     patient = Browser(base, follow_redirects=True)
-    link = urllib.parse.urlsplit(manage(env, "demo_checkin_link").strip()).path
+    printed = manage(env, "demo_checkin_link").strip()
+    assert printed.startswith(base + "/c/"), printed  # the port `make run` serves on, not 8000
+    link = urllib.parse.urlsplit(printed).path
     status, form_page = patient.open(link)
     assert status == 200 and "How are you doing?" in form_page
     answers = form_answers(
@@ -316,13 +318,17 @@ def test_make_run_serves_every_staff_page_on_the_embedded_postgresql_and_runs_wo
     with MakeRun(var_dir, port) as stack:
         ready = wait_until(
             lambda: (h := health(anonymous)) and h["status"] == "ok" and h,
-            timeout=100,
+            timeout=180,  # migrate, seed, the demo's alerts and first sweep, then three processes, on a busy machine
             interval=0.5,
             message="/health/ to answer 200 from `make run`",
         )
         assert ready["checks"]["broker"]["transport"] == "filesystem"
         assert stack.embedded_postgres(), "the database is the embedded PostgreSQL started by `make run`"
         assert "20 patients created" in stack.output()
+        assert "Demo: 4 alerts raised; first sweep done." in stack.output()
+        assert "AXES" not in stack.output()  # one-line start-up logs
+        status, front = anonymous.open("/")
+        assert status == 200 and "Staff sign-in" in front
         with ThreadPoolExecutor(max_workers=1) as second_terminal:
             seeded_again = second_terminal.submit(manage, env, "seed_demo")
             answer_emergency_checkin(base, env)

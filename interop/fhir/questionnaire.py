@@ -52,8 +52,13 @@ REPORT_BOOLEANS = (
 ANSWER_DISPLAY = {"yes": "Yes", "no": "No", "unsure": "Not sure"}
 
 
+# Asked by EHRs only: the patient's form asks about falls once, in RF-10 (a "yes" here counts as RF-10).
+EHR_ONLY_LABELS = {"fell_since_last": "Have you fallen since you last answered these questions?"}
+
+
 def _label(name: str) -> str:
-    return str(CheckInForm.base_fields[name].label)
+    field = CheckInForm.base_fields.get(name)
+    return str(field.label) if field is not None else EHR_ONLY_LABELS[name]
 
 
 def _pain_item(name: str, *, required: bool, coded: bool) -> dict:
@@ -107,6 +112,7 @@ def _questionnaire_items(rules: Rules) -> list[dict]:
             "linkId": "painkillers",
             "text": _label("painkillers"),
             "type": "choice",
+            "repeats": True,
             "answerOption": [
                 {"valueCoding": {"system": SYSTEM_PAINKILLERS, "code": value, "display": str(label)}}
                 for value, label in PainkillerUse.choices
@@ -188,12 +194,12 @@ def _answered_items(report: SymptomReport) -> list[dict]:
         if answer:
             items.append({"linkId": opinion.id, "text": opinion.question, "answer": [_answer_coding(answer)]})
     if report.painkillers:
-        painkillers = {
-            "system": SYSTEM_PAINKILLERS,
-            "code": report.painkillers,
-            "display": str(report.get_painkillers_display()),
-        }
-        items.append({"linkId": "painkillers", "answer": [{"valueCoding": painkillers}]})
+        labels = dict(PainkillerUse.choices)
+        answers = [
+            {"valueCoding": {"system": SYSTEM_PAINKILLERS, "code": code, "display": str(labels.get(code, code))}}
+            for code in report.painkillers
+        ]
+        items.append({"linkId": "painkillers", "answer": answers})
     for name in REPORT_BOOLEANS:
         value = getattr(report, name)
         if value is not None:
@@ -300,6 +306,9 @@ def report_arguments(data: dict, rules: Rules) -> dict:
         seen.add(link)
         if not answers:
             continue
+        if link == "painkillers":  # repeats: every kind taken
+            arguments[link] = [_choice(a, PainkillerUse.values, f"{path}.answer[{n}]") for n, a in enumerate(answers)]
+            continue
         if len(answers) > 1:
             raise FHIRError(f"{link} takes one answer.", path=f"{path}.answer")
         _take_answer(arguments, link, answers[0], f"{path}.answer[0]", red_flags=red_flags, opinions=opinions)
@@ -324,8 +333,6 @@ def _take_answer(arguments: dict, link: str, answer: dict, path: str, *, red_fla
             arguments[link] = answer["valueBoolean"]
     elif link in opinions:
         arguments["second_opinion"][link] = _choice(answer, SO_ANSWERS, path)
-    elif link == "painkillers":
-        arguments["painkillers"] = _choice(answer, PainkillerUse.values, path)
     else:
         if not isinstance(answer.get("valueString"), str):
             raise FHIRError(f"{link} needs valueString.", path=path)

@@ -59,7 +59,10 @@ class Checkpoint(models.Model):
     source = models.CharField(max_length=100)
     protocol_version = models.CharField(max_length=20)
     priority = models.BooleanField(default=False, help_text=_("Priority fracture-liaison referral (high tier)."))
-    calendar = models.BooleanField(default=False, help_text=_("Reminders carry an .ics calendar file."))
+    calendar = models.BooleanField(default=False, help_text=_("A scan the patient books (protocol data)."))
+    appointment_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("The booked appointment; only then do reminders carry an .ics file.")
+    )
 
     window_start = models.DateField()
     target_date = models.DateField()
@@ -156,6 +159,7 @@ class CheckpointEvent(models.Model):
         MISSED = "missed", _("Missed")
         CANCELLED = "cancelled", _("Cancelled")
         RESCHEDULED = "rescheduled", _("Rescheduled")
+        BOOKED = "booked", _("Appointment booked")
         REPLANNED = "replanned", _("Moved by a re-plan")
 
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="events")

@@ -72,6 +72,8 @@ class CheckpointRule:
     reminder_every_days: int = 0
     reminder_max: int = 0
     triggered_only: bool = False
+    patient_title: str = ""  # what the patient reads (the title above is the staff's)
+    patient_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,19 @@ class Intensification:
     source: str
     reminder_every_days: int = 0
     reminder_max: int = 0
+    patient_title: str = ""
+    patient_text: str = ""
+
+
+@dataclass(frozen=True)
+class PatientMessagePolicy:
+    """How often a patient is e-mailed: at most `weekly_cap` non-safety messages (reminders and
+    check-in invitations) in any 7 days; those of the checkpoints or reasons in `uncapped` always go."""
+
+    id: str
+    weekly_cap: int
+    uncapped: frozenset[str]
+    source: str
 
 
 @dataclass(frozen=True)
@@ -177,10 +192,18 @@ class Protocol:
     intervals: tuple[Interval, ...]
     checkin: CheckinPolicy
     second_opinion_information: SecondOpinionInformation
+    patient_messages: PatientMessagePolicy
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
     def checkpoint(self, code: str) -> CheckpointRule:
         return next(rule for rule in self.checkpoints if rule.id == code)
+
+    def patient_wording(self, code: str) -> tuple[str, str]:
+        """The patient-facing title and sentence of checkpoint `code` (a checkpoint or a series)."""
+        rule = next((r for r in (*self.intensification, *self.checkpoints) if r.id == code), None)
+        if rule is None or not rule.patient_title:
+            return "A follow-up step", "Your care team has planned a follow-up step for you."
+        return rule.patient_title, rule.patient_text
 
     def checkpoint_for_role(self, role: str) -> str:
         """The checkpoint code that plays `role` (one of vocabulary.ROLES)."""

@@ -11,6 +11,7 @@ from .operations import (
     parse_escalation,
     parse_intervals,
     parse_outcomes,
+    parse_patient_messages,
     parse_roles,
     parse_second_opinion_information,
 )
@@ -79,6 +80,7 @@ def _operations(data: dict, name: str, schedule: dict) -> dict:
         "intervals": parse_intervals(data, name),
         "checkin": parse_checkin(data, name, codes),
         "second_opinion_information": parse_second_opinion_information(data, name),
+        "patient_messages": parse_patient_messages(data, name, codes),
     }
 
 

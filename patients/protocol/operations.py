@@ -12,6 +12,7 @@ from .entries import (
     EscalationStep,
     Interval,
     Outcome,
+    PatientMessagePolicy,
     Role,
     SecondOpinionInformation,
 )
@@ -148,5 +149,16 @@ def parse_second_opinion_information(data: dict, name: str) -> SecondOpinionInfo
     return SecondOpinionInformation(
         id=require(entry, "id", where, str),
         findings=frozenset(names(entry, "findings", where, rule_ids(data), "finding")),
+        source=source(entry, where),
+    )
+
+
+def parse_patient_messages(data: dict, name: str, codes: frozenset[str]) -> PatientMessagePolicy:
+    entry = require(data, "patient_messages", name, dict)
+    where = f"{name} [patient_messages] ({entry.get('id', '?')})"
+    return PatientMessagePolicy(
+        id=require(entry, "id", where, str),
+        weekly_cap=positive(entry, "weekly_cap", where),
+        uncapped=frozenset(names(entry, "uncapped", where, codes | rule_ids(data), "checkpoint or finding")),
         source=source(entry, where),
     )

@@ -78,6 +78,7 @@ def parse_checkpoint(entry: dict, where: str) -> CheckpointRule:
         "audience": audience,
         "source": source(entry, where),
         "calendar": bool(entry.get("calendar", False)),
+        **patient_wording(entry, where, audience),
     }
     if "condition" in entry:
         common["condition"] = check_choice(require(entry, "condition", where, str), CONDITIONS, where, "condition")
@@ -108,4 +109,16 @@ def parse_intensification(entry: dict, where: str) -> Intensification:
         audience=audience,
         source=source(entry, where),
         **_reminders(entry, where, audience),
+        **patient_wording(entry, where, audience),
     )
+
+
+def patient_wording(entry: dict, where: str, audience: str) -> dict[str, str]:
+    """The patient's title and sentence: required wherever the patient is written to (every audience
+    but coordinator_task), so staff wording never reaches a patient."""
+    if audience == "coordinator_task" and "patient_title" not in entry:
+        return {}
+    return {
+        "patient_title": require(entry, "patient_title", where, str),
+        "patient_text": require(entry, "patient_text", where, str),
+    }

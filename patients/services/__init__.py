@@ -21,6 +21,7 @@ Each module imports only those below it in this list, never the package itself.
 from .api_clients import revoke_api_clients
 from .checkpoints import (
     ACTIONABLE_STATES,
+    book_appointment,
     cancel_checkpoint,
     record_first_reminders,
     record_reminder_outcome,
@@ -55,6 +56,7 @@ __all__ = [
     "ACTIONABLE_STATES",
     "WorkingTime",
     "StateConflict",
+    "book_appointment",
     "cancel_checkpoint",
     "complete_checkpoint",
     "compute_assessment",

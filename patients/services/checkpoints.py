@@ -175,6 +175,28 @@ def reschedule_checkpoint(*, checkpoint: Checkpoint, target_date: date, reason: 
 
 
 @transaction.atomic
+def book_appointment(*, checkpoint: Checkpoint, appointment_at: datetime, by=None) -> Checkpoint:
+    """Record the booked date and time of an open checkpoint's appointment (a visit or a scan): its
+    reminders from now on carry an .ics for that moment. Without one, no reminder has an .ics."""
+    if checkpoint.audience == "coordinator_task":
+        raise ValidationError({"appointment_at": ["This checkpoint is a task for staff, not an appointment."]})
+    if appointment_at <= timezone.now():
+        raise ValidationError({"appointment_at": ["The appointment is in the past."]})
+    zone = ZoneInfo(checkpoint.procedure.patient.time_zone)
+    if checkpoint.state not in OPEN_STATES or not _move(
+        checkpoint,
+        checkpoint.state,
+        kind=Kind.BOOKED,
+        by=by,
+        reason=f"appointment booked for {timezone.localtime(appointment_at, zone):%Y-%m-%d %H:%M}",
+        from_states=[checkpoint.state],
+        appointment_at=appointment_at,
+    ):
+        raise not_open(checkpoint)
+    return checkpoint
+
+
+@transaction.atomic
 def cancel_checkpoint(*, checkpoint: Checkpoint, reason: str, by=None) -> Checkpoint:
     """Cancel an open or missed checkpoint; its reminders stop at once."""
     if not reason.strip():

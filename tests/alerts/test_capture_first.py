@@ -80,10 +80,10 @@ def test_the_rest_is_asked_for_afterwards_is_optional_and_never_pages_twice(clie
     more = client.get(MORE)
     assert more.status_code == 200
     assert "RF-02" not in question_order(more) and "pain_now" in question_order(more)
-    assert client.post(MORE, {"pain_now": "6", "RF-06": "yes", "fell_since_last": "no"}).status_code == 302
+    assert client.post(MORE, {"pain_now": "6", "RF-06": "yes", "doing_physio": "no"}).status_code == 302
 
     report.refresh_from_db()
-    assert (report.pain_now, report.fell_since_last) == (6, False)
+    assert (report.pain_now, report.doing_physio) == (6, False)
     assert report.red_flags == ["RF-02", "RF-06"]
     assert "pain_now" not in report.unanswered and "RF-06" not in report.unanswered and "RF-01" in report.unanswered
     assert sorted(Alert.objects.values_list("code", flat=True)) == ["RF-02", "RF-06"]
@@ -177,14 +177,27 @@ def test_a_forged_resume_field_gives_no_checkin(client, invite):
 @pytest.mark.django_db
 def test_a_fall_answered_on_the_form_alone_raises_rf10_and_pages(client, invite, make_patient, clinician):
     invitation = invite(make_patient(responsible_clinician=clinician))
-    client.get(invitation.path)
+    page = client.get(client.get(invitation.path).url).content.decode()
+    assert "fell_since_last" not in page  # falls are asked once, by RF-10, among the red flags
 
-    assert client.post(FORM, {"fell_since_last": "yes"}).status_code == 302
+    assert client.post(FORM, {"step": "1", "RF-10": "yes"}).status_code == 302
 
     alert = Alert.objects.get(patient=invitation.checkin.patient)
     assert (alert.code, alert.tier) == ("RF-10", "urgent")
-    assert alert.answers["also"] == {"fell_since_last": "yes"}
     assert Delivery.objects.get(alert=alert, kind=DeliveryKind.ALERT).recipient_user == clinician
+
+
+@pytest.mark.hazard("HAZ-20")
+@pytest.mark.django_db
+def test_a_fall_sent_by_an_ehr_as_fell_since_last_raises_rf10(make_procedure, clinician, make_patient):
+    from alerts.reports import submit_report
+
+    procedure = make_procedure(patient=make_patient(responsible_clinician=clinician))
+    submit_report(procedure=procedure, source="api", fell_since_last=True)
+
+    alert = Alert.objects.get(patient=procedure.patient)
+    assert (alert.code, alert.tier) == ("RF-10", "urgent")
+    assert alert.answers["also"] == {"fell_since_last": "yes"}
 
 
 @pytest.mark.hazard("HAZ-21")

@@ -43,7 +43,7 @@ def test_swept_reminders_are_delivered_by_the_worker_to_the_smtp_server_once_eac
     assert sorted(received) == sorted(Delivery.objects.values_list("id", flat=True))
     assert set(received.values()) == {1}
     assert set(Delivery.objects.values_list("state", flat=True)) == {DeliveryState.SENT}
-    assert {message["Subject"] for message in smtp_server.messages} == {"A message from your care team"}
+    assert {message["Subject"] for message in smtp_server.messages} == {"A reminder from Northside Spine"}
 
 
 @pytest.mark.hazard("HAZ-08")

@@ -3,7 +3,6 @@
 import threading
 from datetime import UTC, date, datetime, timedelta
 
-import icalendar
 import pytest
 import time_machine
 from django.core import mail
@@ -134,28 +133,26 @@ def test_reminder_caught_up_in_quiet_hours_waits_until_they_end(march_procedure)
 
 
 @pytest.mark.django_db
-def test_reminder_email_has_a_neutral_subject_no_identifiers_and_a_calendar_file(make_patient, make_procedure):
+def test_reminder_email_has_a_neutral_subject_no_identifiers_and_no_calendar_file_unbooked(
+    make_patient, make_procedure
+):
     patient = make_patient(given_name="Zebedee", family_name="Quartermaine", mrn="SENTINEL-MRN-42")
     with time_machine.travel(at_utc(2026, 1, 1, 12), tick=False):
         procedure = make_procedure(patient=patient, performed_on=date(2026, 1, 1), fracture_diagnosed_on=None)
-    visit = cp(procedure, "CP-04")  # a clinician visit: the patient gets an .ics
+    visit = cp(procedure, "CP-04")  # a clinician visit, not booked: no .ics
 
     sweep_reminders(now=visit.due_at)
     deliver(delivery_id=reminders_for(visit)[0].pk)
 
     [message] = mail.outbox
-    assert message.subject == REMINDER_SUBJECT
+    assert message.subject == REMINDER_SUBJECT.format(clinic=procedure.patient.clinic.name)
     text = message.body + message.alternatives[0][0]
     for secret in ("Zebedee", "Quartermaine", "SENTINEL-MRN-42", patient.birth_date.isoformat()):
         assert secret not in message.subject
         assert secret not in text
     assert procedure.patient.clinic.phone in text
     assert "call emergency services" in message.body
-    [(name, content, mimetype)] = message.attachments
-    assert (name, mimetype) == ("follow-up.ics", "text/calendar")
-    event = icalendar.Calendar.from_ical(content).walk("VEVENT")[0]
-    assert event.decoded("dtstart") == visit.target_date
-    assert str(event["uid"]) == f"checkpoint-{visit.pk}@kyphofollow"
+    assert message.attachments == []
 
 
 @pytest.mark.django_db(transaction=True)

@@ -46,6 +46,9 @@ def screenshot():
     def take(page, name: str) -> Path:
         path = SCREENSHOTS / name
         page.screenshot(path=str(path), full_page=True)
+        if docs := os.environ.get("DOC_SCREENSHOTS"):  # `make screenshots`: the README's small copies
+            Path(docs).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(docs) / name), scale="css")
         return path
 
     return take

@@ -1,9 +1,25 @@
 """Symptom reports in the REST API, with the findings the rules gave."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from alerts.models import PainkillerUse, SymptomReport
+from alerts.painkillers import validate_painkillers
 from patients.models import Patient, Procedure
+
+
+class PainkillersField(serializers.ListField):
+    """A list of painkiller kinds; one kind sent as a plain string (the older form) is a list of one."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [data] if data else []
+        values = super().to_internal_value(data)
+        try:
+            validate_painkillers(values)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+        return sorted(set(values))
 
 
 class FindingSerializer(serializers.Serializer):
@@ -31,7 +47,12 @@ class SymptomReportSerializer(serializers.ModelSerializer):
         default=dict,
         help_text='Answers to the second-opinion questions, e.g. {"SO-2": "no"}.',
     )
-    painkillers = serializers.ChoiceField(choices=PainkillerUse.choices, required=False, allow_blank=True)
+    painkillers = PainkillersField(
+        child=serializers.ChoiceField(choices=PainkillerUse.choices),
+        required=False,
+        help_text='Every kind taken, e.g. ["non_opioid", "opioid"] for paracetamol and codeine; one value as a'
+        ' string ("opioid") is read as a list of one; "none" goes alone.',
+    )
     pain_now = serializers.IntegerField(
         min_value=0,
         max_value=10,
