@@ -50,7 +50,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) PYTHON
 test: $(VENV)/.installed-dev services
 	$(BIN)/lint-imports --no-cache
 	rm -f artifacts/.hazard-runs.json
-	HAZARD_TABLE=collect $(TEST_ENV) $(BIN)/pytest -p tests.parallel -n $(TEST_WORKERS) --dist loadscope -m "not restarts_postgres"
+	HAZARD_TABLE=collect $(TEST_ENV) $(BIN)/pytest -p tests.parallel -n $(TEST_WORKERS) --dist worksteal -m "not restarts_postgres"
 	HAZARD_TABLE=1 $(TEST_ENV) $(BIN)/pytest -m restarts_postgres
 
 # The README's screenshots (docs/screenshots/, the visible screen only) from the browser tests, which
