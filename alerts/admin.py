@@ -8,6 +8,7 @@ from django.utils import timezone
 from patients import access
 from patients.admin import ClinicScopedAdmin, ServiceActionsAdmin
 from patients.admin_identity import PatientIdentityColumns
+from patients.admin_scoping import ReadOnlyAdmin, RecordAdmin
 from patients.models import Patient, Procedure
 
 from . import reports, reviews
@@ -33,20 +34,6 @@ from .models import (
 )
 from .rules import get_rules
 from .worklist import search_patients
-
-
-class ReadOnlyAdmin(ClinicScopedAdmin):
-    """Rows written only by services: staff read them and act through buttons, never edit them."""
-
-    def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 # --- Alerts -------------------------------------------------------------------------------------
 
@@ -275,7 +262,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AlertEvent)
-class AlertEventAdmin(ReadOnlyAdmin):
+class AlertEventAdmin(RecordAdmin):
     """Every alert transition, with who (staff user or API client), when, through what and why."""
 
     clinic_path = "alert__clinic"
@@ -283,9 +270,6 @@ class AlertEventAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "source"]
     list_select_related = ["alert", "by", "api_client"]
     date_hierarchy = "at"
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(DigestRun)

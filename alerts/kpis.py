@@ -363,12 +363,8 @@ def _alert_rows(clinic: Clinic, start: date, end: date) -> dict[str, dict]:
 
 
 def _fls_ratios(counts: dict[str, int], deadlines: Deadlines) -> list[Ratio]:
-    total = counts["procedures"]
-    dxa, med, year = (
-        deadlines.dxa_from_fracture,
-        deadlines.medication_from_fracture,
-        deadlines.year_review_from_procedure,
-    )
+    total, d = counts["procedures"], deadlines
+    dxa, med, year = d.dxa_from_fracture, d.medication_from_fracture, d.year_review_from_procedure
     return [
         Ratio(
             key="dxa_by_week_12",

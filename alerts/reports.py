@@ -59,8 +59,6 @@ def submit_report(
     now = timezone.now()
     patient = Patient.objects.select_for_update().get(pk=procedure.patient_id)  # one report at a time per patient
     rules = get_rules(procedure.protocol_version or patient.clinic.protocol_version)
-    if "painkillers" in answers:  # one value (older callers) or several
-        answers["painkillers"] = painkillers.as_list(answers["painkillers"])
     report = SymptomReport(
         patient=patient,
         procedure=procedure,
@@ -72,7 +70,7 @@ def submit_report(
         pain_average_24h=pain_average_24h,
         red_flags=sorted(set(red_flags)),
         protocol_version=rules.version,
-        **answers,
+        **_normalised(answers),
     )
     report.second_opinion = _validated_answers(rules, report, second_opinion)
     report.day = _checked_day(report, now=now)
@@ -87,6 +85,14 @@ def submit_report(
         _act_on(finding, report, now=now)
     _feed_tier_inputs(report)
     return report
+
+
+def _normalised(answers: dict) -> dict:
+    """The other answers as the report stores them: painkillers as a list, whether one value (older
+    callers) or several were given."""
+    if "painkillers" in answers:
+        return {**answers, "painkillers": painkillers.as_list(answers["painkillers"])}
+    return answers
 
 
 def _feed_tier_inputs(report: SymptomReport) -> None:

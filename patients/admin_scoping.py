@@ -110,3 +110,23 @@ class ParentScopedInline:
 
     def has_delete_permission(self, request, obj=None):
         return super().has_delete_permission(request, obj) and self._parent_writable(request, obj)
+
+
+class ReadOnlyAdmin(ClinicScopedAdmin):
+    """Rows written only by services: staff read them and act through buttons, never edit them."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RecordAdmin(ReadOnlyAdmin):
+    """A record nobody changes through the app: history, checkpoint and alert events."""
+
+    def has_change_permission(self, request, obj=None):
+        return False
