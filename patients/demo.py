@@ -112,7 +112,7 @@ def _register_demo_patient(clinic: Clinic, index: int, clinician) -> Patient:
         birth_date=today.replace(year=today.year - age) - timedelta(days=40 + index),
         sex="female" if index % 3 else "male",
         email=f"patient{index + 1}@demo-patient.invalid",
-        phone=f"+4416329600{index + 10:02d}",  # Ofcom's drama range: never a real line
+        phone=f"+4420794600{index + 10:02d}",  # Ofcom's drama range for London (020 7946 0xxx): never a real line
         time_zone="Europe/London",
         email_consent=index % 7 != 3,
         responsible_clinician=clinician,

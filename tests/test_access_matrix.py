@@ -56,7 +56,7 @@ NO_CLINIC_DATA = {
     "admin:otp-setup", "admin:otp-enrol", "admin:view_on_site", "admin:app_list", "admin:tables", "admin:autocomplete",
     "api-schema", "api-docs", "api-redoc", "health", "checkin-start", "checkin-form", "checkin-done", "checkin-more",
     "api-root", "fhir-metadata", "fhir-root", "fhir-unknown", "fhir-questionnaire", "fhir-questionnaire-type",
-    "patients-import-template",
+    "patients-import-template", "landing",
 }  # fmt: skip
 
 

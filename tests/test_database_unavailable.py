@@ -28,7 +28,7 @@ def test_an_unsent_emergency_answer_shows_the_emergency_instruction_and_says_the
 
     page = response.content.decode()
     assert (response.status_code, response["Retry-After"], response["Cache-Control"]) == (503, "30", "no-store")
-    assert WORDING["emergency"] in page
+    assert WORDING["emergency_no_number"] in page  # the clinic and its number are in the database
     assert "your clinician has not been told" in page
 
 

@@ -12,6 +12,7 @@ from .patient import Patient
 from .validators import validate_not_in_future
 
 VERTEBRAE = [f"T{n}" for n in range(1, 13)] + [f"L{n}" for n in range(1, 6)]
+VERTEBRA_CHOICES = [(v, v) for v in VERTEBRAE]  # one choice set: the API schema names it LevelEnum
 
 
 class ProcedureKind(models.TextChoices):
@@ -55,7 +56,7 @@ class Procedure(models.Model):
         "HU measured at",
         max_length=3,
         blank=True,
-        choices=[(v, v) for v in VERTEBRAE],
+        choices=VERTEBRA_CHOICES,
         help_text=_("Vertebra T1–L5 where the HU was measured, usually an untreated one such as L1."),
     )
     ct_hu_scanner = models.CharField("HU scanner", max_length=100, blank=True)
@@ -131,7 +132,7 @@ class LeakSite(models.TextChoices):
 
 class TreatedLevel(models.Model):
     procedure = models.ForeignKey(Procedure, on_delete=models.CASCADE, related_name="levels")
-    level = models.CharField(max_length=3, choices=[(v, v) for v in VERTEBRAE], help_text=_("Vertebra T1–L5."))
+    level = models.CharField(max_length=3, choices=VERTEBRA_CHOICES, help_text=_("Vertebra T1–L5."))
     cement_leakage = models.BooleanField(null=True, blank=True)
     leak_site = models.CharField(max_length=20, choices=LeakSite.choices, blank=True)
     cement_distribution = models.CharField(max_length=10, choices=CementDistribution.choices, blank=True)

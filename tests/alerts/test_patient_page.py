@@ -67,7 +67,6 @@ def test_answers_are_in_words_with_the_patients_own_comment(client, coordinator,
     html = page_of(client, reported)
 
     assert "How bad is your back pain right now?" in html and "7 out of 10" in html
-    assert "Have you fallen since you last answered these questions?</dt><dd>No" in html
     assert "The wound is warm &amp; I feel shivery at night." in html
     assert '{"' not in sentences(html) and "fell_since_last" not in html
 

@@ -229,7 +229,7 @@ def test_pages_answer_503_in_words_while_postgres_is_down_and_an_unsent_red_flag
         assert [r.status_code for r in (unsent, unsent_urgent, phone, worklist)] == [503] * 4
         assert all(r["Retry-After"] and r["Cache-Control"] == "no-store" for r in (unsent, phone, worklist))
         page = visible_text(unsent)
-        assert get_rules("2026.1").wording["emergency"] in page
+        assert get_rules("2026.1").wording["emergency_no_number"] in page
         assert "your clinician has not been told" in page
         assert "Your clinician has not been told" in visible_text(unsent_urgent)
         assert "Nothing from this request was saved" in visible_text(phone)
