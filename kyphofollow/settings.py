@@ -167,8 +167,7 @@ MIDDLEWARE = [
 ]
 
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-# Staff sign in with a password and a TOTP code (django-otp). On by default in production; off by
-# default for the laptop demo of `make run`.
+# Staff sign in with a password and a TOTP code (django-otp); on by default except for `make run`'s demo.
 STAFF_REQUIRE_2FA = _bool("STAFF_REQUIRE_2FA", default=PRODUCTION)
 if PRODUCTION and not STAFF_REQUIRE_2FA:
     raise ImproperlyConfigured("STAFF_REQUIRE_2FA must be true when DJANGO_ENV=production")
@@ -323,9 +322,8 @@ if DELIVERY_HEARTBEAT_SECONDS * 3 > DELIVERY_PAGE_LEASE_SECONDS:
 WEBHOOK_DEADLINE_SECONDS = _int("WEBHOOK_DEADLINE_SECONDS", 10, minimum=1)
 WEBHOOK_BACKOFF_MAX_SECONDS = _int("WEBHOOK_BACKOFF_MAX_SECONDS", 3600, minimum=1)
 WEBHOOK_RETRY_HORIZON_HOURS = _int("WEBHOOK_RETRY_HORIZON_HOURS", 24, minimum=1)
-# Webhooks go to public https:// addresses only. Loopback (and plain http:// to it) is allowed only
-# when this is set (by default with DEBUG), for a receiver on this machine in development and tests;
-# production refuses to start with it.
+# Webhooks go to public https:// addresses only; loopback (and http:// to it) only when this is set (by
+# default with DEBUG) for a receiver on this machine in development and tests. Production refuses it.
 WEBHOOK_ALLOW_LOOPBACK = _bool("WEBHOOK_ALLOW_LOOPBACK", default=DEBUG)
 if PRODUCTION and WEBHOOK_ALLOW_LOOPBACK:
     raise ImproperlyConfigured("WEBHOOK_ALLOW_LOOPBACK must be false when DJANGO_ENV=production")

@@ -16,6 +16,8 @@ EMERGENCY = RULES.wording["emergency"].format(number="999")  # the test clinic's
 
 def visible(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
+
+
 NO_FLAGS = {f"RF-{n:02d}": "no" for n in range(1, 11)}
 
 
