@@ -220,10 +220,12 @@ def _imaging_review(finding: Finding, report: SymptomReport, protocol) -> None:
 
 @transaction.atomic
 def add_answers(*, report: SymptomReport, **answers: Any) -> SymptomReport:
-    """Fill in questions a partial report left unanswered (the patient's optional second step).
+    """Fill in questions a partial report left unanswered (the patient's later pages or optional step).
 
-    Only questions listed in `report.unanswered` are taken; answers already given never change. The
-    rules run again on the completed report and act only on findings the first pass did not have
+    Only questions listed in `report.unanswered` are taken, and answers already given never change,
+    except that a red flag only ever escalates: a "yes" is always taken, even for a red flag answered
+    "no" before (the patient went back and changed it), and a later "no" never clears a "yes" [DESIGN].
+    The rules run again on the completed report and act only on findings the first pass did not have
     (a red flag alerted at once is not alerted twice). Red flags come as `red_flags` (codes answered
     yes) plus `answered_red_flags` (every red-flag code answered, yes or no).
     """
@@ -233,7 +235,7 @@ def add_answers(*, report: SymptomReport, **answers: Any) -> SymptomReport:
     rules = get_rules(report.protocol_version)
     open_questions = set(report.unanswered)
     answered_flags = set(answers.pop("answered_red_flags", ())) & open_questions
-    new_flags = set(answers.pop("red_flags", ())) & answered_flags
+    new_flags = set(answers.pop("red_flags", ()))
     opinions = {code: answer for code, answer in (answers.pop("second_opinion", None) or {}).items()}
     opinions = {code: answer for code, answer in opinions.items() if code in open_questions}
     if not report.other_symptoms:

@@ -129,3 +129,26 @@ def test_every_page_has_tap_to_call_for_the_clinic(client, invite):
         page = step(client, number).content.decode()
         assert f'href="{digits}"' in page
         assert EMERGENCY in visible(page)  # the emergency instruction, with the clinic's number
+
+
+@pytest.mark.hazard("HAZ-52")
+@pytest.mark.django_db
+def test_a_red_flag_changed_to_yes_after_going_back_is_saved_and_paged(client, invite, make_patient, clinician):
+    """The first page was sent with every red flag "no" (saved at once); the patient goes back and
+    changes one to "yes". A red flag only ever escalates: the yes is taken and paged, never ignored."""
+    invitation = invite(make_patient(responsible_clinician=clinician))
+    client.get(invitation.path)
+    assert step(client, 1, NO_FLAGS)["Location"] == f"{FORM}?step=2"
+    report = SymptomReport.objects.get(checkin=invitation.checkin)
+    assert report.red_flags == [] and not Alert.objects.exists()
+
+    assert step(client, 1, {**NO_FLAGS, "RF-05": "yes"})["Location"] == f"{FORM}?step=2"
+
+    report.refresh_from_db()
+    assert report.red_flags == ["RF-05"]
+    alert = Alert.objects.get(patient=invitation.checkin.patient, code="RF-05")
+    assert Delivery.objects.get(alert=alert, kind=DeliveryKind.ALERT).recipient_user == clinician
+    # Going back again and answering "no" never clears it.
+    step(client, 1, NO_FLAGS)
+    report.refresh_from_db()
+    assert report.red_flags == ["RF-05"] and Alert.objects.filter(code="RF-05").count() == 1
