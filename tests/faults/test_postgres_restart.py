@@ -198,7 +198,7 @@ def test_api_answers_503_while_postgres_restarts_then_recovers_with_nothing_half
 
 @pytest.mark.hazard("HAZ-60")
 def test_pages_answer_503_in_words_while_postgres_is_down_and_an_unsent_red_flag_tells_the_patient_what_to_do(
-    clinic, coordinator, clinician, make_patient, make_procedure
+    clinic, coordinator, clinician, make_patient, make_procedure, monkeypatch
 ):
     """The check-in form, the phone entry and the staff worklist during a real outage: a 503 page (not a
     500), nothing saved, and a patient whose unsent answers hold an emergency red flag is told to call
@@ -208,6 +208,9 @@ def test_pages_answer_503_in_words_while_postgres_is_down_and_an_unsent_red_flag
         performed_on=PERFORMED_ON,
         fracture_diagnosed_on=PERFORMED_ON - timedelta(days=8),
     )
+    # psycopg measures its connect timeout on a clock the travel below moves: connect without one here
+    # (a stopped server refuses at once; the outage is seconds long).
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "connect_timeout", 0)
     with time_machine.travel(CHECKIN_DUE, tick=True):
         invitation = send_invitation(checkin=plan_checkin(procedure=procedure))
         patient = Client(raise_request_exception=False)
@@ -218,13 +221,13 @@ def test_pages_answer_503_in_words_while_postgres_is_down_and_an_unsent_red_flag
         answers = form_answers(**{"RF-01": "yes"})
         try:
             pg_ctl("stop")
-            unsent = patient.post("/checkin/", answers)
-            unsent_urgent = patient.post("/checkin/", {"RF-06": "yes"})
-            phone = staff.post(PHONE_ENTRY, {"procedure": str(procedure.pk), "RF-01": "yes"})
-            worklist = staff.get(WORKLIST)
+            unsent = in_thread(lambda: patient.post("/checkin/", answers))
+            unsent_urgent = in_thread(lambda: patient.post("/checkin/", {"RF-06": "yes"}))
+            phone = in_thread(lambda: staff.post(PHONE_ENTRY, {"procedure": str(procedure.pk), "RF-01": "yes"}))
+            worklist = in_thread(lambda: staff.get(WORKLIST))
         finally:
             pg_ctl("start")
-        connection.close()
+        connection.close()  # this thread's connection died with the server; the next query reconnects
 
         assert [r.status_code for r in (unsent, unsent_urgent, phone, worklist)] == [503] * 4
         assert all(r["Retry-After"] and r["Cache-Control"] == "no-store" for r in (unsent, phone, worklist))
@@ -235,9 +238,7 @@ def test_pages_answer_503_in_words_while_postgres_is_down_and_an_unsent_red_flag
         assert "Nothing from this request was saved" in visible_text(phone)
 
         for _ in range(100):  # until the restarted server accepts connections
-            # A server closes a broken connection at the end of each request; the test client does not.
-            connection.close()
-            saved = patient.post("/checkin/", answers)
+            saved = in_thread(lambda: patient.post("/checkin/", answers))
             if saved.status_code != 503:
                 break
             time.sleep(0.2)
@@ -246,6 +247,24 @@ def test_pages_answer_503_in_words_while_postgres_is_down_and_an_unsent_red_flag
     [report] = SymptomReport.objects.all()
     assert report.red_flags == ["RF-01"]
     assert Alert.objects.get(patient=procedure.patient, code="RF-01").tier == "emergency"
+
+
+def in_thread(call):
+    """`call()` in a thread of its own, as a server runs a request: with a database connection of its
+    own, closed when it ends (a broken one is never reused, as the server's end-of-request check does)."""
+    result = []
+
+    def run():
+        try:
+            result.append(call())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    assert result, "the request hung or raised"
+    return result[0]
 
 
 def visible_text(response) -> str:
