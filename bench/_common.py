@@ -148,7 +148,15 @@ def write_artifact(filename: str) -> None:
     (ARTIFACTS / filename).write_text("\n".join(_lines) + "\n")
 
 
-_ZERO = {"boolean": "false", "jsonb": "'{}'::jsonb", "json": "'{}'::json", "text": "''", "character varying": "''"}
+_ZERO = {
+    "boolean": "false",
+    "jsonb": "'{}'::jsonb",
+    "json": "'{}'::json",
+    "text": "''",
+    "character varying": "''",
+    "ARRAY": "'{}'",
+    "time without time zone": "time '00:00'",
+}
 
 
 def insert_select(conn, table: str, exprs: dict[str, str], tail: str, params=None):
