@@ -12,6 +12,7 @@ from rest_framework.views import exception_handler
 
 from patients.services import StateConflict
 
+DATABASE_ERRORS = (OperationalError, InterfaceError)  # the database is unreachable: 503, nothing saved
 DATABASE_UNAVAILABLE = "The service is temporarily unavailable (database unreachable). Nothing was saved; retry later."
 
 
@@ -28,7 +29,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         return Response(detail, status=400)
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, DATABASE_ERRORS):
         return Response(
             {"detail": DATABASE_UNAVAILABLE},
             status=503,

@@ -9,17 +9,16 @@ such as loading or saving the session."""
 
 import sys
 
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views import defaults
 
 from alerts.rules import TIER_ORDER, get_rules
+from interop.errors import DATABASE_ERRORS
 from interop.errors import DATABASE_UNAVAILABLE as API_DETAIL
 from interop.fhir.base import ISSUE_CODES
 from patients.protocol import latest_version
 
-DATABASE_ERRORS = (OperationalError, InterfaceError)
 RETRY_AFTER_SECONDS = "30"
 PATIENT_PATHS = ("/checkin/", "/c/", "/ack/")
 
