@@ -78,6 +78,7 @@ def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int], week) ->
         recipient=patient.email,
         clinic=clinic,
         checkin=row,
+        patient=patient,
         next_attempt_at=now,
         context={UNCAPPED: True} if uncapped else {},
     )

@@ -7,8 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Count
 
 from patients.protocol import get_protocol
 
@@ -33,14 +32,13 @@ def sent_this_week(patient_ids: Iterable[int], *, now: datetime) -> Counter:
         return Counter()
     rows = (
         Delivery.objects.filter(
-            Q(checkpoint__procedure__patient_id__in=ids) | Q(checkin__patient_id__in=ids),
+            patient_id__in=ids,
             kind__in=[DeliveryKind.REMINDER, DeliveryKind.CHECKIN],
             created_at__gt=now - WEEK,
             created_at__lte=now,
         )
         .exclude(state=DeliveryState.CANCELLED)
         .exclude(context__has_key=UNCAPPED)
-        .annotate(patient=Coalesce("checkin__patient_id", "checkpoint__procedure__patient_id"))
         .values("patient")
         .annotate(n=Count("id"))
     )

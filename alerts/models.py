@@ -407,6 +407,11 @@ class Delivery(models.Model):
     clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     checkin = models.ForeignKey(CheckIn, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # The patient a reminder or check-in invitation is to, so that the weekly cap counts a patient's
+    # messages with one index lookup, however many other messages the week holds.
+    patient = models.ForeignKey(
+        Patient, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
     recipient_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -440,6 +445,11 @@ class Delivery(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["cause", "channel", "recipient"], name="one_delivery_per_cause"),
+            models.CheckConstraint(
+                condition=~models.Q(kind__in=["reminder", "checkin"]) | models.Q(patient__isnull=False),
+                name="patient_message_names_patient",
+                violation_error_message=_("A reminder or check-in invitation names its patient."),
+            ),
         ]
         indexes = [
             # Delivery sweep: `ready(at=now)`, pending rows whose next attempt is due.
@@ -448,6 +458,12 @@ class Delivery(models.Model):
             models.Index(fields=["claimed_at"], condition=models.Q(state="sending"), name="delivery_stuck"),
             # Worklist: permanent delivery failures per clinic.
             models.Index(fields=["clinic"], condition=models.Q(state="failed"), name="delivery_failed"),
+            # Weekly cap: a patient's reminders and check-in invitations of the last 7 days.
+            models.Index(
+                fields=["patient", "created_at"],
+                condition=models.Q(patient__isnull=False),
+                name="delivery_patient_week",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -7,17 +7,18 @@ with one statement per distinct outcome.
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.db import connection
+from django.db.models import F
 
-from patients.models import Checkpoint, CheckpointState, PatientStatus
+from patients.models import Checkpoint, CheckpointState, Clinic, PatientStatus
 from patients.protocol import get_protocol
 from patients.rows import claimed_batches
 from patients.services import (
     local_moment,
-    procedure_protocol,
     record_first_reminders,
     record_reminder_outcome,
     reminder_time,
@@ -28,7 +29,8 @@ from .models import CheckIn, DeliveryKind, DeliveryState
 from .outbox import enqueue_deliveries
 from .quiet_hours import after_quiet_hours, in_quiet_hours
 
-# What deciding a reminder reads: loading only these keeps the sweep's cost to the rows it claims.
+# What deciding a reminder reads, as plain named rows: loading only these (and no model instances)
+# keeps the sweep's cost to the rows it claims. Clinics are few and shared: loaded once per sweep.
 REMINDER_SWEEP_FIELDS = (
     "id",
     "code",
@@ -38,22 +40,31 @@ REMINDER_SWEEP_FIELDS = (
     "reminder_max",
     "reminder_every_days",
     "closes_at",
-    "reminder_blocked",
-    "procedure__id",
-    "procedure__protocol_version",
-    "procedure__patient__id",
-    "procedure__patient__status",
-    "procedure__patient__email_consent",
-    "procedure__patient__email",
-    "procedure__patient__time_zone",
-    "procedure__patient__clinic__id",
-    "procedure__patient__clinic__protocol_version",
-    "procedure__patient__clinic__reminder_time",
-    "procedure__patient__clinic__quiet_hours_start",
-    "procedure__patient__clinic__quiet_hours_end",
+    "procedure_id",
 )
+REMINDER_SWEEP_JOINED = {
+    "procedure_version": F("procedure__protocol_version"),
+    "patient_id": F("procedure__patient_id"),
+    "patient_status": F("procedure__patient__status"),
+    "email_consent": F("procedure__patient__email_consent"),
+    "email": F("procedure__patient__email"),
+    "time_zone": F("procedure__patient__time_zone"),
+    "clinic_id": F("procedure__patient__clinic_id"),
+}
+CLINIC_FIELDS = ("id", "protocol_version", "reminder_time", "quiet_hours_start", "quiet_hours_end")
 
 ReminderRow = tuple[str, str, int, int, int, bool]  # cause, recipient, clinic id, checkpoint id, patient id, uncapped
+
+
+@dataclass
+class _Step:
+    """What the sweep decided for one claimed checkpoint."""
+
+    next_reminder_at: datetime | None
+    blocked: str = ""
+    reminder: ReminderRow | None = None
+    checkin: CheckIn | None = None
+    counted: bool = False  # a reminder or check-in went out
 
 
 def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
@@ -66,36 +77,48 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
     """
     due = (
         Checkpoint.objects.reminder_due(at=now)
-        .select_related("procedure__patient__clinic")
-        .only(*REMINDER_SWEEP_FIELDS)
+        .annotate(**REMINDER_SWEEP_JOINED)
+        .values_list(*REMINDER_SWEEP_FIELDS, *REMINDER_SWEEP_JOINED, named=True)
         .order_by("next_reminder_at")
     )
+    clinics = _Clinics()
     written = 0
     for rows in claimed_batches(due, batch_size):
-        written += _remind(rows, now=now)
+        written += _remind(rows, now=now, clinics=clinics)
     return written
 
 
-def _remind(rows: list[Checkpoint], *, now: datetime) -> int:
+class _Clinics(dict):
+    """The clinics of the rows swept so far, by id, each read once."""
+
+    def load(self, rows) -> None:
+        missing = {row.clinic_id for row in rows} - self.keys()
+        if missing:
+            self.update(Clinic.objects.only(*CLINIC_FIELDS).in_bulk(missing))
+
+
+def _remind(rows: list, *, now: datetime, clinics: _Clinics) -> int:
     """Write the reminders, check-ins and checkpoint changes of one claimed batch."""
     deliveries: list[ReminderRow] = []
     checkins: list[CheckIn] = []
     first_reminded: list[int] = []  # checkpoints that become due with this reminder
     changes: dict[tuple, list[int]] = defaultdict(list)  # (next, +1?, blocked, state) → ids
     local_now: dict[str, datetime] = {}
-    week = _WeekCounts(sent_this_week((row.procedure.patient.pk for row in rows), now=now))
+    clinics.load(rows)
+    week = _WeekCounts(sent_this_week((row.patient_id for row in rows), now=now))
     for row in rows:
-        zone = row.procedure.patient.time_zone
+        zone = row.time_zone
         local = local_now.get(zone) or local_now.setdefault(zone, now.astimezone(ZoneInfo(zone)))
-        delivery, checkin, counted = _next_step(row, local=local, now=now, week=week)
-        if delivery:
-            deliveries.append(delivery)
-        if checkin:
-            checkins.append(checkin)
-        if counted and row.state == CheckpointState.SCHEDULED:
-            row.state = CheckpointState.DUE
-            first_reminded.append(row.pk)
-        changes[(row.next_reminder_at, counted, row.reminder_blocked, row.state)].append(row.pk)
+        step = _next_step(row, clinics[row.clinic_id], local=local, now=now, week=week)
+        if step.reminder:
+            deliveries.append(step.reminder)
+        if step.checkin:
+            checkins.append(step.checkin)
+        state = row.state
+        if step.counted and state == CheckpointState.SCHEDULED:
+            state = CheckpointState.DUE
+            first_reminded.append(row.id)
+        changes[(step.next_reminder_at, step.counted, step.blocked, state)].append(row.id)
     _write_checkpoint_reminder_state(changes, first_reminded, now=now)
     CheckIn.objects.bulk_create(checkins, ignore_conflicts=True)
     ids = _insert_reminders(deliveries, now=now)
@@ -110,67 +133,62 @@ class _WeekCounts:
     def __init__(self, counts: Counter):
         self.counts, self.messaged = counts, set()
 
-    def capped(self, row: Checkpoint) -> bool:
-        patient = row.procedure.patient.pk
+    def capped(self, row) -> bool:
+        patient = row.patient_id
         uncapped = is_uncapped(row.protocol_version, row.code)
         return (
             not uncapped and patient not in self.messaged and self.counts[patient] >= weekly_cap(row.protocol_version)
         )
 
-    def written(self, row: Checkpoint) -> None:
-        patient = row.procedure.patient.pk
+    def written(self, row) -> None:
+        patient = row.patient_id
         if patient not in self.messaged and not is_uncapped(row.protocol_version, row.code):
             self.counts[patient] += 1
             self.messaged.add(patient)
 
 
-def _next_step(
-    row: Checkpoint, *, local: datetime, now: datetime, week: _WeekCounts
-) -> tuple[ReminderRow | None, CheckIn | None, bool]:
-    """Decide one claimed checkpoint's reminder, setting its `next_reminder_at` (and
-    `reminder_blocked`); returns the reminder to write, the check-in to add, and whether either
-    counts as a reminder sent."""
-    patient = row.procedure.patient
-    clinic = patient.clinic
+def _next_step(row, clinic: Clinic, *, local: datetime, now: datetime, week: _WeekCounts) -> _Step:
+    """Decide one claimed checkpoint's reminder: its next reminder moment (and block reason), the
+    reminder to write or the check-in to add, and whether either counts as a reminder sent."""
     is_checkin = row.code in get_protocol(row.protocol_version).checkin.checkpoints
     blocked = _block_reason(row)
-    if blocked and not (is_checkin and patient.status == PatientStatus.ACTIVE):
-        row.next_reminder_at, row.reminder_blocked = None, blocked
-        return None, None, False
+    if blocked and not (is_checkin and row.patient_status == PatientStatus.ACTIVE):
+        return _Step(None, blocked)
     if is_checkin:
         # A check-in instead of a reminder: the check-in sweep invites (quiet hours permitting),
         # re-sends once, then makes it a phone-call task, which is also where a patient who cannot
         # be e-mailed goes at once.
-        row.next_reminder_at, row.reminder_blocked = None, blocked
-        checkin = CheckIn(patient=patient, procedure=row.procedure, checkpoint=row, reason=row.code, next_action_at=now)
-        return None, checkin, True
+        checkin = CheckIn(
+            patient_id=row.patient_id,
+            procedure_id=row.procedure_id,
+            checkpoint_id=row.id,
+            reason=row.code,
+            next_action_at=now,
+        )
+        return _Step(None, blocked, checkin=checkin, counted=True)
     if in_quiet_hours(clinic, local):
-        row.next_reminder_at = after_quiet_hours(clinic, local, patient.time_zone)
-        return None, None, False
-    at = reminder_time(clinic, procedure_protocol(row.procedure))
+        return _Step(after_quiet_hours(clinic, local, row.time_zone))
+    at = reminder_time(clinic, get_protocol(row.procedure_version or clinic.protocol_version))
     if week.capped(row):  # the weekly cap is reached: try again tomorrow, while the window lasts
-        tomorrow = local_moment(local.date() + timedelta(days=1), at, patient.time_zone)
-        row.next_reminder_at = tomorrow if tomorrow < row.closes_at else None
-        return None, None, False
+        tomorrow = local_moment(local.date() + timedelta(days=1), at, row.time_zone)
+        return _Step(tomorrow if tomorrow < row.closes_at else None)
     week.written(row)
     uncapped = is_uncapped(row.protocol_version, row.code)
-    reminder = (f"reminder:{row.pk}:{row.reminders_sent + 1}", patient.email, clinic.pk, row.pk, patient.pk, uncapped)
-    row.next_reminder_at = _next_reminder(row, local, at, patient.time_zone)
-    return reminder, None, True
+    reminder = (f"reminder:{row.id}:{row.reminders_sent + 1}", row.email, clinic.pk, row.id, row.patient_id, uncapped)
+    return _Step(_next_reminder(row, local, at, row.time_zone), reminder=reminder, counted=True)
 
 
-def _block_reason(checkpoint: Checkpoint) -> str:
-    patient = checkpoint.procedure.patient
-    if patient.status != PatientStatus.ACTIVE:
-        return f"patient {patient.status}"
-    if not patient.email_consent:
+def _block_reason(row) -> str:
+    if row.patient_status != PatientStatus.ACTIVE:
+        return f"patient {row.patient_status}"
+    if not row.email_consent:
         return "no e-mail consent"
-    if not patient.email:
+    if not row.email:
         return "no e-mail address"
     return ""
 
 
-def _next_reminder(checkpoint: Checkpoint, local: datetime, at: time, zone: str) -> datetime | None:
+def _next_reminder(checkpoint, local: datetime, at: time, zone: str) -> datetime | None:
     if checkpoint.reminders_sent + 1 >= checkpoint.reminder_max:
         return None
     moment = local_moment(local.date() + timedelta(days=checkpoint.reminder_every_days), at, zone)
@@ -195,7 +213,7 @@ def _write_checkpoint_reminder_state(changes: dict[tuple, list[int]], first_remi
     record_first_reminders(checkpoint_ids=first_reminded, now=now)
 
 
-def _one_per_patient(rows: list[ReminderRow]) -> list[tuple[str, str, int, int, str]]:
+def _one_per_patient(rows: list[ReminderRow]) -> list[tuple[str, str, int, int, int, str]]:
     """The reminders of one patient written together become one message: the first one's cause and
     checkpoint, every checkpoint in its context, uncapped only if all of them are."""
     grouped: dict[int, list[ReminderRow]] = defaultdict(list)
@@ -207,7 +225,7 @@ def _one_per_patient(rows: list[ReminderRow]) -> list[tuple[str, str, int, int, 
         context = {"checkpoints": [item[3] for item in items]}
         if all(item[5] for item in items):
             context[UNCAPPED] = True
-        messages.append((cause, recipient, clinic, checkpoint, json.dumps(context)))
+        messages.append((cause, recipient, clinic, checkpoint, items[0][4], json.dumps(context)))
     return messages
 
 
@@ -217,16 +235,16 @@ def _insert_reminders(rows: list[ReminderRow], *, now: datetime) -> list[int]:
     CONFLICT DO NOTHING RETURNING, the sweep's hot path."""
     if not rows:
         return []
-    causes, recipients, clinics, checkpoints, contexts = (
+    causes, recipients, clinics, checkpoints, patients, contexts = (
         list(column) for column in zip(*_one_per_patient(rows), strict=True)
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO alerts_delivery (kind, channel, cause, recipient, clinic_id, checkpoint_id, context, state,"
-            " attempts, next_attempt_at, last_error, created_at, updated_at)"
-            " SELECT %s, %s, t.cause, t.recipient, t.clinic, t.checkpoint, t.context::jsonb, %s, 0, %s, '', %s, %s"
-            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[])"
-            " AS t(cause, recipient, clinic, checkpoint, context)"
+            "INSERT INTO alerts_delivery (kind, channel, cause, recipient, clinic_id, checkpoint_id, patient_id,"
+            " context, state, attempts, next_attempt_at, last_error, created_at, updated_at)"
+            " SELECT %s, %s, t.cause, t.recipient, t.clinic, t.checkpoint, t.patient, t.context::jsonb, %s, 0, %s,"
+            " '', %s, %s FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])"
+            " AS t(cause, recipient, clinic, checkpoint, patient, context)"
             " ON CONFLICT (cause, channel, recipient) DO NOTHING RETURNING id",
             [
                 DeliveryKind.REMINDER,
@@ -239,6 +257,7 @@ def _insert_reminders(rows: list[ReminderRow], *, now: datetime) -> list[int]:
                 recipients,
                 clinics,
                 checkpoints,
+                patients,
                 contexts,
             ],
         )

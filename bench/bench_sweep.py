@@ -278,15 +278,16 @@ JOIN patients_clinic cl ON cl.id = pt.clinic_id
 WHERE p.id = c.procedure_id
   AND pt.status = 'active' AND pt.email_consent AND pt.email <> ''
   AND c.id IN (SELECT id FROM patients_checkpoint WHERE {DUE_FILTER} ORDER BY next_reminder_at FOR UPDATE SKIP LOCKED)
-RETURNING c.id, c.reminders_sent, pt.email, pt.clinic_id
+RETURNING c.id, c.reminders_sent, pt.email, pt.clinic_id, pt.id
 """
 
 RAW_INSERT = """
 INSERT INTO alerts_delivery (kind, channel, cause, recipient, context, state, attempts, next_attempt_at,
-    last_error, created_at, updated_at, checkpoint_id, clinic_id)
+    last_error, created_at, updated_at, checkpoint_id, clinic_id, patient_id)
 SELECT 'reminder', 'email', 'reminder:' || t.id || ':' || t.n, t.email, '{}', 'pending', 0, %(now)s,
-    '', %(now)s, %(now)s, t.id, t.clinic
-FROM unnest(%(ids)s::bigint[], %(ns)s::int[], %(emails)s::text[], %(clinics)s::bigint[]) AS t(id, n, email, clinic)
+    '', %(now)s, %(now)s, t.id, t.clinic, t.patient
+FROM unnest(%(ids)s::bigint[], %(ns)s::int[], %(emails)s::text[], %(clinics)s::bigint[], %(patients)s::bigint[])
+    AS t(id, n, email, clinic, patient)
 ON CONFLICT DO NOTHING
 RETURNING id
 """
@@ -299,10 +300,11 @@ def child_raw() -> dict:
         conn.commit()
         with Stopwatch() as watch:
             rows = conn.execute(RAW_UPDATE, {"now": NOW}).fetchall()
-            ids, ns, emails, clinics = (list(column) for column in zip(*rows, strict=True))
+            ids, ns, emails, clinics, patients = (list(column) for column in zip(*rows, strict=True))
             written = len(
                 conn.execute(
-                    RAW_INSERT, {"now": NOW, "ids": ids, "ns": ns, "emails": emails, "clinics": clinics}
+                    RAW_INSERT,
+                    {"now": NOW, "ids": ids, "ns": ns, "emails": emails, "clinics": clinics, "patients": patients},
                 ).fetchall()
             )
             conn.commit()

@@ -228,6 +228,7 @@ def test_a_safety_checkin_goes_at_once_when_the_cap_is_reached_and_another_waits
             recipient=procedure.patient.email,
             clinic=procedure.patient.clinic,
             checkpoint=cp(procedure, "CP-04"),
+            patient=procedure.patient,
             next_attempt_at=now,
             state="sent",
         )

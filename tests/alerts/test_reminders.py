@@ -210,6 +210,7 @@ def test_transient_smtp_failure_is_retried_with_backoff_and_a_permanent_one_is_m
         recipient="x@example.invalid",
         clinic=delivery.clinic,
         checkpoint=delivery.checkpoint,
+        patient=delivery.patient,
         next_attempt_at=delivery.next_attempt_at,
     )
     smtp_settings.fail(1, "550 5.1.1 No such mailbox")
