@@ -406,17 +406,23 @@ class Delivery(models.Model):
     # Empty only for a staff member's own sign-in mail when they belong to no clinic.
     clinic = models.ForeignKey(Clinic, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     checkpoint = models.ForeignKey(Checkpoint, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    checkin = models.ForeignKey(CheckIn, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    checkin = models.ForeignKey(
+        CheckIn, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     # The patient a reminder or check-in invitation is to, so that the weekly cap counts a patient's
     # messages with one index lookup, however many other messages the week holds.
     patient = models.ForeignKey(
         Patient, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
-    recipient_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    alert = models.ForeignKey(
+        Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
-    endpoint = models.ForeignKey(WebhookEndpoint, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    recipient_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     context = models.JSONField(default=dict, blank=True, help_text=_("Ids and codes for the template; no PHI."))
 
     state = models.CharField(max_length=10, choices=DeliveryState.choices, default=DeliveryState.PENDING)
@@ -458,6 +464,11 @@ class Delivery(models.Model):
             models.Index(fields=["claimed_at"], condition=models.Q(state="sending"), name="delivery_stuck"),
             # Worklist: permanent delivery failures per clinic.
             models.Index(fields=["clinic"], condition=models.Q(state="failed"), name="delivery_failed"),
+            # Each kind of message names only some of these: indexed only where set.
+            *(
+                models.Index(fields=[name], condition=models.Q(**{f"{name}__isnull": False}), name=f"delivery_{name}")
+                for name in ("checkin", "alert", "recipient_user", "endpoint")
+            ),
             # Weekly cap: a patient's reminders and check-in invitations of the last 7 days.
             models.Index(
                 fields=["patient", "created_at"],

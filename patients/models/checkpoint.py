@@ -165,16 +165,32 @@ class CheckpointEvent(models.Model):
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=12, choices=Kind.choices)
     at = models.DateTimeField(default=timezone.now)
-    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     reason = models.CharField(max_length=300, blank=True)
     data = models.JSONField(default=dict, blank=True)
     source = models.CharField(max_length=12, choices=SOURCES, default=current_source, editable=False)
     api_client = models.ForeignKey(
-        "ApiClient", null=True, blank=True, on_delete=models.SET_NULL, default=current_client_id, related_name="+"
+        "ApiClient",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        default=current_client_id,
+        related_name="+",
+        db_index=False,
     )
 
     class Meta:
         ordering = ["at", "id"]
+        # Sweeps and the planner write events by the ten thousand, nearly all by no user and no API
+        # client: those two are indexed only where set (what deleting a user or client looks up).
+        indexes = [
+            models.Index(fields=["by"], condition=models.Q(by__isnull=False), name="checkpoint_event_by"),
+            models.Index(
+                fields=["api_client"], condition=models.Q(api_client__isnull=False), name="checkpoint_event_client"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"
