@@ -1,6 +1,7 @@
 """FHIR results that complete a checkpoint: a DXA Observation (the protocol's "dxa" checkpoint, else its
-"repeat_dxa" one) and a MedicationStatement or MedicationRequest (its "medication" checkpoint), each
-through `complete_checkpoint`. Which checkpoint plays each role is the protocol file's [[roles]]."""
+"repeat_dxa" one, else none: a DXA is kept as a tier input whenever it was done) and a
+MedicationStatement or MedicationRequest (its "medication" checkpoint), each through
+`complete_checkpoint`. Which checkpoint plays each role is the protocol file's [[roles]]."""
 
 from decimal import Decimal, InvalidOperation
 
@@ -75,7 +76,7 @@ def result_resource(result: FhirResult) -> dict:
 
 
 def _store(data: dict, model, *, patient, checkpoint, code: str, on) -> FhirResult:
-    """The accepted resource, stored with our id and the checkpoint (Task) its result completed."""
+    """The accepted resource, stored with our id and the checkpoint (Task) its result completed, if any."""
     result = FhirResult.objects.create(
         resource_type=data["resourceType"],
         patient=patient,
@@ -87,10 +88,11 @@ def _store(data: dict, model, *, patient, checkpoint, code: str, on) -> FhirResu
     )
     stored = {key: value for key, value in data.items() if key not in {"id", "meta"}}
     stored["id"] = str(result.pk)
-    stored["extension"] = [
-        *stored.get("extension", []),
-        {"url": EXT_COMPLETED_CHECKPOINT, "valueReference": ref("Task", checkpoint.pk, checkpoint.code)},
-    ]
+    if checkpoint is not None:
+        stored["extension"] = [
+            *stored.get("extension", []),
+            {"url": EXT_COMPLETED_CHECKPOINT, "valueReference": ref("Task", checkpoint.pk, checkpoint.code)},
+        ]
     result.resource = validated(model, stored)
     result.save(update_fields=["resource"])
     return result
@@ -119,8 +121,8 @@ class ResultTypeView(FHIRView):
         return page(self, self.search(request.query_params), result_resource)
 
     def record(self, data: dict, patient: Patient, *, code: str, on, complete, match=None) -> Response:
-        """Answer a repeated create with the stored result (200); otherwise complete the checkpoint with
-        `complete(checkpoint)` (422 if none is open for `on`), store the result and answer 201."""
+        """Answer a repeated create with the stored result (200); otherwise record it with `complete()`
+        (which returns the checkpoint it completed, or None, or raises a 422), store it and answer 201."""
         with transaction.atomic():
             Patient.objects.select_for_update().filter(pk=patient.pk).first()  # one create per patient at a time
             same = FhirResult.objects.filter(
@@ -232,14 +234,13 @@ class ObservationTypeView(ResultTypeView):
         measured_on = date_of(data.get("effectiveDateTime"), "Observation.effectiveDateTime")
         dxa, repeat_dxa = _role_codes(patient, "dxa", "repeat_dxa")
 
-        def complete() -> Checkpoint:
+        def complete() -> Checkpoint | None:
             checkpoint = _open_checkpoint(patient, [dxa, repeat_dxa], measured_on)
-            if checkpoint is None:
-                raise FHIRError(
-                    f"The patient has no open {dxa} (DXA) or {repeat_dxa} (repeat DXA) checkpoint whose window holds "
-                    f"{measured_on}; nothing was recorded.",
-                    status_code=422,
+            if checkpoint is None:  # a tier input all the same: kept as history, completing nothing
+                services.record_dxa_result(
+                    patient=patient, measured_on=measured_on, lowest_t_score=t_score, reason="DXA result over FHIR"
                 )
+                return None
             services.complete_checkpoint(
                 checkpoint=checkpoint,
                 by=self.actor(),

@@ -33,7 +33,7 @@ from .conflicts import StateConflict
 from .moments import local_moment, reminder_time
 from .outcomes import complete_checkpoint
 from .readings import record_dxa, record_pain
-from .registry import record_procedure, register_patient, update_patient
+from .registry import record_dxa_result, record_procedure, register_patient, update_patient
 from .risk import compute_assessment, current_tier, day14_window, procedure_protocol, risk_facts
 from .schedule import (
     reassess_and_replan,
@@ -68,6 +68,7 @@ __all__ = [
     "reassess_and_replan",
     "record_first_reminders",
     "record_dxa",
+    "record_dxa_result",
     "record_pain",
     "record_procedure",
     "record_reminder_outcome",

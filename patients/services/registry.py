@@ -27,6 +27,19 @@ def _keep_dxa(patient: Patient, before: tuple | None) -> None:
 
 
 @transaction.atomic
+def record_dxa_result(*, patient: Patient, measured_on, lowest_t_score, reason: str):
+    """A DXA result that completes no checkpoint (none is open for its date): kept in the patient's
+    history like every other, and each procedure re-assessed at once, as for any tier input (a raise
+    applies, a drop waits for a clinician's confirmation). Returns the DxaResult row."""
+    row = record_dxa(
+        patient=patient, measured_on=measured_on, lowest_t_score=lowest_t_score, source=audit.current_source()
+    )
+    for procedure in patient.procedures.all():
+        refresh_procedure(procedure=procedure, reason=reason)
+    return row
+
+
+@transaction.atomic
 def register_patient(*, clinic: Clinic, **fields: Any) -> Patient:
     """Create one Patient row in `clinic`."""
     patient = Patient(clinic=clinic, **fields)

@@ -183,6 +183,28 @@ def test_a_better_dxa_by_every_path_is_kept_as_history_and_only_opens_a_clinicia
     ).exists()
 
 
+@pytest.mark.hazard("HAZ-27")
+def test_a_worse_dxa_over_fhir_with_no_dxa_checkpoint_open_raises_the_tier_at_once(
+    clinician, make_patient, make_procedure
+):
+    """A scan done outside every DXA window (CP-06 already completed, no repeat scan planned) completes
+    nothing, but is a tier input all the same: kept, and a raise applies at once."""
+    patient = make_patient(
+        birth_date=birth_date_for_age(82), bmd_lowest_t_score=Decimal("-2.4"), dxa_date=days_ago(800)
+    )
+    procedure = make_procedure(patient=patient, performed_on=days_ago(5), fracture_diagnosed_on=days_ago(10))
+    _checkpoint_dxa(None, clinician, procedure, Decimal("-2.4"), days_ago(3))
+    assert current_tier(procedure) == "elevated"
+    assert not Checkpoint.objects.open().filter(procedure=procedure, code__in=["CP-06", "CP-13"]).exists()
+
+    _fhir_dxa(None, clinician, procedure, Decimal("-3.6"), days_ago(1))
+
+    assert current_tier(procedure) == "high"
+    assert Patient.objects.get(pk=patient.pk).bmd_lowest_t_score == Decimal("-3.6")
+    assert DxaResult.objects.filter(patient=patient, measured_on=days_ago(1), lowest_t_score=Decimal("-3.6")).exists()
+    assert open_intensified(procedure), "the HIGH tier's intensified follow-up is planned at once"
+
+
 @pytest.mark.hazard("HAZ-27", "HAZ-31")
 def test_an_import_starts_the_dxa_history_and_takes_hu_at_an_untreated_level(clinic):
     from patients.importing import import_rows

@@ -453,10 +453,16 @@ def test_a_dxa_observation_completes_cp06_and_updates_the_lowest_t_score(ehr, tr
     assert {"dxa_t_score": -2.7, "dxa_date": measured_on.isoformat()} == {
         output["type"]["text"]: output.get("valueDecimal", output.get("valueDate")) for output in task["output"]
     }
-    # Nothing open any more: a second result is refused and writes nothing.
-    refused = outcome(post(ehr, "Observation", dxa_body(patient_id, value=-3.0)), 422)
-    assert "CP-06" in diagnostics(refused)
-    assert str(Patient.objects.get(pk=patient_id).bmd_lowest_t_score) == "-2.7"
+    # Nothing open any more: a later scan completes nothing, but is a tier input all the same: kept in
+    # the history, and the most recent scan is what the patient's record shows.
+    later = parsed(
+        post(ehr, "Observation", dxa_body(patient_id, value=-3.0, on=measured_on + timedelta(days=1))), Observation, 201
+    )
+    assert "extension" not in later
+    patient = Patient.objects.get(pk=patient_id)
+    assert (str(patient.bmd_lowest_t_score), patient.dxa_date) == ("-3.0", measured_on + timedelta(days=1))
+    assert [str(row.lowest_t_score) for row in patient.dxa_results.order_by("measured_on")] == ["-2.7", "-3.0"]
+    assert parsed(ehr.get(f"{FHIR}/Observation/{later['id']}"), Observation) == later
 
 
 @pytest.mark.parametrize(
@@ -506,10 +512,15 @@ def test_a_medication_statement_completes_cp07_and_plans_the_repeat_dxa(ehr, tre
     assert Checkpoint.objects.get(procedure_id=procedure_id, code="CP-06").state == CheckpointState.COMPLETED
     cp13.refresh_from_db()
     assert cp13.state == CheckpointState.SCHEDULED
-    # An older result never closes the repeat scan due in a year: CP-13 stays open.
-    outcome(post(ehr, "Observation", dxa_body(patient_id, code="38264-8", value=-2.1)), 422)
+    # An older result never closes the repeat scan due in a year: CP-13 stays open, and the result is
+    # kept as history without changing the most recent scan the patient's record shows.
+    before = Patient.objects.values_list("bmd_lowest_t_score", "dxa_date").get(pk=patient_id)
+    older = timezone.localdate() - timedelta(days=30)
+    parsed(post(ehr, "Observation", dxa_body(patient_id, code="38264-8", value=-2.1, on=older)), Observation, 201)
     cp13.refresh_from_db()
     assert cp13.state == CheckpointState.SCHEDULED and cp13.dxa_t_score is None
+    assert Patient.objects.values_list("bmd_lowest_t_score", "dxa_date").get(pk=patient_id) == before
+    assert Patient.objects.get(pk=patient_id).dxa_results.filter(measured_on=older).exists()
 
 
 def test_a_medication_request_completes_cp07_but_another_drug_leaves_it_open(ehr, treated):
