@@ -75,11 +75,8 @@ def submit_report(
     `add_answers`. For each finding of kind "alert" raises or updates an Alert and writes its Deliveries;
     for "review" opens a ReviewTask; for "checkin" adds a CheckIn; for imaging red flags plans the
     protocol's imaging review. A report through a check-in link answers it and completes its checkpoint.
-
-    A red flag is never refused for another answer's sake (HAZ-41): with a red flag answered yes, an
-    answer that fails validation is dropped, listed in `unanswered` and noted in `notes`; the caller's
-    own `notes` (answers it could not read) are kept with them. A report for a patient who is not active
-    is taken, with a note (and an alert event for each alert), but does not re-plan follow-up (HAZ-43).
+    Beside a red flag answered yes, an answer that fails validation is dropped and noted in `notes`, with
+    the caller's own (HAZ-41); a patient out of follow-up still has the report taken, noted (HAZ-43).
     """
     now = timezone.now()
     patient = Patient.objects.select_for_update().get(pk=procedure.patient_id)  # one report at a time per patient
