@@ -117,6 +117,8 @@ def checkin_form(request):
     confirm, attach = False, True
     if checkin is None and request.method == "POST":
         resumed = _resumed(request) or _cancelled_in_session(request)
+        if resumed is not None and resumed.state == CheckInState.CANCELLED and _taken_without(resumed):
+            return _problem(request, "answered", resumed.patient.clinic)  # once only, as for an open check-in
         if resumed is not None and resumed.state == CheckInState.CANCELLED:
             checkin, attach = resumed, False
         elif resumed is not None and resumed.state not in (CheckInState.INVITED, CheckInState.CALL_NEEDED):
@@ -147,6 +149,15 @@ def _cancelled_in_session(request) -> CheckIn | None:
         .filter(pk=request.session.get(SESSION_CHECKIN), state=CheckInState.CANCELLED)
         .first()
     )
+
+
+def _taken_without(checkin: CheckIn) -> bool:
+    """Whether answers for the cancelled `checkin` were already taken as a report without it."""
+    return SymptomReport.objects.filter(notes__contains=[_cancelled_note(checkin)]).exists()
+
+
+def _cancelled_note(checkin: CheckIn) -> dict:
+    return {"code": "checkin_cancelled", "checkin": checkin.pk}
 
 
 def _confirm_expired(request, checkin, rules):
@@ -190,7 +201,7 @@ def _save_first(request, checkin, form, arguments: dict, *, attach: bool = True)
     """Save the report of `arguments` (the answers of `form` so far) for `checkin` (or, `attach` False,
     for its procedure without it: HAZ-46) and act on it; None with the form's errors set if refused."""
     if not attach:
-        arguments = {**arguments, "notes": [*arguments.get("notes", ()), {"code": "checkin_cancelled"}]}
+        arguments = {**arguments, "notes": [*arguments.get("notes", ()), _cancelled_note(checkin)]}
     try:
         report = reports.submit_report(
             procedure=checkin.procedure, source="form", checkin=checkin if attach else None, **arguments

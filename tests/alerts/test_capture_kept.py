@@ -152,7 +152,7 @@ def test_a_red_flag_sent_after_the_patient_was_withdrawn_and_the_checkin_cancell
     assert response.status_code == 302 and response.url == DONE
     report = SymptomReport.objects.get(procedure=checkin.procedure)
     assert (report.checkin, report.red_flags, report.pain_now) == (None, ["RF-05"], 6)
-    assert {"code": "checkin_cancelled"} in report.notes
+    assert {"code": "checkin_cancelled", "checkin": checkin.pk} in report.notes
     alert = paged(checkin.patient)
     assert AlertEvent.objects.filter(alert=alert, kind=AlertEvent.Kind.NOTE).exists()
     assert "Thank you, we have your answers." in visible_text(client.get(DONE))
@@ -170,6 +170,8 @@ def test_answers_for_a_checkin_cancelled_while_the_form_was_open_are_taken_witho
     assert paged(opened.checkin.patient).code == "RF-01"
     assert EMERGENCY in client.get(DONE).content.decode()
     assert CheckIn.objects.get(pk=opened.checkin.pk).state == CheckInState.CANCELLED
+    again = client.post(FORM, {"resume": opened.resume, "RF-01": "yes"})  # the back button, then Send again
+    assert again.status_code == 410 and SymptomReport.objects.count() == 1
 
 
 @pytest.mark.hazard("HAZ-46")
