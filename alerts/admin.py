@@ -109,6 +109,7 @@ class SymptomReportAdmin(PatientIdentityColumns, ReadOnlyAdmin):
             codes = ", ".join(f"{f['code']} ({f['tier']})" for f in report.findings)
             found_words = f"It raised {codes}." if codes else "It raised no alert or task."
             messages.success(request, f"The phone report was saved. {found_words}")
+            _warn_of_notes(request, report, form)
             return redirect(reverse("admin:alerts_symptomreport_change", args=[report.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -142,7 +143,10 @@ class SymptomReportAdmin(PatientIdentityColumns, ReadOnlyAdmin):
                 initial={"reported_at": timezone.localtime().strftime("%Y-%m-%dT%H:%M"), "procedure": procedure},
             )
             form.fields["reported_at"].help_text = f"Local time, {zone}."
-            if not form.is_bound or not form.is_valid():
+            if not form.is_bound:
+                return form, None
+            arguments = form.report_arguments() if form.is_valid() else form.kept_despite_errors()  # HAZ-41
+            if arguments is None:
                 return form, None
         chosen = form.cleaned_data["procedure"]
         try:
@@ -152,7 +156,7 @@ class SymptomReportAdmin(PatientIdentityColumns, ReadOnlyAdmin):
                 entered_by=request.user,
                 reported_at=form.cleaned_data["reported_at"],
                 checkin=checkin if checkin and checkin.procedure_id == chosen.pk else None,
-                **form.report_arguments(),
+                **arguments,
             )
         except ValidationError as exc:
             for field, errors in exc.message_dict.items():
@@ -166,6 +170,21 @@ class SymptomReportAdmin(PatientIdentityColumns, ReadOnlyAdmin):
 
     def _patients(self, request):
         return access.scoped(Patient.objects.all(), request.user, access.Action.RECORD)
+
+
+def _warn_of_notes(request, report, form) -> None:
+    """What the coordinator must know about a saved phone report: answers it could not take (HAZ-41),
+    and a patient out of follow-up whose report was still taken (HAZ-43)."""
+    for note in report.notes:
+        if note["code"] == "dropped_answer":
+            label = form.fields[note["field"]].label if note["field"] in form.fields else note["field"]
+            messages.warning(request, f"Not saved, could not be read: {label} ({note['reason']}) Ask again.")
+        elif note["code"] == "patient_not_active":
+            alerted = any(finding["kind"] == "alert" for finding in report.findings)
+            words = "its red flags were alerted" if alerted else "nothing was alerted"
+            messages.warning(
+                request, f"This patient's follow-up is {note['status']}: the report was still taken and {words}."
+            )
 
 
 def _latest_rules_version() -> str:

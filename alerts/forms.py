@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from patients.forms import ServiceActionForm
 from patients.models import CallOutcome, Procedure
 
-from . import checkins, escalation, outbox, reviews
+from . import checkins, escalation, outbox, reports, reviews
 from .models import PainkillerUse
 from .painkillers import validate_painkillers
 from .rules import Rules
@@ -146,6 +146,18 @@ class CheckInForm(forms.Form):
         if "other_symptoms" in arguments:
             arguments["other_symptoms"] = arguments["other_symptoms"] or ""
         return arguments
+
+    def kept_despite_errors(self) -> dict | None:
+        """A red flag is never refused for another answer's sake (HAZ-41): for a form whose only errors
+        are on other questions and that has a red flag answered yes, `report_arguments` without the
+        unreadable answers (left blank) and a note naming them; None otherwise (the form's errors stand)."""
+        flags = {flag.id for flag in self.rules.red_flags}
+        droppable = (set(self.questions()) - flags) | {"other_symptoms"}
+        if not self.errors or not set(self.errors) <= droppable:
+            return None
+        if not any(self.cleaned_data.get(flag) == "yes" for flag in flags):
+            return None
+        return {**self.report_arguments(), "notes": reports.dropped_notes(sorted(self.errors))}
 
     def added_answers(self) -> dict:
         """The answers of the optional second step, as `add_answers` takes them."""

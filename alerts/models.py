@@ -139,6 +139,14 @@ class SymptomReport(models.Model):
         default=list, blank=True, help_text=_("Questions left unanswered: a partial report (capture rules, spec §1).")
     )
     findings = models.JSONField(default=list, blank=True, help_text=_("Codes, tiers and evidence from the rules."))
+    notes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_(
+            "How the report was taken, for staff: answers dropped as unreadable (field and why), the patient's "
+            "status when not active, a check-in cancelled while it was being answered. No patient identifiers."
+        ),
+    )
     protocol_version = models.CharField(max_length=20)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -237,6 +245,7 @@ class AlertEvent(models.Model):
         ACKNOWLEDGED = "acknowledged", _("Acknowledged")
         RESOLVED = "resolved", _("Resolved")
         DELIVERY_FAILED = "delivery_failed", _("Delivery failed")
+        NOTE = "note", _("Note")
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -21,7 +21,7 @@ from patients.services import day14_window, procedure_protocol, reassess_and_rep
 from . import painkillers
 from .checkins import answer_checkin
 from .escalation import raise_alert
-from .models import CheckIn, ReportSource, SymptomReport
+from .models import AlertEvent, CheckIn, ReportSource, SymptomReport
 from .reviews import open_review_task
 from .rules import SO_ANSWERS, Finding, PainPoint, Report, Rules, evaluate, get_rules
 
@@ -32,6 +32,25 @@ OPTIONAL_BOOLEANS = (
     "wearing_brace",
     "doing_physio",
 )
+# An answer that cannot be read is dropped, never allowed to block a red flag of the same report (HAZ-41);
+# the reason is fixed per field, so no value the sender typed is stored or echoed.
+DROP_REASONS = {
+    "pain_now": "Not a whole number from 0 to 10.",
+    "pain_average_24h": "Not a whole number from 0 to 10.",
+    "painkillers": 'Not a known painkiller kind, or "none" given with another.',
+    "other_symptoms": "Not a text of at most 2,000 characters.",
+}
+ANSWER_REASON = "Not one of the allowed answers."
+DROPPABLE = frozenset(
+    {"pain_now", "pain_average_24h", "painkillers", "other_symptoms", "second_opinion", *OPTIONAL_BOOLEANS}
+)
+
+
+def dropped_notes(fields) -> list[dict]:
+    """The report's notes for answers its sender could not read (a field name or a second-opinion code)."""
+    return [
+        {"code": "dropped_answer", "field": name, "reason": DROP_REASONS.get(name, ANSWER_REASON)} for name in fields
+    ]
 
 
 @transaction.atomic
@@ -46,6 +65,7 @@ def submit_report(
     reported_at: datetime | None = None,
     checkin: CheckIn | None = None,
     entered_by=None,
+    notes: list[dict] | tuple[dict, ...] = (),
     **answers: Any,
 ) -> SymptomReport:
     """Store one symptom report and act on its findings; everything or nothing is written.
@@ -55,6 +75,8 @@ def submit_report(
     `add_answers`. For each finding of kind "alert" raises or updates an Alert and writes its Deliveries;
     for "review" opens a ReviewTask; for "checkin" adds a CheckIn; for imaging red flags plans the
     protocol's imaging review. A report through a check-in link answers it and completes its checkpoint.
+    Beside a red flag answered yes, an answer that fails validation is dropped and noted in `notes`, with
+    the caller's own (HAZ-41); a patient out of follow-up still has the report taken, noted (HAZ-43).
     """
     now = timezone.now()
     patient = Patient.objects.select_for_update().get(pk=procedure.patient_id)  # one report at a time per patient
@@ -69,15 +91,12 @@ def submit_report(
         pain_now=pain_now,
         pain_average_24h=pain_average_24h,
         red_flags=sorted(set(red_flags)),
+        second_opinion=dict(second_opinion or {}),
         protocol_version=rules.version,
+        notes=list(notes),
         **_normalised(answers),
     )
-    report.second_opinion = _validated_answers(rules, report, second_opinion)
-    report.day = _checked_day(report, now=now)
-    history = _history(procedure, report.reported_at)
-    findings = evaluate(_facts(report), history, rules, baseline=procedure.baseline_pain)
-    report.findings = [asdict(finding) for finding in findings]
-    report.full_clean(exclude=["patient", "procedure"])  # both were just loaded (and the patient locked)
+    findings = _checked_and_evaluated(report, rules, now=now)
     report.save()
     if checkin is not None:
         answer_checkin(checkin=checkin, report=report)
@@ -85,6 +104,21 @@ def submit_report(
         _act_on(finding, report, now=now)
     _feed_tier_inputs(report)
     return report
+
+
+def _checked_and_evaluated(report: SymptomReport, rules: Rules, *, now: datetime) -> list[Finding]:
+    """Validate the new `report` (dropping unreadable other answers beside a red flag), set its day
+    and findings, and note a patient out of follow-up; returns the findings to act on."""
+    _keeping_red_flags(report, rules, lambda: _validated_answers(rules, report, report.second_opinion))
+    report.day = _checked_day(report, now=now)
+    # Its patient and procedure were just loaded (and the patient locked).
+    _keeping_red_flags(report, rules, lambda: report.full_clean(exclude=["patient", "procedure"]))
+    history = _history(report.procedure, report.reported_at)
+    findings = evaluate(_facts(report), history, rules, baseline=report.procedure.baseline_pain)
+    report.findings = [asdict(finding) for finding in findings]
+    if report.patient.status != PatientStatus.ACTIVE:
+        report.notes.append({"code": "patient_not_active", "status": report.patient.status})
+    return findings
 
 
 def _normalised(answers: dict) -> dict:
@@ -97,13 +131,14 @@ def _normalised(answers: dict) -> dict:
 
 def _feed_tier_inputs(report: SymptomReport) -> None:
     """A pain score is a tier input wherever it arrives (spec v0.2 §2): kept as a pain reading of the
-    procedure, and one in the day-14 window re-assesses it (the cleft rule), raising the tier at once."""
+    procedure, and one in the day-14 window re-assesses it (the cleft rule), raising the tier at once;
+    not for a patient out of follow-up, whose plan a report does not change [DESIGN]."""
     if report.pain_now is None:
         return
     procedure = report.procedure
     record_pain(procedure=procedure, day=report.day, pain=report.pain_now, source=f"report ({report.source})")
     first, last = day14_window(procedure_protocol(procedure))
-    if first <= report.day <= last:
+    if first <= report.day <= last and report.patient.status == PatientStatus.ACTIVE:
         reason = f"pain {report.pain_now}/10 on day {report.day} ({report.source})"
         reassess_and_replan(procedure=procedure, reason=reason)
 
@@ -136,6 +171,37 @@ def _validated_answers(rules: Rules, report: SymptomReport, second_opinion: dict
     return dict(second_opinion or {})
 
 
+def _keeping_red_flags(report: SymptomReport, rules: Rules, check) -> None:
+    """Run `check`; if it refuses only answers other than the red flags of a report with a red flag
+    answered yes, drop those answers with a note and run it again (HAZ-41). Anything else is raised."""
+    try:
+        check()
+    except ValidationError as exc:
+        if not report.red_flags or not set(exc.message_dict) <= DROPPABLE:
+            raise
+        for name in sorted(exc.message_dict):
+            _drop(report, rules, name)
+        check()
+
+
+def _drop(report: SymptomReport, rules: Rules, name: str) -> None:
+    """Forget the answer `name` of `report` (for the second opinion, only its unreadable answers), list
+    the question as unanswered and note why."""
+    if name == "second_opinion":
+        known = {opinion.id for opinion in rules.second_opinion}
+        kept = {
+            code: answer for code, answer in report.second_opinion.items() if code in known and answer in SO_ANSWERS
+        }
+        gone = sorted(set(report.second_opinion) - set(kept))
+        report.second_opinion = kept
+    else:
+        gone = [name]
+        setattr(report, name, {"painkillers": [], "other_symptoms": ""}.get(name))
+    report.notes += dropped_notes(gone)
+    questions = [code for code in gone if code != "other_symptoms"]
+    report.unanswered = sorted(set(report.unanswered) | set(questions))
+
+
 def _others(report: SymptomReport) -> bool:
     return bool(report.painkillers or report.other_symptoms.strip()) or any(
         getattr(report, name) is not None for name in OPTIONAL_BOOLEANS
@@ -153,8 +219,6 @@ def _checked_day(report: SymptomReport, *, now: datetime) -> int:
         raise ValidationError({"reported_at": ["The report time is before the procedure."]})
     if report.source not in ReportSource.values:
         raise ValidationError({"source": [f"Unknown source {report.source!r}."]})
-    if report.patient.status != PatientStatus.ACTIVE:
-        raise ValidationError({"patient": [f"The patient is {report.patient.status}; no report can be taken."]})
     return day
 
 
@@ -188,7 +252,8 @@ def _act_on(finding: Finding, report: SymptomReport, *, now: datetime) -> None:
     its red flag asks for, with the intervals and checkpoint of the report's protocol."""
     protocol = get_protocol(report.protocol_version)
     if finding.kind == "alert":
-        raise_alert(report, finding, now=now)
+        alert = raise_alert(report, finding, now=now)
+        _note_patient_status(alert, report, now=now)
         return _imaging_review(finding, report, protocol)
     if finding.kind == "checkin":
         CheckIn.objects.create(
@@ -210,6 +275,16 @@ def _act_on(finding: Finding, report: SymptomReport, *, now: datetime) -> None:
         detail=words,
     )
     _imaging_review(finding, report, protocol)
+
+
+def _note_patient_status(alert, report: SymptomReport, *, now: datetime) -> None:
+    """An alert raised for a patient out of follow-up says so on its history (HAZ-43)."""
+    status = report.patient.status
+    if status != PatientStatus.ACTIVE:
+        note = f"Reported while the patient's follow-up status is {status}; taken because it has a red flag."
+        AlertEvent.objects.create(
+            alert=alert, kind=AlertEvent.Kind.NOTE, at=now, note=note, data={"report": report.pk, "status": status}
+        )
 
 
 def _imaging_review(finding: Finding, report: SymptomReport, protocol) -> None:

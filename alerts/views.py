@@ -109,28 +109,83 @@ def checkin_form(request):
     """The patient's form, one short page (step) at a time. Capture first: the first step submitted
     with any answer saves the report and acts on it at once; each later step adds its answers to it.
     A POST without a step (the whole form at once, or one confirmed after an expired session) is
-    taken whole."""
+    taken whole. Answers for a check-in cancelled since the form was opened are taken as a report
+    without a check-in (HAZ-46)."""
     if request.session.get(SESSION_REPORT):
         return _later_step(request)
     checkin = _open_checkins().filter(pk=request.session.get(SESSION_CHECKIN)).first()
-    confirm = False
+    confirm, attach = False, True
     if checkin is None and request.method == "POST":
-        resumed = _resumed(request)
-        if resumed is not None and resumed.state not in (CheckInState.INVITED, CheckInState.CALL_NEEDED):
+        resumed = _resumed(request) or _cancelled_in_session(request)
+        if resumed is not None and resumed.state == CheckInState.CANCELLED and _taken_without(resumed):
+            return _problem(request, "answered", resumed.patient.clinic)  # once only, as for an open check-in
+        if resumed is not None and resumed.state == CheckInState.CANCELLED:
+            checkin, attach = resumed, False
+        elif resumed is not None and resumed.state not in (CheckInState.INVITED, CheckInState.CALL_NEEDED):
             return _problem(request, "answered", resumed.patient.clinic)
-        if resumed is not None:  # the session expired while the page was open: keep the answers, ask to confirm
+        elif resumed is not None:  # the session expired while the page was open: keep the answers
             checkin, confirm = resumed, True
             _start_session(request, checkin)
     if checkin is None:
         return _problem(request, "session", status=403)
     rules = get_rules(checkin.procedure.protocol_version or checkin.patient.clinic.protocol_version)
-    step = None if confirm else _step_number(request, rules)
+    if confirm:
+        return _confirm_expired(request, checkin, rules)
+    step = _step_number(request, rules)
     if step is not None:
-        return _first_steps(request, checkin, rules, step)
+        return _first_steps(request, checkin, rules, step, attach=attach)
     form = CheckInForm(request.POST if request.method == "POST" else None, rules=rules)
-    if request.method == "POST" and not confirm and form.is_valid() and _save_first(request, checkin, rules, form):
-        return redirect("checkin-done")
-    return _render_form(request, form, checkin.patient.clinic, rules, confirm=confirm, resume=checkin.pk)
+    if request.method == "POST":
+        arguments = form.report_arguments() if form.is_valid() else form.kept_despite_errors()
+        if arguments is not None and _save_first(request, checkin, form, arguments, attach=attach):
+            return redirect("checkin-done")
+    return _render_form(request, form, checkin.patient.clinic, rules, resume=checkin.pk)
+
+
+def _cancelled_in_session(request) -> CheckIn | None:
+    """The session's check-in if it was cancelled while its form was open (HAZ-46)."""
+    return (
+        CheckIn.objects.select_related("patient__clinic", "procedure")
+        .filter(pk=request.session.get(SESSION_CHECKIN), state=CheckInState.CANCELLED)
+        .first()
+    )
+
+
+def _taken_without(checkin: CheckIn) -> bool:
+    """Whether answers for the cancelled `checkin` were already taken as a report without it."""
+    return SymptomReport.objects.filter(notes__contains=[_cancelled_note(checkin)]).exists()
+
+
+def _cancelled_note(checkin: CheckIn) -> dict:
+    return {"code": "checkin_cancelled", "checkin": checkin.pk}
+
+
+def _confirm_expired(request, checkin, rules):
+    """A submit after the session expired (HAZ-04): the red flags answered yes are saved and acted on
+    at once, and the patient sees their instruction (HAZ-42) [DESIGN]; every other answer is shown
+    again and is taken only when the patient confirms it. With no red flag yes, everything waits."""
+    form = CheckInForm(request.POST, rules=rules)
+    form.is_valid()
+    clinic = checkin.patient.clinic
+    answered = [flag.id for flag in rules.red_flags if form.cleaned_data.get(flag.id) in ("yes", "no")]
+    flags = [code for code in answered if form.cleaned_data[code] == "yes"]
+    if not flags:
+        return _render_form(request, form, clinic, rules, confirm=True, resume=checkin.pk)
+    unanswered = [name for name in form.questions() if name not in answered]
+    if _save_first(request, checkin, form, {"red_flags": flags, "unanswered": unanswered}) is None:
+        return _render_form(request, form, clinic, rules, confirm=True, resume=checkin.pk)
+    result = request.session[SESSION_RESULT]
+    rest = CheckInForm(rules=rules, only=unanswered, initial=_posted(request, unanswered))
+    wording = promises_for(clinic, rules, now=timezone.now())
+    context = {"form": rest, "clinic": clinic, "wording": wording, "more": True, "confirm": True, "result": result}
+    return render(request, "alerts/checkin/form.html", {**context, "action": reverse("checkin-more")})
+
+
+def _posted(request, names) -> dict:
+    """The answers of `names` in the POST, as a form's initial values (a list for a multiple choice)."""
+    posted = {name: request.POST.getlist(name) if name == "painkillers" else request.POST.get(name) for name in names}
+    posted["other_symptoms"] = request.POST.get("other_symptoms", "")
+    return {name: value for name, value in posted.items() if value}
 
 
 def _step_number(request, rules) -> int | None:
@@ -142,30 +197,32 @@ def _step_number(request, rules) -> int | None:
     return int(raw) if raw.isdigit() and 1 <= int(raw) <= count else 1
 
 
-def _save_first(request, checkin, rules, form) -> SymptomReport | None:
-    """Save the report of `form` (its answers so far) for `checkin` and act on it; None with the
-    form's errors set if it was refused."""
+def _save_first(request, checkin, form, arguments: dict, *, attach: bool = True) -> SymptomReport | None:
+    """Save the report of `arguments` (the answers of `form` so far) for `checkin` (or, `attach` False,
+    for its procedure without it: HAZ-46) and act on it; None with the form's errors set if refused."""
+    if not attach:
+        arguments = {**arguments, "notes": [*arguments.get("notes", ()), _cancelled_note(checkin)]}
     try:
         report = reports.submit_report(
-            procedure=checkin.procedure, source="form", checkin=checkin, **form.report_arguments()
+            procedure=checkin.procedure, source="form", checkin=checkin if attach else None, **arguments
         )
     except ValidationError as exc:
         for field, messages in exc.message_dict.items():
             form.add_error(field if field in form.fields else None, messages)
         return None
     request.session.pop(SESSION_CHECKIN, None)
-    request.session[SESSION_RESULT] = _result(report, rules)
+    request.session[SESSION_RESULT] = _result(report, get_rules(report.protocol_version))
     return report
 
 
-def _first_steps(request, checkin, rules, step: int):
+def _first_steps(request, checkin, rules, step: int, *, attach: bool = True):
     """A step before anything was saved: keep its answers; once any is given, save them all."""
     form = CheckInForm(request.POST or None, rules=rules, step=step, initial=_kept(request))
     if request.method == "POST" and form.is_valid():
         _keep(request, form)
         everything = CheckInForm(_kept_data(request), rules=rules)
         if everything.is_valid():  # something is answered: save it and act on it now
-            report = _save_first(request, checkin, rules, everything)
+            report = _save_first(request, checkin, everything, everything.report_arguments(), attach=attach)
             if report is not None:
                 request.session[SESSION_REPORT] = report.pk
                 return _after_step(request, rules, step)
@@ -252,8 +309,19 @@ def _result(report, rules) -> dict:
         "version": rules.version,
         "report_id": report.pk,
         "unanswered": len(report.unanswered),
+        "dropped": _dropped(report, rules),
         "reported_at": report.created_at.isoformat(),  # the promise is made for the moment it was sent
     }
+
+
+def _dropped(report, rules) -> list[dict]:
+    """The answers the report could not take (HAZ-41), each with its question and why."""
+    fields = CheckInForm(rules=rules).fields
+    notes = [note for note in report.notes if note["code"] == "dropped_answer"]
+    return [
+        {"question": str(fields[note["field"]].label) if note["field"] in fields else note["field"], **note}
+        for note in notes
+    ]
 
 
 def highest_tier_of(findings: list[dict]) -> str | None:

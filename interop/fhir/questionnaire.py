@@ -28,6 +28,7 @@ from .base import (
     validated,
 )
 from .codes import (
+    EXT_DROPPED_ANSWER,
     EXT_FINDING,
     EXT_MAX_VALUE,
     EXT_MIN_VALUE,
@@ -222,12 +223,24 @@ def _finding_extension(finding: dict) -> dict:
     }
 
 
+def _dropped_extension(note: dict) -> dict:
+    """An answer the report could not read and did not take (HAZ-41): its linkId and why."""
+    return {
+        "url": EXT_DROPPED_ANSWER,
+        "extension": [
+            {"url": "linkId", "valueString": note["field"]},
+            {"url": "reason", "valueString": note["reason"]},
+        ],
+    }
+
+
 def report_resource(report: SymptomReport) -> dict:
+    dropped = [_dropped_extension(note) for note in report.notes if note["code"] == "dropped_answer"]
     data = {
         "resourceType": "QuestionnaireResponse",
         "id": str(report.pk),
         "meta": meta(report),
-        "extension": [_finding_extension(finding) for finding in report.findings],
+        "extension": [_finding_extension(finding) for finding in report.findings] + dropped,
         "questionnaire": f"{QUESTIONNAIRE_URL}|{report.protocol_version}",
         "status": "completed",
         "subject": ref("Patient", report.patient_id),
@@ -284,12 +297,14 @@ def _choice(answer: dict, allowed: tuple[str, ...] | list[str], path: str) -> st
 
 def report_arguments(data: dict, rules: Rules) -> dict:
     """submit_report's keyword arguments from a validated QuestionnaireResponse. An unknown linkId is refused,
-    never skipped: a mistyped red-flag id must not go unread."""
+    never skipped: a mistyped red-flag id must not go unread. An answer of another question that cannot be
+    read is dropped when a red flag is answered yes (HAZ-41), named in `notes`; otherwise it is refused."""
     red_flags = {flag.id for flag in rules.red_flags}
     opinions = {opinion.id for opinion in rules.second_opinion}
     known = {"pain_now", "pain_average_24h", "painkillers", "other_symptoms", *REPORT_BOOLEANS, *red_flags, *opinions}
     arguments: dict[str, Any] = {"red_flags": [], "second_opinion": {}}
     seen: set[str] = set()
+    dropped: list[tuple[str, FHIRError]] = []
     for path, item in _flat_items(data.get("item", [])):
         link = item.get("linkId")
         answers = item.get("answer", [])
@@ -304,17 +319,31 @@ def report_arguments(data: dict, rules: Rules) -> dict:
         if link in seen:
             raise FHIRError(f"linkId {link!r} is answered twice.", path=f"{path}.linkId")
         seen.add(link)
-        if not answers:
-            continue
-        if link == "painkillers":  # repeats: every kind taken
-            arguments[link] = [_choice(a, PainkillerUse.values, f"{path}.answer[{n}]") for n, a in enumerate(answers)]
-            continue
-        if len(answers) > 1:
-            raise FHIRError(f"{link} takes one answer.", path=f"{path}.answer")
-        _take_answer(arguments, link, answers[0], f"{path}.answer[0]", red_flags=red_flags, opinions=opinions)
+        try:
+            _read_item(arguments, link, answers, path, red_flags=red_flags, opinions=opinions)
+        except FHIRError as error:
+            if link in red_flags:
+                raise
+            dropped.append((link, error))
+    if dropped and not arguments["red_flags"]:
+        raise dropped[0][1]
     arguments.setdefault("pain_now", None)
-    arguments["unanswered"] = sorted({"pain_now", *red_flags, *opinions} - seen)  # a partial report says so
+    questions = {"pain_now", *red_flags, *opinions}
+    unread = {link for link, _ in dropped}
+    arguments["unanswered"] = sorted((questions - seen) | (questions & unread))  # a partial report says so
+    arguments["notes"] = reports.dropped_notes(sorted(unread))
     return arguments
+
+
+def _read_item(arguments: dict, link: str, answers: list[dict], path: str, *, red_flags: set, opinions: set) -> None:
+    if not answers:
+        return
+    if link == "painkillers":  # repeats: every kind taken
+        arguments[link] = [_choice(a, PainkillerUse.values, f"{path}.answer[{n}]") for n, a in enumerate(answers)]
+        return
+    if len(answers) > 1:
+        raise FHIRError(f"{link} takes one answer.", path=f"{path}.answer")
+    _take_answer(arguments, link, answers[0], f"{path}.answer[0]", red_flags=red_flags, opinions=opinions)
 
 
 def _take_answer(arguments: dict, link: str, answer: dict, path: str, *, red_flags: set, opinions: set) -> None:

@@ -1,6 +1,7 @@
 """Symptom reports in the REST API, with the findings the rules gave."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alerts.models import PainkillerUse, SymptomReport
@@ -28,6 +29,17 @@ class FindingSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["alert", "review", "checkin"])
     action = serializers.CharField()
     source = serializers.CharField()
+
+
+class DroppedFieldSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text="The field (or second-opinion code) that could not be read.")
+    reason = serializers.CharField(help_text="Why it was not taken; the value sent is never echoed.")
+
+
+NOTE_WORDS = {
+    "patient_not_active": "The patient's follow-up status is {status}; the report was still taken.",
+    "checkin_cancelled": "Sent for a check-in cancelled while it was being answered; taken without it.",
+}
 
 
 class SymptomReportSerializer(serializers.ModelSerializer):
@@ -62,6 +74,14 @@ class SymptomReportSerializer(serializers.ModelSerializer):
     )
     pain_average_24h = serializers.IntegerField(min_value=0, max_value=10, required=False, allow_null=True)
     findings = FindingSerializer(many=True, read_only=True)
+    dropped_fields = serializers.SerializerMethodField(
+        help_text="Answers not taken because they could not be read, while the report's red flags were "
+        "(a red flag is never refused for another answer's sake). Send them again in a new report."
+    )
+    warnings = serializers.SerializerMethodField(
+        help_text="What the sender should know about how the report was taken, in plain words: each dropped "
+        "field, and a patient whose follow-up is not active (the report is still taken)."
+    )
 
     class Meta:
         model = SymptomReport
@@ -84,12 +104,32 @@ class SymptomReportSerializer(serializers.ModelSerializer):
             "source",
             "day",
             "findings",
+            "dropped_fields",
+            "warnings",
             "protocol_version",
             "created_at",
             "updated_at",
         ]
         read_only_fields = ["id", "source", "day", "findings", "protocol_version", "created_at", "updated_at"]
         extra_kwargs = {"reported_at": {"required": False}}
+
+    @extend_schema_field(DroppedFieldSerializer(many=True))
+    def get_dropped_fields(self, report) -> list[dict]:
+        return [
+            {"field": note["field"], "reason": note["reason"]}
+            for note in report.notes
+            if note["code"] == "dropped_answer"
+        ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_warnings(self, report) -> list[str]:
+        words = []
+        for note in report.notes:
+            if note["code"] == "dropped_answer":
+                words.append(f"{note['field']} was not taken: {note['reason']}")
+            elif note["code"] in NOTE_WORDS:
+                words.append(NOTE_WORDS[note["code"]].format(**note))
+        return words
 
     def __init__(self, *args, patients=None, **kwargs):
         super().__init__(*args, **kwargs)
