@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("alerts", "0007_patientux_painkillers_multi"),
+        ("alerts", "0009_partial_fk_indexes"),
     ]
 
     operations = [
