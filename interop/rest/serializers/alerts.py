@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from alerts.models import Alert
+from alerts.models import Alert, ResolutionReason
 
 
 class AlertSerializer(serializers.ModelSerializer):
@@ -27,6 +27,7 @@ class AlertSerializer(serializers.ModelSerializer):
             "acknowledged_via",
             "acknowledge_note",
             "resolved_at",
+            "resolve_reason",
             "resolve_note",
             "updated_at",
         ]
@@ -38,4 +39,7 @@ class AcknowledgeSerializer(serializers.Serializer):
 
 
 class ResolveSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=2000)
+    reason = serializers.ChoiceField(
+        choices=ResolutionReason.choices, help_text="Why the alert is closed (required, HAZ-47)."
+    )
+    note = serializers.CharField(max_length=2000, help_text="What was done.")
