@@ -146,6 +146,7 @@ def notify_step(alert: Alert, *, level: int, now: datetime, repeat: int = 0) -> 
     later step with anyone to page, set the alert's level and next escalation time, and record the
     step as an AlertEvent. `repeat` numbers a page of the last step again after the chain ran out; after
     the last step the next one is a repeat, `repeat_minutes` later (protocol [[escalation]], HAZ-45)."""
+    first = level == 0 and not repeat
     level, target, users = _page_target(alert, level, now=now)
     cause = f"alert:{alert.pk}:{alert.policy_started_at.timestamp():.6f}:{level}" + (f":r{repeat}" if repeat else "")
     deliveries = Delivery.objects.bulk_create(
@@ -171,7 +172,7 @@ def notify_step(alert: Alert, *, level: int, now: datetime, repeat: int = 0) -> 
     )
     alert.level = level
     data = {"level": level, "notify": target, "recipients": len(users), **({"repeat": repeat} if repeat else {})}
-    kind = AlertEvent.Kind.NOTIFIED if level == 0 and not repeat else AlertEvent.Kind.ESCALATED
+    kind = AlertEvent.Kind.NOTIFIED if first else AlertEvent.Kind.ESCALATED
     event = AlertEvent.objects.create(alert=alert, kind=kind, at=now, data=data)
     if nobody:
         AlertEvent.objects.create(
