@@ -164,9 +164,7 @@ class AlertState(models.TextChoices):
     RESOLVED = "resolved", _("Resolved")
 
 
-class ResolutionReason(models.TextChoices):
-    """Why an alert was closed: asked with every resolution, next to a note saying what was done (HAZ-47)."""
-
+class ResolutionReason(models.TextChoices):  # asked with every resolution, with a note (HAZ-47)
     MANAGED = "managed", _("Patient assessed, care arranged")
     REFERRED = "referred", _("Sent to emergency or other care")
     NO_ACTION = "no_action", _("Assessed, no action needed")
@@ -201,12 +199,8 @@ class Alert(models.Model):
     level = models.PositiveSmallIntegerField(default=0, help_text=_("Escalation steps already notified."))
     policy_started_at = models.DateTimeField(help_text=_("Escalation steps count from here (raised or tier raised)."))
     next_escalation_at = models.DateTimeField(null=True, blank=True)
-    repeats = models.PositiveIntegerField(
-        default=0, help_text=_("Times the last step was paged again after the chain ran out (HAZ-45).")
-    )
-    nobody_paged_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("Set while the last page found no one to send to (HAZ-44).")
-    )
+    repeats = models.PositiveIntegerField(default=0, help_text=_("Last step paged again this often (HAZ-45)."))
+    nobody_paged_at = models.DateTimeField(null=True, blank=True, help_text=_("The last page found no one (HAZ-44)."))
 
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(

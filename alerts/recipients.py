@@ -98,6 +98,8 @@ def chain_gaps(clinics) -> dict[int, list[str]]:
 
 def managed_chain_gaps(actor) -> list[tuple[Clinic, list[str]]]:
     """`chain_gaps` of each clinic `actor` manages (by their role in that clinic), those with any."""
-    clinics = list(Clinic.objects.filter(id__in=access.clinics_for(actor, access.Action.MANAGE_CLINIC)).order_by("name"))
+    clinics = list(
+        Clinic.objects.filter(id__in=access.clinics_for(actor, access.Action.MANAGE_CLINIC)).order_by("name")
+    )
     gaps = chain_gaps(clinics)
     return [(clinic, gaps[clinic.pk]) for clinic in clinics if clinic.pk in gaps]
