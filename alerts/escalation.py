@@ -313,7 +313,8 @@ def reopen_alert(*, alert: Alert, by, reason: str) -> Alert:
     _may_act(by, alert)
     if not reason.strip():
         raise ValidationError({"reason": ["Say why the alert is reopened."]})
-    if Alert.objects.filter(patient=alert.patient_id, code=alert.code, state__in=LIVE_STATES).exists():
+    live = Alert.objects.filter(patient=alert.patient_id, code=alert.code, state__in=LIVE_STATES).exclude(pk=alert.pk)
+    if live.exists():
         raise ValidationError({"reason": ["A newer alert for the same rule is live: act on that one."]})
     now = timezone.now()
     resolved = {"by": alert.resolved_by_id, "reason": alert.resolve_reason, "note": alert.resolve_note[:300]}

@@ -108,6 +108,8 @@ def test_only_staff_who_may_act_on_the_clinics_alerts_can_reopen_and_never_over_
     alert, clinic, clinician, other_clinic_coordinator
 ):
     auditor = make_staff(username="audrey_auditor", clinic=clinic, role=StaffRole.AUDITOR)
+    with pytest.raises(ValidationError, match="already open"):
+        reopen_alert(alert=alert, by=clinician, reason="not resolved yet")
     resolve_alert(alert=alert, by=clinician, reason="managed", note="seen")
     for outsider in (auditor, other_clinic_coordinator):
         with pytest.raises(PermissionDenied):
