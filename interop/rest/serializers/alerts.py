@@ -6,6 +6,10 @@ from alerts.models import Alert, ResolutionReason
 
 
 class AlertSerializer(serializers.ModelSerializer):
+    resolve_reason = serializers.ChoiceField(
+        choices=ResolutionReason.choices, allow_blank=True, read_only=True, help_text="Empty until resolved."
+    )
+
     class Meta:
         model = Alert
         fields = [
