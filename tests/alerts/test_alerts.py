@@ -109,7 +109,7 @@ def test_a_higher_tier_for_the_same_rule_pages_again_even_after_acknowledgement(
     assert alert.events.filter(kind=AlertEvent.Kind.TIER_RAISED).exists()
 
 
-@pytest.mark.hazard("HAZ-07")
+@pytest.mark.hazard("HAZ-07", "HAZ-45")
 @pytest.mark.django_db
 def test_unacknowledged_emergency_escalates_along_the_chain_then_repeats_its_last_step(
     procedure, clinician, coordinator, on_call
