@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -18,6 +18,7 @@ from .forms import (
     CompleteReviewForm,
     LogCallForm,
     PhoneReportForm,
+    ReopenAlertForm,
     ResolveAlertForm,
 )
 from .models import (
@@ -28,10 +29,12 @@ from .models import (
     Delivery,
     DigestRun,
     EscalationPolicy,
+    ResolutionReason,
     ReviewTask,
     SymptomReport,
     WebhookEndpoint,
 )
+from .recipients import managed_chain_gaps
 from .rules import get_rules
 from .worklist import search_patients
 
@@ -61,7 +64,36 @@ class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
     actions_forms = {
         "acknowledge": (AcknowledgeAlertForm, "Acknowledge"),
         "resolve": (ResolveAlertForm, "Resolve"),
+        "reopen": (ReopenAlertForm, "Reopen"),
     }
+
+    def action_view(self, request, pk, action):
+        if action != "resolve" or request.method != "POST" or request.POST.get("confirmed"):
+            return super().action_view(request, pk, action)
+        return self.resolve_confirmation(request, pk)
+
+    def resolve_confirmation(self, request, pk):
+        """A second look before resolving (HAZ-47): a valid first POST only shows the alert, its red
+        flags and the patient, with the choices made; the page's button sends them again, confirmed."""
+        alert = get_object_or_404(self.get_queryset(request).select_related("patient", "last_report"), pk=pk)
+        if not self.has_change_permission(request, alert):
+            return redirect("admin:index")
+        form = ResolveAlertForm(request.POST, instance=alert, user=request.user)
+        if not form.is_valid():
+            return super().action_view(request, pk, "resolve")
+        rules = get_rules(alert.protocol_version)
+        flags = [(flag.id, flag.question) for flag in rules.red_flags if flag.id in alert.last_report.red_flags]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Resolve this alert? {alert}",
+            "alert": alert,
+            "patient": alert.patient,
+            "red_flags": flags,
+            "reason_label": dict(ResolutionReason.choices)[form.cleaned_data["reason"]],
+            "form": form,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/alerts/alert/resolve_confirm.html", context)
 
 
 # --- Reports ------------------------------------------------------------------------------------
@@ -257,6 +289,14 @@ class EscalationPolicyAdmin(ClinicScopedAdmin):
     change_action = access.Action.MANAGE_CLINIC
     list_display = ["clinic", "tier", "steps", "source"]
     list_filter = ["clinic", "tier"]
+
+    def changelist_view(self, request, extra_context=None):
+        """Warns the clinic admin of every step that would page no one (HAZ-44), for the clinic's own
+        policies and the protocol's defaults alike."""
+        for clinic, gaps in managed_chain_gaps(request.user):
+            for gap in gaps:
+                messages.warning(request, f"{clinic.name}: {gap}")
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(WebhookEndpoint)

@@ -30,6 +30,7 @@ from .forms import (
     RetryDeliveryForm,
 )
 from .models import Alert, CheckIn, Delivery, ReviewTask, Tier
+from .recipients import managed_chain_gaps
 from .worklist import DUE_CHOICES, Filters, Worklist
 
 SEARCH_KEY = "kf_worklist_search"  # the name or MRN searched for: kept in the session, never in a URL
@@ -163,6 +164,7 @@ def worklist(request, *, site):
             "clinics": Clinic.objects.filter(id__in=visible).order_by("name"),
         },
         "multi_clinic": len(visible) > 1,
+        "chain_gaps": managed_chain_gaps(request.user),
         "here": request.get_full_path(),
         "query": request.GET,
     }

@@ -9,7 +9,7 @@ from patients.forms import ServiceActionForm
 from patients.models import CallOutcome, Procedure
 
 from . import checkins, escalation, outbox, reports, reviews
-from .models import PainkillerUse
+from .models import PainkillerUse, ResolutionReason
 from .painkillers import validate_painkillers
 from .rules import Rules
 
@@ -208,10 +208,26 @@ class AcknowledgeAlertForm(ServiceActionForm):
 
 
 class ResolveAlertForm(ServiceActionForm):
+    """Asked twice (HAZ-47): the admin shows a confirmation page with the alert, its red flags and the
+    patient before it saves; `confirmed` is the hidden answer of that page."""
+
     service = escalation.resolve_alert
     target = "alert"
 
+    reason = forms.ChoiceField(choices=[("", "---------"), *ResolutionReason.choices], label="Why it is resolved")
     note = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}), label="What was done")
+    confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def save(self) -> bool:
+        self.cleaned_data.pop("confirmed", None)
+        return super().save()
+
+
+class ReopenAlertForm(ServiceActionForm):
+    service = escalation.reopen_alert
+    target = "alert"
+
+    reason = forms.CharField(max_length=300, widget=forms.Textarea(attrs={"rows": 2}), label="Why it is reopened")
 
 
 class CompleteReviewForm(ServiceActionForm):

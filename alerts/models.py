@@ -172,6 +172,15 @@ class AlertState(models.TextChoices):
     RESOLVED = "resolved", _("Resolved")
 
 
+class ResolutionReason(models.TextChoices):  # asked with every resolution, with a note (HAZ-47)
+    MANAGED = "managed", _("Patient assessed, care arranged")
+    REFERRED = "referred", _("Sent to emergency or other care")
+    NO_ACTION = "no_action", _("Assessed, no action needed")
+    DUPLICATE = "duplicate", _("Duplicate of another alert")
+    ENTERED_IN_ERROR = "entered_in_error", _("Report entered in error")
+    OTHER = "other", _("Other (say in the note)")
+
+
 class Alert(models.Model):
     """A red flag that a clinician must acknowledge; unacknowledged, it escalates along its policy.
 
@@ -198,6 +207,8 @@ class Alert(models.Model):
     level = models.PositiveSmallIntegerField(default=0, help_text=_("Escalation steps already notified."))
     policy_started_at = models.DateTimeField(help_text=_("Escalation steps count from here (raised or tier raised)."))
     next_escalation_at = models.DateTimeField(null=True, blank=True)
+    repeats = models.PositiveIntegerField(default=0, help_text=_("Last step paged again this often (HAZ-45)."))
+    nobody_paged_at = models.DateTimeField(null=True, blank=True, help_text=_("The last page found no one (HAZ-44)."))
 
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
@@ -209,6 +220,7 @@ class Alert(models.Model):
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    resolve_reason = models.CharField(max_length=20, choices=ResolutionReason.choices, blank=True)
     resolve_note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -244,6 +256,9 @@ class AlertEvent(models.Model):
         ESCALATED = "escalated", _("Escalated")
         ACKNOWLEDGED = "acknowledged", _("Acknowledged")
         RESOLVED = "resolved", _("Resolved")
+        UNRESOLVED = "unresolved", _("Reopened after being resolved")
+        STEP_EMPTY = "step_empty", _("Step had no one to page: passed on")
+        NOBODY_PAGED = "nobody_paged", _("Nobody could be paged")
         DELIVERY_FAILED = "delivery_failed", _("Delivery failed")
         NOTE = "note", _("Note")
 

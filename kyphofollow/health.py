@@ -1,4 +1,6 @@
-"""`GET /health/`: the state of the database, the broker and the last worker heartbeat."""
+"""`GET /health/`: the state of the database, the broker and the last worker heartbeat, and the open
+alerts that need someone to look (HAZ-44, HAZ-45). Those are counts, not failures: the service is up
+and is still paging them, so they do not turn the status to unavailable."""
 
 from datetime import timedelta
 
@@ -9,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from alerts.escalation import attention_counts
 from alerts.models import WorkerHeartbeat
 
 from .celery import app
@@ -46,6 +49,14 @@ def check_worker(*, database_ok: bool) -> dict:
     return result
 
 
+def check_alerts() -> dict:
+    """Open alerts whose escalation chain has run out, and open alerts whose last page reached no one."""
+    try:
+        return attention_counts()
+    except DatabaseError as exc:
+        return {"error": f"database unreachable: {type(exc).__name__}"}
+
+
 @never_cache
 @require_GET
 def health(request):
@@ -53,4 +64,6 @@ def health(request):
     checks = {"database": database, "broker": check_broker(), "worker": check_worker(database_ok=database["ok"])}
     down = [name for name, result in checks.items() if not result["ok"]]
     body = {"status": "ok" if not down else "unavailable", "down": down, "checks": checks}
+    if database["ok"]:
+        body["alerts"] = check_alerts()
     return JsonResponse(body, status=200 if not down else 503)

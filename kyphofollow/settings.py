@@ -415,6 +415,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "TierEnum": "alerts.models.Tier",
+        "ResolutionReasonEnum": "alerts.models.ResolutionReason",
         "LevelEnum": "patients.models.procedure.VERTEBRA_CHOICES",
     },
     "POSTPROCESSING_HOOKS": [

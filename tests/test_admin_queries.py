@@ -35,7 +35,7 @@ CHANGELIST_QUERIES = {
     "admin:alerts_checkin_changelist": 10,
     "admin:alerts_delivery_changelist": 11,
     "admin:alerts_digestrun_changelist": 9,
-    "admin:alerts_escalationpolicy_changelist": 9,
+    "admin:alerts_escalationpolicy_changelist": 12,  # + 3 for the empty-step warnings (HAZ-44)
     "admin:alerts_reviewtask_changelist": 10,
     "admin:alerts_symptomreport_changelist": 9,
     "admin:alerts_webhookendpoint_changelist": 9,

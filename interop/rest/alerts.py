@@ -60,7 +60,8 @@ class AlertViewSet(ClinicScopedMixin, mixins.ListModelMixin, mixins.RetrieveMode
 
     @extend_schema(
         summary="Resolve an alert",
-        description="Close an open or acknowledged alert with a note saying what was done. An alert already "
+        description="Close an open or acknowledged alert with a `reason` (one of the listed choices) and a "
+        "`note` saying what was done; both are required (400 with field errors without them). An alert already "
         "resolved answers 409. Send an `Idempotency-Key` to retry safely.",
         request=ResolveSerializer,
         responses={200: AlertSerializer, **ACTION_ERRORS},

@@ -139,6 +139,7 @@ class Escalation:
     id: str
     tier: str
     steps: tuple[EscalationStep, ...]
+    repeat_minutes: int  # the last step is paged again this often until acknowledged
     source: str
 
 
@@ -233,6 +234,10 @@ class Protocol:
         """The default steps for an alert `tier`, as `EscalationPolicy.steps` stores them (a fresh list)."""
         entry = next(entry for entry in self.escalation if entry.tier == tier)
         return [{"after_minutes": step.after_minutes, "notify": step.notify} for step in entry.steps]
+
+    def escalation_repeat(self, tier: str) -> timedelta:
+        """How often the last step of an alert `tier` is paged again while nobody acknowledges."""
+        return timedelta(minutes=next(entry.repeat_minutes for entry in self.escalation if entry.tier == tier))
 
     def interval(self, name: str) -> timedelta:
         return next(entry.length for entry in self.intervals if entry.id == name)

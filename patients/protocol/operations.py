@@ -88,6 +88,7 @@ def parse_escalation(data: dict, name: str) -> tuple[Escalation, ...]:
             id=require(entry, "id", where, str),
             tier=check_choice(require(entry, "tier", where, str), ALERT_TIERS, where, "tier"),
             steps=_steps(entry, where),
+            repeat_minutes=positive(entry, "repeat_minutes", where),
             source=source(entry, where),
         )
         for entry, where in entries(data, "escalation", name)

@@ -109,9 +109,9 @@ def test_a_higher_tier_for_the_same_rule_pages_again_even_after_acknowledgement(
     assert alert.events.filter(kind=AlertEvent.Kind.TIER_RAISED).exists()
 
 
-@pytest.mark.hazard("HAZ-07")
+@pytest.mark.hazard("HAZ-07", "HAZ-45")
 @pytest.mark.django_db
-def test_unacknowledged_emergency_escalates_along_the_chain_and_stops_at_its_end(
+def test_unacknowledged_emergency_escalates_along_the_chain_then_repeats_its_last_step(
     procedure, clinician, coordinator, on_call
 ):
     report(procedure, red_flags=["RF-02"])
@@ -121,12 +121,12 @@ def test_unacknowledged_emergency_escalates_along_the_chain_and_stops_at_its_end
     assert sweep_escalations(now=start + timedelta(minutes=9)) == 0
     assert sweep_escalations(now=start + timedelta(minutes=10)) == 1
     assert sweep_escalations(now=start + timedelta(minutes=20)) == 1
-    assert sweep_escalations(now=start + timedelta(hours=5)) == 0
+    assert sweep_escalations(now=start + timedelta(minutes=29)) == 0
 
     recipients = [page.recipient for page in pages(alert)]
     assert recipients == [clinician.email, coordinator.email, on_call.email]
     alert.refresh_from_db()
-    assert (alert.level, alert.next_escalation_at) == (2, None)
+    assert (alert.level, alert.repeats, alert.next_escalation_at) == (2, 0, start + timedelta(minutes=30))
 
 
 @pytest.mark.django_db
@@ -184,8 +184,8 @@ def test_resolving_needs_a_note_and_closes_the_alert_so_a_new_report_opens_a_new
     alert = Alert.objects.get()
 
     with pytest.raises(Exception, match="Say how the alert was resolved"):
-        resolve_alert(alert=alert, by=clinician, note=" ")
-    resolve_alert(alert=alert, by=clinician, note="wound checked, antibiotics started")
+        resolve_alert(alert=alert, by=clinician, reason="managed", note=" ")
+    resolve_alert(alert=alert, by=clinician, reason="managed", note="wound checked, antibiotics started")
     report(procedure, red_flags=["RF-08"])
 
     assert Alert.objects.filter(code="RF-08").count() == 2

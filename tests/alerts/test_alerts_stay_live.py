@@ -55,7 +55,7 @@ def test_a_repeat_while_still_open_only_counts_and_a_resolved_alert_gives_a_new_
     submit_report(procedure=procedure, source="api", red_flags=["RF-05"])
     alert = Alert.objects.get()
     assert (alert.count, pages(alert)) == (2, 1)
-    resolve_alert(alert=alert, by=clinician, note="seen in clinic")
+    resolve_alert(alert=alert, by=clinician, reason="managed", note="seen in clinic")
 
     submit_report(procedure=procedure, source="api", red_flags=["RF-05"])
 
@@ -83,7 +83,7 @@ def test_the_worklist_shows_acknowledged_unresolved_alerts_in_their_own_section_
     html = page.content.decode()
     assert "Acknowledged, not resolved" in html
     assert f'id="acknowledged-{first_raised.pk}"' in html and f'id="acknowledged-{second_raised.pk}"' in html
-    resolve_alert(alert=second_raised, by=clinician, note="MRI normal")
+    resolve_alert(alert=second_raised, by=clinician, reason="no_action", note="MRI normal")
     remaining = client.get(reverse("admin:index")).context["sections"]["acknowledged"]
     assert [alert.pk for alert in remaining] == [first_raised.pk]
 

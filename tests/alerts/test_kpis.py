@@ -79,8 +79,9 @@ def acknowledge(alert, user):
 
 
 @pytest.fixture
-def cohort(make_patient, make_procedure, coordinator, other_clinic):
-    """The six procedures of the module docstring, their outcomes and their alerts."""
+def cohort(make_patient, make_procedure, coordinator, clinician, other_clinic):
+    """The six procedures of the module docstring, their outcomes and their alerts. The clinic has a
+    clinician, so each alert's first step pages someone and the coordinators' step comes when due."""
     p = {}
     with at(2025, 12, 15):
         p[7] = make_procedure(performed_on=date(2025, 12, 15), fracture_diagnosed_on=date(2025, 12, 10), levels=LEVELS)

@@ -2,10 +2,14 @@
 
 from rest_framework import serializers
 
-from alerts.models import Alert
+from alerts.models import Alert, ResolutionReason
 
 
 class AlertSerializer(serializers.ModelSerializer):
+    resolve_reason = serializers.ChoiceField(
+        choices=ResolutionReason.choices, allow_blank=True, read_only=True, help_text="Empty until resolved."
+    )
+
     class Meta:
         model = Alert
         fields = [
@@ -27,6 +31,7 @@ class AlertSerializer(serializers.ModelSerializer):
             "acknowledged_via",
             "acknowledge_note",
             "resolved_at",
+            "resolve_reason",
             "resolve_note",
             "updated_at",
         ]
@@ -38,4 +43,7 @@ class AcknowledgeSerializer(serializers.Serializer):
 
 
 class ResolveSerializer(serializers.Serializer):
-    note = serializers.CharField(max_length=2000)
+    reason = serializers.ChoiceField(
+        choices=ResolutionReason.choices, help_text="Why the alert is closed (required, HAZ-47)."
+    )
+    note = serializers.CharField(max_length=2000, help_text="What was done.")

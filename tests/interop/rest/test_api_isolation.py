@@ -228,7 +228,7 @@ ENDPOINTS = [
         "post",
         "object",
         lambda w: f"{BASE}/alerts/{w.alerts[1].pk}/resolve/",
-        lambda w, c: {"note": "Examined: no deficit"},
+        lambda w, c: {"reason": "no_action", "note": "Examined: no deficit"},
     ),
     # The protocol is per clinic: asking for Northside's is asking for a Northside object.
     Endpoint("GET /protocol/?clinic={slug}", "get", "object", lambda w: f"{BASE}/protocol/?clinic={w.clinic.slug}"),

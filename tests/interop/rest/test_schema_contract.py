@@ -154,8 +154,10 @@ def test_acting_on_an_alert_that_has_moved_on_is_a_409_naming_its_state(ehr, ale
     assert again.status_code == 409
     assert again.json() == {"detail": "This alert is already acknowledged.", "current_state": "acknowledged"}
 
-    assert ehr.post(f"{url}/resolve/", {"note": "seen in clinic"}, format="json").status_code == 200
-    resolved_again = ehr.post(f"{url}/resolve/", {"note": "twice"}, format="json")
+    assert (
+        ehr.post(f"{url}/resolve/", {"reason": "managed", "note": "seen in clinic"}, format="json").status_code == 200
+    )
+    resolved_again = ehr.post(f"{url}/resolve/", {"reason": "managed", "note": "twice"}, format="json")
     assert resolved_again.status_code == 409 and resolved_again.json()["current_state"] == "resolved"
     acknowledged_late = ehr.post(f"{url}/acknowledge/", {}, format="json")
     assert acknowledged_late.json() == {"detail": "This alert is already resolved.", "current_state": "resolved"}
