@@ -141,20 +141,24 @@ class SymptomReportSerializer(serializers.ModelSerializer):
         return super().to_internal_value(data)
 
     def _load(self, data) -> dict:
-        """The patient and the procedure the body names (the patient's latest when it names none), read
-        with one query within the caller's clinics, for the two fields to take; {} when the ids are not
-        plain integers or name nothing found together, and each field then looks its id up itself."""
+        """The procedure the body names (the patient's latest when it names none) with one query, if it is
+        the named patient's and that patient is in the caller's clinics, for the two fields to take: the
+        procedure as loaded, the patient as an id-only instance (nothing in a write reads more of it);
+        {} when the ids are not plain integers or name nothing found together, and each field then looks
+        its id up itself."""
         if self.clinics is None or not isinstance(data, dict) or type(data.get("patient")) is not int:
             return {}
         named = data.get("procedure")
-        rows = Procedure.objects.select_related("patient").filter(
-            patient_id=data["patient"], patient__clinic_id__in=self.clinics
-        )
+        rows = Procedure.objects.filter(patient_id=data["patient"], patient__clinic_id__in=self.clinics)
         if named is None:
-            procedure = rows.order_by("-performed_on", "-id").first()
-            return {} if procedure is None else {"patient": procedure.patient, "latest": procedure}
-        procedure = rows.filter(pk=named).first() if type(named) is int else None
-        return {} if procedure is None else {"patient": procedure.patient, "procedure": procedure}
+            found = rows.order_by("-performed_on", "-id")[:1]
+        else:
+            found = rows.filter(pk=named).order_by() if type(named) is int else []
+        procedure = next(iter(found), None)
+        if procedure is None:
+            return {}
+        patient = Patient.from_db(procedure._state.db, ["id"], [procedure.patient_id])
+        return {"patient": patient, "procedure" if named is not None else "latest": procedure}
 
     def validate(self, attrs):
         procedure = attrs.get("procedure")
