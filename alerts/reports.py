@@ -74,7 +74,7 @@ def submit_report(
     )
     report.second_opinion = _validated_answers(rules, report, second_opinion)
     report.day = _checked_day(report, now=now)
-    history = _history(procedure, report.reported_at)
+    history = _history(procedure, report.reported_at) if report.pain_now is not None else []  # pain rules only
     findings = evaluate(_facts(report), history, rules, baseline=procedure.baseline_pain)
     report.findings = [asdict(finding) for finding in findings]
     report.full_clean(exclude=["patient", "procedure"])  # both were just loaded (and the patient locked)
