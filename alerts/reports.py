@@ -113,7 +113,7 @@ def _checked_and_evaluated(report: SymptomReport, rules: Rules, *, now: datetime
     report.day = _checked_day(report, now=now)
     # Its patient and procedure were just loaded (and the patient locked).
     _keeping_red_flags(report, rules, lambda: report.full_clean(exclude=["patient", "procedure"]))
-    history = _history(report.procedure, report.reported_at)
+    history = _history(report.procedure, report.reported_at) if report.pain_now is not None else []  # pain rules only
     findings = evaluate(_facts(report), history, rules, baseline=report.procedure.baseline_pain)
     report.findings = [asdict(finding) for finding in findings]
     if report.patient.status != PatientStatus.ACTIVE:
@@ -325,7 +325,7 @@ def add_answers(*, report: SymptomReport, **answers: Any) -> SymptomReport:
     report.unanswered = sorted(open_questions - set(given) - answered_flags - set(opinions) - {"other_symptoms"})
     now = timezone.now()
     known = {finding["code"] for finding in report.findings}
-    history = _history(report.procedure, report.reported_at)
+    history = _history(report.procedure, report.reported_at) if report.pain_now is not None else []  # pain rules only
     findings = evaluate(_facts(report), history, rules, baseline=report.procedure.baseline_pain)
     fresh = [finding for finding in findings if finding.code not in known]
     report.findings = report.findings + [asdict(finding) for finding in fresh]

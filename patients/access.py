@@ -67,7 +67,8 @@ def _grants(actor) -> dict[Action, frozenset[int]]:
     grants = {action: set() for action in Action}
     if client is not None:
         if client.is_active:
-            clinic_ids = list(Clinic.objects.filter(api_clients=client).values_list("id", flat=True))
+            links = ApiClient.clinics.through.objects.filter(apiclient_id=client.pk)  # no join: the ids are here
+            clinic_ids = list(links.values_list("clinic_id", flat=True))
             for scope in client.scopes:
                 for action in SCOPE_ACTIONS.get(scope, ()):
                     grants[action].update(clinic_ids)

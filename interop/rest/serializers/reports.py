@@ -1,5 +1,7 @@
 """Symptom reports in the REST API, with the findings the rules gave."""
 
+import copy
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -42,10 +44,36 @@ NOTE_WORDS = {
 }
 
 
+class LoadedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
+    """A primary key of a row in the serializer's `clinics` (reached by `clinic_lookup`), whose object the
+    serializer may already have loaded (`SymptomReportSerializer.loaded`); any other value is looked up."""
+
+    def __init__(self, *, model, clinic_lookup: str, **kwargs):
+        # The model, not a queryset, among the arguments: each serializer's copy of the field is built
+        # again from them, and copying a model class costs nothing.
+        self.clinic_lookup = clinic_lookup
+        super().__init__(queryset=model.objects.none(), **kwargs)
+
+    def get_queryset(self):
+        clinics = self.parent.clinics
+        if clinics is None:
+            return super().get_queryset()
+        return self.queryset.model.objects.filter(**{f"{self.clinic_lookup}__in": clinics})
+
+    def to_internal_value(self, data):
+        found = self.parent.loaded.get(self.field_name) if type(data) is int else None
+        if found is not None and found.pk == data:
+            return found
+        return super().to_internal_value(data)
+
+
 class SymptomReportSerializer(serializers.ModelSerializer):
-    patient = serializers.PrimaryKeyRelatedField(queryset=Patient.objects.none())
-    procedure = serializers.PrimaryKeyRelatedField(
-        queryset=Procedure.objects.none(), required=False, help_text="Default: the patient's latest procedure."
+    patient = LoadedPrimaryKeyField(model=Patient, clinic_lookup="clinic_id")
+    procedure = LoadedPrimaryKeyField(
+        model=Procedure,
+        clinic_lookup="patient__clinic_id",
+        required=False,
+        help_text="Default: the patient's latest procedure.",
     )
     red_flags = serializers.ListField(
         child=serializers.CharField(max_length=10),
@@ -131,18 +159,56 @@ class SymptomReportSerializer(serializers.ModelSerializer):
                 words.append(NOTE_WORDS[note["code"]].format(**note))
         return words
 
-    def __init__(self, *args, patients=None, **kwargs):
+    def __init__(self, *args, clinics=None, **kwargs):
         super().__init__(*args, **kwargs)
-        if patients is not None:
-            self.fields["patient"].queryset = patients
-            self.fields["procedure"].queryset = Procedure.objects.filter(patient__in=patients)
+        self.clinics = clinics  # ids of the clinics whose patients and procedures a report may name
+        self.loaded: dict = {}
+
+    _built_fields = None
+
+    def get_fields(self):
+        """The fields ModelSerializer builds from the model, built once per class and copied for each
+        serializer (as DRF copies declared fields): building them costs more than the rest of a request's
+        validation."""
+        built = type(self).__dict__.get("_built_fields")
+        if built is None:
+            built = super().get_fields()
+            type(self)._built_fields = built
+        return copy.deepcopy(built)
+
+    def to_internal_value(self, data):
+        self.loaded = self._load(data)
+        return super().to_internal_value(data)
+
+    def _load(self, data) -> dict:
+        """The procedure the body names (the patient's latest when it names none) with one query, if it is
+        the named patient's and that patient is in the caller's clinics, for the two fields to take: the
+        procedure as loaded, the patient as an id-only instance (nothing in a write reads more of it);
+        {} when the ids are not plain integers or name nothing found together, and each field then looks
+        its id up itself."""
+        if self.clinics is None or not isinstance(data, dict) or type(data.get("patient")) is not int:
+            return {}
+        named = data.get("procedure")
+        rows = Procedure.objects.filter(patient_id=data["patient"], patient__clinic_id__in=self.clinics)
+        if named is None:
+            found = rows.order_by("-performed_on", "-id")[:1]
+        else:
+            found = rows.filter(pk=named).order_by() if type(named) is int else []
+        procedure = next(iter(found), None)
+        if procedure is None:
+            return {}
+        patient = Patient.from_db(procedure._state.db, ["id"], [procedure.patient_id])
+        return {"patient": patient, "procedure" if named is not None else "latest": procedure}
 
     def validate(self, attrs):
         procedure = attrs.get("procedure")
         if procedure is not None and procedure.patient_id != attrs["patient"].pk:
             raise serializers.ValidationError({"procedure": ["This procedure belongs to another patient."]})
         if procedure is None:
-            attrs["procedure"] = attrs["patient"].procedures.order_by("-performed_on", "-id").first()
+            latest = self.loaded.get("latest")
+            if latest is None or latest.patient_id != attrs["patient"].pk:
+                latest = attrs["patient"].procedures.order_by("-performed_on", "-id").first()
+            attrs["procedure"] = latest
             if attrs["procedure"] is None:
                 raise serializers.ValidationError({"patient": ["The patient has no procedure recorded."]})
         return attrs
