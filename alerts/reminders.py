@@ -5,12 +5,9 @@ The sweep is the hot path of `bench/bench_sweep.py`: it reads only what deciding
 with one statement per distinct outcome.
 """
 
-import json
 from collections import Counter, defaultdict
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
-
-from django.db import connection
 
 from patients.models import Checkpoint, CheckpointState, PatientStatus
 from patients.protocol import get_protocol
@@ -23,9 +20,9 @@ from patients.services import (
     reminder_time,
 )
 
-from .message_cap import UNCAPPED, is_uncapped, sent_this_week, weekly_cap
-from .models import CheckIn, DeliveryKind, DeliveryState
-from .outbox import enqueue_deliveries
+from .day_messages import Item, write_items
+from .message_cap import is_uncapped, sent_this_week, weekly_cap
+from .models import CheckIn, DeliveryKind
 from .quiet_hours import after_quiet_hours, in_quiet_hours
 
 # What deciding a reminder reads: loading only these keeps the sweep's cost to the rows it claims.
@@ -53,16 +50,16 @@ REMINDER_SWEEP_FIELDS = (
     "procedure__patient__clinic__quiet_hours_end",
 )
 
-ReminderRow = tuple[str, str, int, int, int, bool]  # cause, recipient, clinic id, checkpoint id, patient id, uncapped
-
 
 def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
     """Turn open checkpoints whose reminder moment has come into Delivery rows.
 
-    Per batch, in one transaction: claim the rows with SKIP LOCKED, write one Delivery per reminder
-    (unique per checkpoint and reminder number), move each row's `next_reminder_at` on by its cadence
-    (or defer it past the clinic's quiet hours, or stop it for a patient who cannot be e-mailed), and
-    enqueue the new deliveries on commit. Returns the number of deliveries and check-ins written.
+    Per batch, in one transaction: claim the rows with SKIP LOCKED, write each reminder as an item of
+    its patient's message of the day (alerts/day_messages.py: one e-mail per patient and local day,
+    a safety one alone and at once), move each row's `next_reminder_at` on by its cadence (or to the
+    next day when that day's e-mail has gone, or past the clinic's quiet hours, or stop it for a
+    patient who cannot be e-mailed), and enqueue new deliveries on commit. Returns the number of
+    reminders and check-ins written.
     """
     due = (
         Checkpoint.objects.reminder_due(at=now)
@@ -78,29 +75,30 @@ def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
 
 def _remind(rows: list[Checkpoint], *, now: datetime) -> int:
     """Write the reminders, check-ins and checkpoint changes of one claimed batch."""
-    deliveries: list[ReminderRow] = []
+    decided: list[tuple[Checkpoint, Item | None, bool]] = []
     checkins: list[CheckIn] = []
-    first_reminded: list[int] = []  # checkpoints that become due with this reminder
-    changes: dict[tuple, list[int]] = defaultdict(list)  # (next, +1?, blocked, state) → ids
     local_now: dict[str, datetime] = {}
     week = _WeekCounts(sent_this_week((row.procedure.patient.pk for row in rows), now=now))
     for row in rows:
         zone = row.procedure.patient.time_zone
         local = local_now.get(zone) or local_now.setdefault(zone, now.astimezone(ZoneInfo(zone)))
-        delivery, checkin, counted = _next_step(row, local=local, now=now, week=week)
-        if delivery:
-            deliveries.append(delivery)
+        item, checkin, counted = _next_step(row, local=local, now=now, week=week)
+        decided.append((row, item, counted))
         if checkin:
             checkins.append(checkin)
+    placed = write_items([item for _row, item, _counted in decided if item], now=now)
+    first_reminded: list[int] = []  # checkpoints that become due with this reminder
+    changes: dict[tuple, list[int]] = defaultdict(list)  # (next, +1?, blocked, state) → ids
+    for row, item, counted in decided:
+        if item and item.cause not in placed:  # the day's e-mail has gone: with the next day's
+            row.next_reminder_at, counted = _tomorrow(row, local_now[row.procedure.patient.time_zone]), False
         if counted and row.state == CheckpointState.SCHEDULED:
             row.state = CheckpointState.DUE
             first_reminded.append(row.pk)
         changes[(row.next_reminder_at, counted, row.reminder_blocked, row.state)].append(row.pk)
     _write_checkpoint_reminder_state(changes, first_reminded, now=now)
     CheckIn.objects.bulk_create(checkins, ignore_conflicts=True)
-    ids = _insert_reminders(deliveries, now=now)
-    enqueue_deliveries(ids)
-    return len(ids) + len(checkins)
+    return sum(1 for _row, item, _counted in decided if item and item.cause in placed) + len(checkins)
 
 
 class _WeekCounts:
@@ -126,7 +124,7 @@ class _WeekCounts:
 
 def _next_step(
     row: Checkpoint, *, local: datetime, now: datetime, week: _WeekCounts
-) -> tuple[ReminderRow | None, CheckIn | None, bool]:
+) -> tuple[Item | None, CheckIn | None, bool]:
     """Decide one claimed checkpoint's reminder, setting its `next_reminder_at` (and
     `reminder_blocked`); returns the reminder to write, the check-in to add, and whether either
     counts as a reminder sent."""
@@ -147,16 +145,32 @@ def _next_step(
     if in_quiet_hours(clinic, local):
         row.next_reminder_at = after_quiet_hours(clinic, local, patient.time_zone)
         return None, None, False
-    at = reminder_time(clinic, procedure_protocol(row.procedure))
     if week.capped(row):  # the weekly cap is reached: try again tomorrow, while the window lasts
-        tomorrow = local_moment(local.date() + timedelta(days=1), at, patient.time_zone)
-        row.next_reminder_at = tomorrow if tomorrow < row.closes_at else None
+        row.next_reminder_at = _tomorrow(row, local)
         return None, None, False
     week.written(row)
-    uncapped = is_uncapped(row.protocol_version, row.code)
-    reminder = (f"reminder:{row.pk}:{row.reminders_sent + 1}", patient.email, clinic.pk, row.pk, patient.pk, uncapped)
+    reminder = Item(
+        cause=f"reminder:{row.pk}:{row.reminders_sent + 1}",
+        kind=DeliveryKind.REMINDER,
+        patient=patient.pk,
+        day=local.date(),
+        recipient=patient.email,
+        clinic=clinic.pk,
+        protocol_version=row.protocol_version,
+        checkpoint=row.pk,
+        uncapped=is_uncapped(row.protocol_version, row.code),
+    )
+    at = reminder_time(clinic, procedure_protocol(row.procedure))
     row.next_reminder_at = _next_reminder(row, local, at, patient.time_zone)
     return reminder, None, True
+
+
+def _tomorrow(row: Checkpoint, local: datetime) -> datetime | None:
+    """The reminder moment of the patient's next day, while the checkpoint's window lasts."""
+    patient = row.procedure.patient
+    at = reminder_time(patient.clinic, procedure_protocol(row.procedure))
+    tomorrow = local_moment(local.date() + timedelta(days=1), at, patient.time_zone)
+    return tomorrow if tomorrow < row.closes_at else None
 
 
 def _block_reason(checkpoint: Checkpoint) -> str:
@@ -193,53 +207,3 @@ def _write_checkpoint_reminder_state(changes: dict[tuple, list[int]], first_remi
             now=now,
         )
     record_first_reminders(checkpoint_ids=first_reminded, now=now)
-
-
-def _one_per_patient(rows: list[ReminderRow]) -> list[tuple[str, str, int, int, str]]:
-    """The reminders of one patient written together become one message: the first one's cause and
-    checkpoint, every checkpoint in its context, uncapped only if all of them are."""
-    grouped: dict[int, list[ReminderRow]] = defaultdict(list)
-    for row in rows:
-        grouped[row[4]].append(row)
-    messages = []
-    for items in grouped.values():
-        cause, recipient, clinic, checkpoint = items[0][:4]
-        context = {"checkpoints": [item[3] for item in items]}
-        if all(item[5] for item in items):
-            context[UNCAPPED] = True
-        messages.append((cause, recipient, clinic, checkpoint, json.dumps(context)))
-    return messages
-
-
-def _insert_reminders(rows: list[ReminderRow], *, now: datetime) -> list[int]:
-    """Write reminder deliveries, one per patient; return the ids of those written. A cause already
-    written is skipped (the unique constraint), never doubled: one INSERT … SELECT FROM unnest … ON
-    CONFLICT DO NOTHING RETURNING, the sweep's hot path."""
-    if not rows:
-        return []
-    causes, recipients, clinics, checkpoints, contexts = (
-        list(column) for column in zip(*_one_per_patient(rows), strict=True)
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO alerts_delivery (kind, channel, cause, recipient, clinic_id, checkpoint_id, context, state,"
-            " attempts, next_attempt_at, last_error, created_at, updated_at)"
-            " SELECT %s, %s, t.cause, t.recipient, t.clinic, t.checkpoint, t.context::jsonb, %s, 0, %s, '', %s, %s"
-            " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[])"
-            " AS t(cause, recipient, clinic, checkpoint, context)"
-            " ON CONFLICT (cause, channel, recipient) DO NOTHING RETURNING id",
-            [
-                DeliveryKind.REMINDER,
-                "email",
-                DeliveryState.PENDING,
-                now,
-                now,
-                now,
-                causes,
-                recipients,
-                clinics,
-                checkpoints,
-                contexts,
-            ],
-        )
-        return [row[0] for row in cursor.fetchall()]
