@@ -139,6 +139,11 @@ class SymptomReport(models.Model):
         default=list, blank=True, help_text=_("Questions left unanswered: a partial report (capture rules, spec §1).")
     )
     findings = models.JSONField(default=list, blank=True, help_text=_("Codes, tiers and evidence from the rules."))
+    answer_changes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("Answers changed on a later page: the question, the answer first sent, the new one, when."),
+    )
     protocol_version = models.CharField(max_length=20)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
