@@ -32,8 +32,35 @@ from .models import (
     SymptomReport,
     WebhookEndpoint,
 )
+from .patient_page import render_answers
 from .rules import get_rules
 from .worklist import search_patients
+
+# --- Answers ------------------------------------------------------------------------------------
+
+
+class AnswersInWords:
+    """A report's answers shown in words, red flags answered yes marked, in the place of the raw
+    answer fields (codes, JSON): the same list as the patient page (`alerts.patient_page`)."""
+
+    answer_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        names = list(super().get_readonly_fields(request, obj))
+        at = min((names.index(name) for name in self.answer_fields if name in names), default=len(names))
+        kept = [name for name in names if name not in self.answer_fields]
+        return [*kept[:at], "answers_in_words", *kept[at:]]
+
+    def get_exclude(self, request, obj=None):
+        return [*(super().get_exclude(request, obj) or []), *self.answer_fields]
+
+    def report_of(self, obj) -> SymptomReport | None:
+        return obj
+
+    @admin.display(description="Answers")
+    def answers_in_words(self, obj):
+        return render_answers(self.report_of(obj))
+
 
 # --- Alerts -------------------------------------------------------------------------------------
 
@@ -50,8 +77,9 @@ class AlertEventInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
+class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, AnswersInWords, ReadOnlyAdmin):
     change_action = access.Action.ACT_ON_ALERTS
+    answer_fields = ("answers",)
     change_form_template = "admin/service_actions_change_form.html"
     list_display = ["id", "code", "tier", "state", "patient", "count", "first_seen_at", "last_seen_at", "level"]
     list_filter = ["state", "tier", "code", "clinic"]
@@ -63,14 +91,22 @@ class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
         "resolve": (ResolveAlertForm, "Resolve"),
     }
 
+    def report_of(self, obj):
+        return obj.last_report
+
+    @admin.display(description="Answers in the latest report")
+    def answers_in_words(self, obj):
+        return super().answers_in_words(obj)
+
 
 # --- Reports ------------------------------------------------------------------------------------
 
 
 @admin.register(SymptomReport)
-class SymptomReportAdmin(PatientIdentityColumns, ReadOnlyAdmin):
+class SymptomReportAdmin(PatientIdentityColumns, AnswersInWords, ReadOnlyAdmin):
     """Reports are read here; a coordinator enters one from a phone call with "Enter a phone report"."""
 
+    answer_fields = ("red_flags", "second_opinion", "unanswered", *reports.ANSWERS)
     clinic_path = "patient__clinic"
     list_display = ["id", "patient", "day", "pain_now", "red_flags", "source", "reported_at"]
     list_filter = ["source", "patient__clinic"]

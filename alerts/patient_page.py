@@ -3,9 +3,11 @@ open alerts and the checkpoints to act on (with the actions the user's role in t
 allows), every report's answers in words, the risk with its reasons, the pain chart and the timeline."""
 
 import math
+from typing import NamedTuple
 
 from django.contrib import admin
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
 from patients import access
@@ -20,29 +22,41 @@ from .rules import get_rules
 WORDS = {True: "Yes", False: "No", "yes": "Yes", "no": "No", "unsure": "Not sure", "na": "Does not apply"}
 
 
-def answers_in_words(report: SymptomReport, rules) -> list[tuple[str, str]]:
-    """(question, answer) for every question `report` answered, in the words the patient saw."""
+class Answer(NamedTuple):
+    question: str
+    answer: str
+    warning: bool = False  # a red flag answered yes
+
+
+def answers_in_words(report: SymptomReport, rules) -> list[Answer]:
+    """Every question `report` answered, in the words the patient saw, red flags answered yes marked.
+    Shown on the patient page and on the report and alert pages of the admin (`render_answers`)."""
     fields = CheckInForm.base_fields
     skipped = set(report.unanswered or [])
     pairs = [
-        (flag.question, "Yes" if flag.id in report.red_flags else "No")
+        Answer(flag.question, "Yes" if flag.id in report.red_flags else "No", flag.id in report.red_flags)
         for flag in rules.red_flags
         if flag.id in report.red_flags or flag.id not in skipped
     ]
     for name in ("pain_now", "pain_average_24h"):
         if getattr(report, name) is not None:
-            pairs.append((str(fields[name].label), f"{getattr(report, name)} out of 10"))
+            pairs.append(Answer(str(fields[name].label), f"{getattr(report, name)} out of 10"))
     if report.painkillers:
-        pairs.append((str(fields["painkillers"].label), report.get_painkillers_display()))
+        pairs.append(Answer(str(fields["painkillers"].label), report.get_painkillers_display()))
     for name in BOOLEAN_QUESTIONS:
         if getattr(report, name) is not None:
-            pairs.append((str(fields[name].label), WORDS[getattr(report, name)]))
+            pairs.append(Answer(str(fields[name].label), WORDS[getattr(report, name)]))
     for opinion in rules.second_opinion:
         if opinion.id in (report.second_opinion or {}):
-            pairs.append(
-                (opinion.question, WORDS.get(report.second_opinion[opinion.id], report.second_opinion[opinion.id]))
-            )
+            answer = report.second_opinion[opinion.id]
+            pairs.append(Answer(opinion.question, WORDS.get(answer, answer)))
     return pairs
+
+
+def render_answers(report: SymptomReport | None) -> str:
+    """`report`'s answers in words as HTML (admin/alerts/answers.html), or a sentence saying there are none."""
+    answers = answers_in_words(report, get_rules(report.protocol_version)) if report else []
+    return render_to_string("admin/alerts/answers.html", {"answers": answers, "report": report})
 
 
 def _act_forms(alerts: list, checkpoints: list, *, may_alerts: bool, may_record: bool) -> None:
