@@ -1,3 +1,5 @@
+from collections import Counter
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect
@@ -87,8 +89,8 @@ class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, AnswersInWords, Re
     search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name", "=code"]
     inlines = [AlertEventInline]
     actions_forms = {
-        "acknowledge": (AcknowledgeAlertForm, "Acknowledge"),
-        "resolve": (ResolveAlertForm, "Resolve"),
+        "acknowledge": (AcknowledgeAlertForm, "Acknowledge", "The alert was acknowledged."),
+        "resolve": (ResolveAlertForm, "Resolve", "The alert was resolved."),
     }
 
     def report_of(self, obj):
@@ -142,9 +144,7 @@ class SymptomReportAdmin(PatientIdentityColumns, AnswersInWords, ReadOnlyAdmin):
             mine = procedures.filter(patient=procedure.patient_id)
             form, report = self._phone_form(request, mine, procedure, checkin, bound=not searching)
         if report is not None:
-            codes = ", ".join(f"{f['code']} ({f['tier']})" for f in report.findings)
-            found_words = f"It raised {codes}." if codes else "It raised no alert or task."
-            messages.success(request, f"The phone report was saved. {found_words}")
+            messages.success(request, f"The phone report was saved. {raised_sentence(report.findings)}")
             return redirect(reverse("admin:alerts_symptomreport_change", args=[report.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -204,6 +204,25 @@ class SymptomReportAdmin(PatientIdentityColumns, AnswersInWords, ReadOnlyAdmin):
         return access.scoped(Patient.objects.all(), request.user, access.Action.RECORD)
 
 
+RAISED = {"alert": ("alert", "alerts"), "review": ("review task", "review tasks"), "checkin": ("check-in", "check-ins")}
+
+
+def raised_sentence(findings: list[dict]) -> str:
+    """What a saved report raised, in words, e.g. "It raised 1 urgent alert and 1 review task." """
+    counts = Counter(
+        (finding.get("tier", "") if finding.get("kind") == "alert" else "", finding.get("kind", ""))
+        for finding in findings
+    )
+    if not counts:
+        return "It raised no alert or task."
+    parts = []
+    for (tier, kind), count in counts.items():
+        words = RAISED.get(kind, ("follow-up task", "follow-up tasks"))[count != 1]
+        parts.append(f"{count} {tier} {words}".replace("  ", " "))
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"It raised {listed}."
+
+
 def _latest_rules_version() -> str:
     from patients.protocol import latest_version
 
@@ -221,7 +240,7 @@ class ReviewTaskAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin
     list_filter = ["state", "code", "clinic"]
     list_select_related = ["patient"]
     search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name"]
-    actions_forms = {"complete": (CompleteReviewForm, "Mark reviewed")}
+    actions_forms = {"complete": (CompleteReviewForm, "Mark reviewed", "The review was marked done.")}
     change_list_template = "admin/alerts/reviewtask/change_list.html"
 
     def get_urls(self):
@@ -243,7 +262,8 @@ class ReviewTaskAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin
                 for field, errors in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, errors)
             else:
-                messages.success(request, "Review opened: " + ", ".join(task.code for task in tasks) + ".")
+                opened = "One review task was opened." if len(tasks) == 1 else f"{len(tasks)} review tasks were opened."
+                messages.success(request, f"{opened} It is on the worklist.")
                 return redirect(reverse("admin:alerts_reviewtask_changelist"))
         context = {
             **self.admin_site.each_context(request),
@@ -263,7 +283,7 @@ class CheckInAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
     list_filter = ["state", "reason", "patient__clinic"]
     list_select_related = ["patient"]
     search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name"]
-    actions_forms = {"log_call": (LogCallForm, "Log phone call")}
+    actions_forms = {"log_call": (LogCallForm, "Log phone call", "The call was logged.")}
 
 
 # --- Configuration and outbox -------------------------------------------------------------------
