@@ -335,6 +335,7 @@ def protocol_title(checkpoint) -> str:
     return get_protocol(checkpoint.protocol_version).patient_wording(checkpoint.code)[0]
 
 
+@pytest.mark.hazard("HAZ-51")
 @pytest.mark.django_db
 def test_a_safety_checkin_is_never_held_or_merged_with_the_days_email(make_procedure, smtp_settings):
     moment = at_utc(2026, 3, 3, 9)
