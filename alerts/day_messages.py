@@ -12,9 +12,11 @@ twice. One INSERT … ON CONFLICT DO UPDATE writes a whole batch: the reminder s
 """
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
+from functools import cache
 
 from django.db import connection
 from django.utils import timezone
@@ -26,10 +28,10 @@ from .models import DeliveryState
 from .outbox import enqueue_deliveries
 
 DAY = "day:"
-LISTS = ("items", "checkpoints", "checkins")
+LISTS = ("items",)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Item:
     """One reminder or invitation for the day's message (ids only)."""
 
@@ -64,16 +66,16 @@ INSERT = f"""
     INSERT INTO alerts_delivery (kind, channel, cause, recipient, clinic_id, checkpoint_id, checkin_id, context,
         state, attempts, next_attempt_at, last_error, created_at, updated_at)
     SELECT t.kind, 'email', t.cause, t.recipient, t.clinic, t.checkpoint, t.checkin, t.context::jsonb,
-        '{DeliveryState.PENDING}', 0, t.next_at, '', %s, %s
+        '{DeliveryState.PENDING}', 0, %s::timestamptz + t.wait * interval '1 second', '', %s, %s
       FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[],
-                  %s::timestamptz[])
-        AS t(kind, cause, recipient, clinic, checkpoint, checkin, context, next_at)
+                  %s::int[])
+        AS t(kind, cause, recipient, clinic, checkpoint, checkin, context, wait)
     ON CONFLICT (cause, channel, recipient) DO UPDATE SET
         context = CASE WHEN {JOINABLE}
             THEN alerts_delivery.context || jsonb_build_object({", ".join(_merge(key) for key in LISTS)})
             ELSE alerts_delivery.context END,
         updated_at = CASE WHEN {JOINABLE} THEN EXCLUDED.updated_at ELSE alerts_delivery.updated_at END
-    RETURNING id, context, next_attempt_at, xmax = 0
+    RETURNING id, cause, xmax = 0, CASE WHEN xmax = 0 THEN NULL ELSE context->'items' END
 """  # noqa: S608 (built from constants only)
 
 
@@ -84,52 +86,54 @@ def write_items(items: list[Item], *, now: datetime) -> set[str]:
     before; an item not returned found its day's e-mail gone."""
     if not items:
         return set()
-    columns = list(zip(*_rows(items, now=now), strict=True))
+    rows = _rows(items)
+    columns = list(zip(*(row for row, _causes in rows.values()), strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(INSERT, [now, now, *map(list, columns)])
+        cursor.execute(INSERT, [now, now, now, *map(list, columns)])
         written = cursor.fetchall()
     placed, later = set(), defaultdict(list)
-    wall = timezone.now()
-    for pk, context, next_at, inserted in written:
-        context = json.loads(context) if isinstance(context, str) else context
-        placed.update(context.get("items", []))
-        if inserted:
-            later[max(0, int((next_at - wall).total_seconds()) + 1) if next_at > wall else 0].append(pk)
+    ahead = (now - timezone.now()).total_seconds()  # a sweep for a past moment sends at once
+    for pk, cause, inserted, causes in written:
+        if inserted:  # a new row: its items are ours
+            row, ours = rows[cause]
+            placed.update(ours)
+            later[max(0, math.ceil(ahead + row[-1]))].append(pk)
+        else:  # an existing row: what it holds now
+            placed.update(json.loads(causes) if isinstance(causes, str) else causes or ())
     for countdown, ids in later.items():
         enqueue_deliveries(ids, countdown=countdown)
     return placed
 
 
-def _rows(items: list[Item], *, now: datetime) -> list[tuple]:
+@cache
+def _gather_seconds(protocol_version: str) -> int:
+    return 60 * get_protocol(protocol_version).patient_messages.gather_minutes
+
+
+def _rows(items: list[Item]) -> dict[str, tuple[tuple, list[str]]]:
     """One row per safety item, one per patient, day and address for the others (a batch writes a
-    conflicting key once: ON CONFLICT cannot touch a row twice in one statement)."""
+    conflicting key once: ON CONFLICT cannot touch a row twice in one statement), by cause; each
+    row ends with its wait in seconds; with the row, its items' causes."""
     groups: dict[tuple, list[Item]] = defaultdict(list)
     for item in items:
         key = (item.cause,) if item.uncapped else (day_cause(item.patient, item.day), item.recipient)
         groups[key].append(item)
-    rows = []
+    rows = {}
     for key, members in groups.items():
         first = members[0]
-        context = {
-            "items": [item.cause for item in members],
-            "checkpoints": [item.checkpoint for item in members if item.checkpoint],
-            "checkins": [item.checkin for item in members if item.checkin],
-        }
+        context = {"items": [item.cause for item in members]}
         if first.uncapped:
             context[UNCAPPED] = True
-            next_at = now
-        else:
-            next_at = now + timedelta(minutes=get_protocol(first.protocol_version).patient_messages.gather_minutes)
-        rows.append(
-            (
-                first.kind,
-                key[0],
-                first.recipient,
-                first.clinic,
-                next(iter(context["checkpoints"]), None),
-                next(iter(context["checkins"]), None),
-                json.dumps(context),
-                next_at,
-            )
+        wait = 0 if first.uncapped else _gather_seconds(first.protocol_version)
+        row = (
+            first.kind,
+            key[0],
+            first.recipient,
+            first.clinic,
+            next((item.checkpoint for item in members if item.checkpoint), None),
+            next((item.checkin for item in members if item.checkin), None),
+            json.dumps(context),
+            wait,
         )
+        rows[key[0]] = (row, context["items"])
     return rows

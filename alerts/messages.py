@@ -130,8 +130,8 @@ def patient_items(delivery: Delivery) -> tuple[Patient, list[Checkpoint], list[C
     checkpoints and check-ins still waiting for an answer (a day's message lists them in its context).
     Read once per delivery object: deciding whether to send and building the message share it."""
     if not hasattr(delivery, "_items"):
-        checkpoint_ids = delivery.context.get("checkpoints") or [pk for pk in [delivery.checkpoint_id] if pk]
-        checkin_ids = delivery.context.get("checkins") or [pk for pk in [delivery.checkin_id] if pk]
+        checkpoint_ids = item_ids(delivery, "reminder") or [pk for pk in [delivery.checkpoint_id] if pk]
+        checkin_ids = item_ids(delivery, "checkin") or [pk for pk in [delivery.checkin_id] if pk]
         checkpoints = Checkpoint.objects.filter(pk__in=checkpoint_ids).select_related("procedure__patient")
         checkins = CheckIn.objects.filter(pk__in=checkin_ids).select_related("patient", "procedure")
         patient = delivery.checkin.patient if delivery.checkin_id else delivery.checkpoint.procedure.patient
@@ -141,6 +141,15 @@ def patient_items(delivery: Delivery) -> tuple[Patient, list[Checkpoint], list[C
             sorted((r for r in checkins if r.state == CheckInState.INVITED), key=lambda r: checkin_ids.index(r.pk)),
         )
     return delivery._items
+
+
+def item_ids(delivery: Delivery, kind: str) -> list[int]:
+    """The checkpoint ("reminder") or check-in ("checkin") ids of a message's items, in their order
+    (an item is `<kind>:<id>:<n>`; a message written before items were kept lists `checkpoints`)."""
+    items = delivery.context.get("items")
+    if items is None:
+        return list(delivery.context.get("checkpoints", [])) if kind == "reminder" else []
+    return [int(item.split(":")[1]) for item in items if item.startswith(f"{kind}:")]
 
 
 def _patient_message(delivery: Delivery) -> EmailMessage:

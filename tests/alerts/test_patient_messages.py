@@ -159,7 +159,7 @@ def test_same_day_reminders_of_one_patient_go_in_one_message(make_procedure):
     sweep_reminders(now=moment)
 
     [delivery] = Delivery.objects.filter(kind=DeliveryKind.REMINDER)
-    assert sorted(delivery.context["checkpoints"]) == sorted([dxa.pk, physio.pk])
+    assert sorted(delivery.context["items"]) == sorted([f"reminder:{dxa.pk}:1", f"reminder:{physio.pk}:1"])
     deliver(delivery_id=delivery.pk)
     [message] = mail.outbox
     protocol = get_protocol(dxa.protocol_version)
