@@ -108,7 +108,7 @@ class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, AnswersInWords, Re
 class SymptomReportAdmin(PatientIdentityColumns, AnswersInWords, ReadOnlyAdmin):
     """Reports are read here; a coordinator enters one from a phone call with "Enter a phone report"."""
 
-    answer_fields = ("red_flags", "second_opinion", "unanswered", *reports.ANSWERS)
+    answer_fields = ("red_flags", "second_opinion", "unanswered", "answer_changes", *reports.ANSWERS)
     clinic_path = "patient__clinic"
     list_display = ["id", "patient", "day", "pain_now", "red_flags", "source", "reported_at"]
     list_filter = ["source", "patient__clinic"]

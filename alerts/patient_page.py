@@ -16,7 +16,7 @@ from patients.models import Checkpoint, CheckpointState, Patient, RiskAssessment
 from .charts import PainPoint, pain_chart
 from .dashboard import clinic_ids, outcome_inputs
 from .forms import BOOLEAN_QUESTIONS, CheckInForm
-from .models import Alert, AlertState, CheckIn, SymptomReport
+from .models import Alert, AlertState, CheckIn, PainkillerUse, SymptomReport
 from .rules import get_rules
 
 WORDS = {True: "Yes", False: "No", "yes": "Yes", "no": "No", "unsure": "Not sure", "na": "Does not apply"}
@@ -53,10 +53,33 @@ def answers_in_words(report: SymptomReport, rules) -> list[Answer]:
     return pairs
 
 
+def changes_in_words(report: SymptomReport, rules) -> list[tuple[str, str, str]]:
+    """(question, answer first sent, answer now) for each answer the patient changed on a later page."""
+    labels = {name: str(field.label) for name, field in CheckInForm.base_fields.items()}
+    labels |= {opinion.id: opinion.question for opinion in rules.second_opinion}
+    return [
+        (labels.get(change["question"], "Another question"), _said(change["first"]), _said(change["changed_to"]))
+        for change in report.answer_changes
+    ]
+
+
+def _said(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(PainkillerUse(item).label) for item in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value} out of 10"
+    return WORDS.get(value, str(value))
+
+
 def render_answers(report: SymptomReport | None) -> str:
     """`report`'s answers in words as HTML (admin/alerts/answers.html), or a sentence saying there are none."""
-    answers = answers_in_words(report, get_rules(report.protocol_version)) if report else []
-    return render_to_string("admin/alerts/answers.html", {"answers": answers, "report": report})
+    rules = get_rules(report.protocol_version) if report else None
+    context = {
+        "answers": answers_in_words(report, rules) if report else [],
+        "changes": changes_in_words(report, rules) if report else [],
+        "report": report,
+    }
+    return render_to_string("admin/alerts/answers.html", context)
 
 
 def _act_forms(alerts: list, checkpoints: list, *, may_alerts: bool, may_record: bool) -> None:
