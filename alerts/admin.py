@@ -1,3 +1,5 @@
+from collections import Counter
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect
@@ -34,9 +36,36 @@ from .models import (
     SymptomReport,
     WebhookEndpoint,
 )
+from .patient_page import render_answers
 from .recipients import managed_chain_gaps
 from .rules import get_rules
 from .worklist import search_patients
+
+# --- Answers ------------------------------------------------------------------------------------
+
+
+class AnswersInWords:
+    """A report's answers shown in words, red flags answered yes marked, in the place of the raw
+    answer fields (codes, JSON): the same list as the patient page (`alerts.patient_page`)."""
+
+    answer_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        names = list(super().get_readonly_fields(request, obj))
+        at = min((names.index(name) for name in self.answer_fields if name in names), default=len(names))
+        kept = [name for name in names if name not in self.answer_fields]
+        return [*kept[:at], "answers_in_words", *kept[at:]]
+
+    def get_exclude(self, request, obj=None):
+        return [*(super().get_exclude(request, obj) or []), *self.answer_fields]
+
+    def report_of(self, obj) -> SymptomReport | None:
+        return obj
+
+    @admin.display(description="Answers")
+    def answers_in_words(self, obj):
+        return render_answers(self.report_of(obj))
+
 
 # --- Alerts -------------------------------------------------------------------------------------
 
@@ -53,8 +82,9 @@ class AlertEventInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
+class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, AnswersInWords, ReadOnlyAdmin):
     change_action = access.Action.ACT_ON_ALERTS
+    answer_fields = ("answers",)
     change_form_template = "admin/service_actions_change_form.html"
     list_display = ["id", "code", "tier", "state", "patient", "count", "first_seen_at", "last_seen_at", "level"]
     list_filter = ["state", "tier", "code", "clinic"]
@@ -62,9 +92,9 @@ class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
     search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name", "=code"]
     inlines = [AlertEventInline]
     actions_forms = {
-        "acknowledge": (AcknowledgeAlertForm, "Acknowledge"),
-        "resolve": (ResolveAlertForm, "Resolve"),
-        "reopen": (ReopenAlertForm, "Reopen"),
+        "acknowledge": (AcknowledgeAlertForm, "Acknowledge", "The alert was acknowledged."),
+        "resolve": (ResolveAlertForm, "Resolve", "The alert was resolved."),
+        "reopen": (ReopenAlertForm, "Reopen", "The alert was reopened and its escalation started again."),
     }
 
     def action_view(self, request, pk, action):
@@ -95,14 +125,22 @@ class AlertAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
         }
         return TemplateResponse(request, "admin/alerts/alert/resolve_confirm.html", context)
 
+    def report_of(self, obj):
+        return obj.last_report
+
+    @admin.display(description="Answers in the latest report")
+    def answers_in_words(self, obj):
+        return super().answers_in_words(obj)
+
 
 # --- Reports ------------------------------------------------------------------------------------
 
 
 @admin.register(SymptomReport)
-class SymptomReportAdmin(PatientIdentityColumns, ReadOnlyAdmin):
+class SymptomReportAdmin(PatientIdentityColumns, AnswersInWords, ReadOnlyAdmin):
     """Reports are read here; a coordinator enters one from a phone call with "Enter a phone report"."""
 
+    answer_fields = ("red_flags", "second_opinion", "unanswered", "answer_changes", *reports.ANSWERS)
     clinic_path = "patient__clinic"
     list_display = ["id", "patient", "day", "pain_now", "red_flags", "source", "reported_at"]
     list_filter = ["source", "patient__clinic"]
@@ -138,9 +176,7 @@ class SymptomReportAdmin(PatientIdentityColumns, ReadOnlyAdmin):
             mine = procedures.filter(patient=procedure.patient_id)
             form, report = self._phone_form(request, mine, procedure, checkin, bound=not searching)
         if report is not None:
-            codes = ", ".join(f"{f['code']} ({f['tier']})" for f in report.findings)
-            found_words = f"It raised {codes}." if codes else "It raised no alert or task."
-            messages.success(request, f"The phone report was saved. {found_words}")
+            messages.success(request, f"The phone report was saved. {raised_sentence(report.findings)}")
             _warn_of_notes(request, report, form)
             return redirect(reverse("admin:alerts_symptomreport_change", args=[report.pk]))
         context = {
@@ -219,6 +255,25 @@ def _warn_of_notes(request, report, form) -> None:
             )
 
 
+RAISED = {"alert": ("alert", "alerts"), "review": ("review task", "review tasks"), "checkin": ("check-in", "check-ins")}
+
+
+def raised_sentence(findings: list[dict]) -> str:
+    """What a saved report raised, in words, e.g. "It raised 1 urgent alert and 1 review task." """
+    counts = Counter(
+        (finding.get("tier", "") if finding.get("kind") == "alert" else "", finding.get("kind", ""))
+        for finding in findings
+    )
+    if not counts:
+        return "It raised no alert or task."
+    parts = []
+    for (tier, kind), count in counts.items():
+        words = RAISED.get(kind, ("follow-up task", "follow-up tasks"))[count != 1]
+        parts.append(f"{count} {tier} {words}".replace("  ", " "))
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"It raised {listed}."
+
+
 def _latest_rules_version() -> str:
     from patients.protocol import latest_version
 
@@ -236,7 +291,7 @@ class ReviewTaskAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin
     list_filter = ["state", "code", "clinic"]
     list_select_related = ["patient"]
     search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name"]
-    actions_forms = {"complete": (CompleteReviewForm, "Mark reviewed")}
+    actions_forms = {"complete": (CompleteReviewForm, "Mark reviewed", "The review was marked done.")}
     change_list_template = "admin/alerts/reviewtask/change_list.html"
 
     def get_urls(self):
@@ -258,7 +313,8 @@ class ReviewTaskAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin
                 for field, errors in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, errors)
             else:
-                messages.success(request, "Review opened: " + ", ".join(task.code for task in tasks) + ".")
+                opened = "One review task was opened." if len(tasks) == 1 else f"{len(tasks)} review tasks were opened."
+                messages.success(request, f"{opened} It is on the worklist.")
                 return redirect(reverse("admin:alerts_reviewtask_changelist"))
         context = {
             **self.admin_site.each_context(request),
@@ -278,7 +334,7 @@ class CheckInAdmin(PatientIdentityColumns, ServiceActionsAdmin, ReadOnlyAdmin):
     list_filter = ["state", "reason", "patient__clinic"]
     list_select_related = ["patient"]
     search_fields = ["=patient__mrn", "patient__family_name", "patient__given_name"]
-    actions_forms = {"log_call": (LogCallForm, "Log phone call")}
+    actions_forms = {"log_call": (LogCallForm, "Log phone call", "The call was logged.")}
 
 
 # --- Configuration and outbox -------------------------------------------------------------------

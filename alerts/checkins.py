@@ -11,20 +11,27 @@ from django.db import transaction
 from patients.models import CallOutcome, Checkpoint, CheckpointState, PatientStatus
 from patients.protocol import get_protocol
 from patients.rows import claimed_batches, transition
-from patients.services import complete_checkpoint, record_call_attempt
+from patients.services import (
+    complete_checkpoint,
+    local_moment,
+    record_call_attempt,
+    reminder_time,
+)
 
-from .message_cap import UNCAPPED, is_uncapped, sent_this_week, weekly_cap
-from .models import CheckIn, CheckInState, Delivery, DeliveryKind, SymptomReport
-from .outbox import enqueue_deliveries
+from .day_messages import Item, write_items
+from .message_cap import is_uncapped, sent_this_week, weekly_cap
+from .models import CheckIn, CheckInState, DeliveryKind, SymptomReport
 from .quiet_hours import after_quiet_hours, in_quiet_hours
 
 
 def sweep_checkins(*, now: datetime, batch_size: int = 500) -> dict[str, int]:
     """Move unanswered check-ins along: first invitation, re-sends, then a phone-call task.
 
-    Claims invited rows whose `next_action_at` has come (SKIP LOCKED); writes one Delivery per
-    invitation (unique per check-in and send number) and enqueues it on commit. Quiet hours defer
-    the invitation; a patient who cannot be e-mailed goes straight to a phone-call task.
+    Claims invited rows whose `next_action_at` has come (SKIP LOCKED); writes each invitation as an
+    item of the patient's message of the day (alerts/day_messages.py: a safety one alone and at
+    once) and enqueues new deliveries on commit. Quiet hours defer the invitation, and so does a day
+    whose e-mail has already gone (to the next day); a patient who cannot be e-mailed goes straight
+    to a phone-call task.
     """
     counts = {"invited": 0, "call_needed": 0}
     waiting = (
@@ -34,16 +41,26 @@ def sweep_checkins(*, now: datetime, batch_size: int = 500) -> dict[str, int]:
     )
     for rows in claimed_batches(waiting, batch_size):
         week = sent_this_week((row.patient_id for row in rows), now=now)
-        deliveries = [delivery for row in rows if (delivery := _move_along(row, now=now, counts=counts, week=week))]
+        invited = {row.pk: item for row in rows if (item := _move_along(row, now=now, counts=counts, week=week))}
+        placed = write_items(list(invited.values()), now=now)
+        for row in rows:
+            if row.pk in invited and invited[row.pk].cause not in placed:
+                _to_next_day(row, now=now)
+                counts["invited"] -= 1
         CheckIn.objects.bulk_update(rows, ["state", "next_action_at", "invitations_sent", "updated_at"])
-        created = Delivery.objects.bulk_create(deliveries)
-        ids = [delivery.pk for delivery in created]
-        Delivery.objects.filter(pk__in=ids).update(created_at=now)  # the moment the weekly cap counts from
-        enqueue_deliveries(ids)
     return counts
 
 
-def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int], week) -> Delivery | None:
+def _to_next_day(row: CheckIn, *, now: datetime) -> None:
+    """The invitation found its day's e-mail gone: it goes with the next day's, at the reminder time."""
+    patient = row.patient
+    local = now.astimezone(ZoneInfo(patient.time_zone))
+    at = reminder_time(patient.clinic, get_protocol(row.procedure.protocol_version or patient.clinic.protocol_version))
+    row.invitations_sent -= 1
+    row.next_action_at = local_moment(local.date() + timedelta(days=1), at, patient.time_zone)
+
+
+def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int], week) -> Item | None:
     """Decide the claimed check-in's next step (setting its fields, not saving them); returns the
     invitation to write, if one goes out now. `week`: the patients' counted messages of the last 7
     days; an invitation that would pass the weekly cap waits a day (a safety one never waits)."""
@@ -72,15 +89,16 @@ def _move_along(row: CheckIn, *, now: datetime, counts: dict[str, int], week) ->
     wait = policy.resend_after_days if row.invitations_sent < policy.invitations else policy.call_after_days
     row.next_action_at = now + timedelta(days=wait)
     counts["invited"] += 1
-    return Delivery(
-        kind=DeliveryKind.CHECKIN,
+    return Item(
         cause=f"checkin:{row.pk}:{row.invitations_sent}",
+        kind=DeliveryKind.CHECKIN,
+        patient=patient.pk,
+        day=local.date(),
         recipient=patient.email,
-        clinic=clinic,
-        checkin=row,
-        patient=patient,
-        next_attempt_at=now,
-        context={UNCAPPED: True} if uncapped else {},
+        clinic=clinic.pk,
+        protocol_version=version,
+        checkin=row.pk,
+        uncapped=uncapped,
     )
 
 

@@ -246,14 +246,20 @@ def assign(request, kind: str, pk: int):
 
 
 BULK = {
-    # kind → (model, clinic path, needed action, form, what was done to each)
-    "call": (Patient, "clinic_id", access.Action.ACT_ON_ALERTS, CallOutcomeForm, "call logged"),
+    # kind → (model, clinic path, needed action, form, the sentence once done: for one row, for n rows)
+    "call": (
+        Patient,
+        "clinic_id",
+        access.Action.ACT_ON_ALERTS,
+        CallOutcomeForm,
+        ("The call was logged for one patient.", "The call was logged for {n} patients."),
+    ),
     "checkpoint": (
         Checkpoint,
         "procedure__patient__clinic_id",
         access.Action.RECORD,
         RescheduleCheckpointForm,
-        "given the new date",
+        ("One checkpoint was given the new date.", "{n} checkpoints were given the new date."),
     ),
 }
 
@@ -278,7 +284,8 @@ def bulk(request, kind: str):
                 failed += 1
                 problem = _errors_sentence(form)
     if failed:
-        messages.error(request, f"{failed} of {len(rows)} could not be changed. {problem}")
+        messages.error(request, f"{failed} of {len(rows)} rows could not be changed. {problem}")
     if len(rows) > failed:
-        messages.success(request, f"{len(rows) - failed} {'row' if len(rows) - failed == 1 else 'rows'} {done}.")
+        changed = len(rows) - failed
+        messages.success(request, done[0] if changed == 1 else done[1].format(n=changed))
     return redirect(_back(request, request.POST.get("next")))

@@ -13,17 +13,18 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from patients.models import Audience, Checkpoint, EnrolmentLink
+from patients.models import Audience, Checkpoint, EnrolmentLink, Patient
 from patients.protocol import get_protocol
 
 from .channels import EmailMessage, WebhookMessage
-from .models import AcknowledgeLink, CheckInLink, Delivery, DeliveryKind, new_token
+from .models import AcknowledgeLink, CheckIn, CheckInLink, CheckInState, Delivery, DeliveryKind, new_token
 from .promises import promises_for
 from .rules import get_rules
 from .webhook_bodies import body_of
 
 REMINDER_SUBJECT = "A reminder from {clinic}"
 CHECKIN_SUBJECT = "Your check-in from {clinic}"
+BOTH_SUBJECT = "Your check-in and a reminder from {clinic}"
 DIGEST_SUBJECT = "kyphofollow: daily follow-up digest"
 ENROLMENT_SUBJECT = "kyphofollow: set up two-factor sign-in"
 ALERT_SUBJECTS = {
@@ -35,8 +36,8 @@ ALERT_SUBJECTS = {
 
 def build(delivery: Delivery) -> EmailMessage | WebhookMessage:
     builders = {
-        DeliveryKind.REMINDER: _reminder,
-        DeliveryKind.CHECKIN: _checkin,
+        DeliveryKind.REMINDER: _patient_message,
+        DeliveryKind.CHECKIN: _patient_message,
         DeliveryKind.DIGEST: _digest,
         DeliveryKind.ALERT: _alert,
         DeliveryKind.WEBHOOK: _webhook,
@@ -63,32 +64,6 @@ def patient_sender(clinic) -> dict[str, str]:
     """From: the clinic's name at the configured sender address; Reply-To: the clinic's address."""
     address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1] or settings.DEFAULT_FROM_EMAIL
     return {"from_email": formataddr((clinic.name, address)), "reply_to": clinic.email}
-
-
-def _checkin(delivery: Delivery) -> EmailMessage:
-    """The invitation carries a fresh single-use link, made now so that only its digest is stored."""
-    checkin = delivery.checkin
-    rules = get_rules(checkin.procedure.protocol_version or delivery.clinic.protocol_version)
-    raw, digest = new_token()
-    expires_at = timezone.now() + get_protocol(rules.version).link_lifetime("checkin")
-    CheckInLink.objects.create(checkin=checkin, token_hash=digest, expires_at=expires_at)
-    context = {
-        "clinic": delivery.clinic,
-        "link": settings.SITE_URL + reverse("checkin-start", args=[raw]),
-        "expires_on": timezone.localtime(expires_at, ZoneInfo(checkin.patient.time_zone)).date(),
-        "wording": promises_for(delivery.clinic, rules, now=timezone.now()),
-    }
-    with translation.override(checkin.patient.language or settings.LANGUAGE_CODE):
-        text = render_to_string("alerts/email/checkin.txt", context)
-        html = render_to_string("alerts/email/checkin.html", context)
-    return EmailMessage(
-        to=delivery.recipient,
-        subject=CHECKIN_SUBJECT.format(clinic=delivery.clinic.name),
-        text=text,
-        html=html,
-        headers=_headers(delivery),
-        **patient_sender(delivery.clinic),
-    )
 
 
 def _alert(delivery: Delivery) -> EmailMessage:
@@ -150,29 +125,87 @@ def _webhook(delivery: Delivery) -> WebhookMessage:
     )
 
 
-def _reminder(delivery: Delivery) -> EmailMessage:
-    """One e-mail for every reminder of the patient's written in the same sweep (same-day items)."""
-    ids = delivery.context.get("checkpoints") or [delivery.checkpoint_id]
-    found = {row.pk: row for row in Checkpoint.objects.filter(pk__in=ids).select_related("procedure__patient")}
-    checkpoints = [found[pk] for pk in ids if pk in found]
-    patient = checkpoints[0].procedure.patient
+def patient_items(delivery: Delivery) -> tuple[Patient, list[Checkpoint], list[CheckIn]]:
+    """The patient of a reminder or check-in message and its items still wanted, in their order: open
+    checkpoints and check-ins still waiting for an answer (a day's message lists them in its context).
+    Read once per delivery object: deciding whether to send and building the message share it."""
+    if not hasattr(delivery, "_items"):
+        checkpoint_ids = item_ids(delivery, "reminder") or [pk for pk in [delivery.checkpoint_id] if pk]
+        checkin_ids = item_ids(delivery, "checkin") or [pk for pk in [delivery.checkin_id] if pk]
+        checkpoints = Checkpoint.objects.filter(pk__in=checkpoint_ids).select_related("procedure__patient")
+        checkins = CheckIn.objects.filter(pk__in=checkin_ids).select_related("patient", "procedure")
+        patient = delivery.checkin.patient if delivery.checkin_id else delivery.checkpoint.procedure.patient
+        delivery._items = (
+            patient,
+            sorted((row for row in checkpoints if row.is_open), key=lambda row: checkpoint_ids.index(row.pk)),
+            sorted((r for r in checkins if r.state == CheckInState.INVITED), key=lambda r: checkin_ids.index(r.pk)),
+        )
+    return delivery._items
+
+
+def item_ids(delivery: Delivery, kind: str) -> list[int]:
+    """The checkpoint ("reminder") or check-in ("checkin") ids of a message's items, in their order
+    (an item is `<kind>:<id>:<n>`; a message written before items were kept lists `checkpoints`)."""
+    items = delivery.context.get("items")
+    if items is None:
+        return list(delivery.context.get("checkpoints", [])) if kind == "reminder" else []
+    return [int(item.split(":")[1]) for item in items if item.startswith(f"{kind}:")]
+
+
+def _patient_message(delivery: Delivery) -> EmailMessage:
+    """One e-mail for every item of the patient's message: each reminder and each check-in invitation
+    with its patient wording, each invitation with a fresh single-use link (only its digest stored)."""
+    patient, checkpoints, checkins = patient_items(delivery)
     clinic = delivery.clinic
     today = timezone.localdate(timezone=ZoneInfo(patient.time_zone))
-    context = {"clinic": clinic, "items": [_item(checkpoint, today) for checkpoint in checkpoints]}
+    rules = get_rules(patient_protocol_version(checkins, checkpoints, clinic))
+    context = {
+        "clinic": clinic,
+        "items": [_item(checkpoint, today) for checkpoint in checkpoints],
+        "checkins": [_invitation(checkin, rules) for checkin in checkins],
+        "wording": promises_for(clinic, rules, now=timezone.now()),
+    }
     with translation.override(patient.language or settings.LANGUAGE_CODE):
-        text = render_to_string("alerts/email/reminder.txt", context)
-        html = render_to_string("alerts/email/reminder.html", context)
+        text = render_to_string("alerts/email/patient.txt", context)
+        html = render_to_string("alerts/email/patient.html", context)
     booked = [checkpoint for checkpoint in checkpoints if checkpoint.appointment_at]
     attachments = [("appointment.ics", calendar_file(booked, clinic), "text/calendar")] if booked else []
     return EmailMessage(
         to=delivery.recipient,
-        subject=REMINDER_SUBJECT.format(clinic=clinic.name),
+        subject=_patient_subject(bool(checkpoints), bool(checkins)).format(clinic=clinic.name),
         text=text,
         html=html,
         attachments=attachments,
         headers=_headers(delivery),
         **patient_sender(clinic),
     )
+
+
+def _patient_subject(reminders: bool, checkins: bool) -> str:
+    """What kind of message it is, nothing more."""
+    if reminders and checkins:
+        return BOTH_SUBJECT
+    return CHECKIN_SUBJECT if checkins else REMINDER_SUBJECT
+
+
+def patient_protocol_version(checkins: list[CheckIn], checkpoints: list[Checkpoint], clinic) -> str:
+    if checkins and checkins[0].procedure.protocol_version:
+        return checkins[0].procedure.protocol_version
+    return checkpoints[0].protocol_version if checkpoints else clinic.protocol_version
+
+
+def _invitation(checkin: CheckIn, rules) -> dict:
+    """One check-in in a patient's message: its patient wording and a new single-use link."""
+    raw, digest = new_token()
+    expires_at = timezone.now() + get_protocol(rules.version).link_lifetime("checkin")
+    CheckInLink.objects.create(checkin=checkin, token_hash=digest, expires_at=expires_at)
+    title, text = get_protocol(rules.version).patient_wording(checkin.reason)
+    return {
+        "title": title,
+        "text": text,
+        "link": settings.SITE_URL + reverse("checkin-start", args=[raw]),
+        "expires_on": timezone.localtime(expires_at, ZoneInfo(checkin.patient.time_zone)).date(),
+    }
 
 
 def _item(checkpoint: Checkpoint, today: date) -> dict:

@@ -147,6 +147,11 @@ class SymptomReport(models.Model):
             "status when not active, a check-in cancelled while it was being answered. No patient identifiers."
         ),
     )
+    answer_changes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("Answers changed on a later page: the question, the answer first sent, the new one, when."),
+    )
     protocol_version = models.CharField(max_length=20)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

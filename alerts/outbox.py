@@ -34,7 +34,6 @@ from .models import (
     Alert,
     AlertEvent,
     AlertState,
-    CheckInState,
     Delivery,
     DeliveryKind,
     DeliveryState,
@@ -63,9 +62,10 @@ def lease(kind: str) -> timedelta:
     return PAGE_LEASE if kind == DeliveryKind.ALERT else SENDING_LEASE
 
 
-def enqueue_deliveries(ids: list[int], *, webhooks: bool = False) -> None:
+def enqueue_deliveries(ids: list[int], *, webhooks: bool = False, countdown: int = 0) -> None:
     """Hand delivery ids to the worker once the current transaction commits (webhook deliveries, all
-    of one kind, to the webhook queue). This is only the fast path: if the broker is unreachable the
+    of one kind, to the webhook queue), `countdown` seconds later for rows that wait (a day's patient
+    message, at most minutes). This is only the fast path: if the broker is unreachable the
     failure is logged and the committed write still stands, and the delivery sweep hands the rows
     out when the broker is back."""
     task = DELIVER_WEBHOOKS_TASK if webhooks else DELIVER_TASK
@@ -73,7 +73,7 @@ def enqueue_deliveries(ids: list[int], *, webhooks: bool = False) -> None:
 
         def hand_out(batch=ids[start : start + ENQUEUE_BATCH]) -> None:
             try:
-                current_app.send_task(task, args=[batch], ignore_result=True)
+                current_app.send_task(task, args=[batch], ignore_result=True, countdown=countdown or None)
             except Exception:
                 # Not handed out: the next sweep takes these rows at once, without waiting for a lease.
                 Delivery.objects.filter(id__in=batch, state=DeliveryState.PENDING).update(enqueued_at=None)
@@ -156,17 +156,10 @@ def _fetch_page(delivery_id: int) -> Delivery:
 def _still_wanted(delivery: Delivery) -> bool:
     if delivery.kind == DeliveryKind.ALERT:
         return delivery.alert.state == AlertState.OPEN
-    if delivery.kind == DeliveryKind.REMINDER:
-        checkpoint = delivery.checkpoint
-        patient = checkpoint.procedure.patient
-        return checkpoint.is_open and patient.status == PatientStatus.ACTIVE and patient.email_consent
-    if delivery.kind == DeliveryKind.CHECKIN:
-        patient = delivery.checkin.patient
-        return (
-            delivery.checkin.state == CheckInState.INVITED
-            and patient.status == PatientStatus.ACTIVE
-            and patient.email_consent
-        )
+    if delivery.kind in (DeliveryKind.REMINDER, DeliveryKind.CHECKIN):
+        # A day's message goes while one of its items is still wanted, with those only.
+        patient, checkpoints, checkins = messages.patient_items(delivery)
+        return bool(checkpoints or checkins) and patient.status == PatientStatus.ACTIVE and patient.email_consent
     if delivery.kind == DeliveryKind.ENROLMENT:
         # Not sent to an account deactivated or enrolled meanwhile.
         user = delivery.recipient_user

@@ -3,9 +3,11 @@ open alerts and the checkpoints to act on (with the actions the user's role in t
 allows), every report's answers in words, the risk with its reasons, the pain chart and the timeline."""
 
 import math
+from typing import NamedTuple
 
 from django.contrib import admin
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 
 from patients import access
@@ -14,35 +16,70 @@ from patients.models import Checkpoint, CheckpointState, Patient, RiskAssessment
 from .charts import PainPoint, pain_chart
 from .dashboard import clinic_ids, outcome_inputs
 from .forms import BOOLEAN_QUESTIONS, CheckInForm
-from .models import Alert, AlertState, CheckIn, SymptomReport
+from .models import Alert, AlertState, CheckIn, PainkillerUse, SymptomReport
 from .rules import get_rules
 
 WORDS = {True: "Yes", False: "No", "yes": "Yes", "no": "No", "unsure": "Not sure", "na": "Does not apply"}
 
 
-def answers_in_words(report: SymptomReport, rules) -> list[tuple[str, str]]:
-    """(question, answer) for every question `report` answered, in the words the patient saw."""
+class Answer(NamedTuple):
+    question: str
+    answer: str
+    warning: bool = False  # a red flag answered yes
+
+
+def answers_in_words(report: SymptomReport, rules) -> list[Answer]:
+    """Every question `report` answered, in the words the patient saw, red flags answered yes marked.
+    Shown on the patient page and on the report and alert pages of the admin (`render_answers`)."""
     fields = CheckInForm.base_fields
     skipped = set(report.unanswered or [])
     pairs = [
-        (flag.question, "Yes" if flag.id in report.red_flags else "No")
+        Answer(flag.question, "Yes" if flag.id in report.red_flags else "No", flag.id in report.red_flags)
         for flag in rules.red_flags
         if flag.id in report.red_flags or flag.id not in skipped
     ]
     for name in ("pain_now", "pain_average_24h"):
         if getattr(report, name) is not None:
-            pairs.append((str(fields[name].label), f"{getattr(report, name)} out of 10"))
+            pairs.append(Answer(str(fields[name].label), f"{getattr(report, name)} out of 10"))
     if report.painkillers:
-        pairs.append((str(fields["painkillers"].label), report.get_painkillers_display()))
+        pairs.append(Answer(str(fields["painkillers"].label), report.get_painkillers_display()))
     for name in BOOLEAN_QUESTIONS:
         if getattr(report, name) is not None:
-            pairs.append((str(fields[name].label), WORDS[getattr(report, name)]))
+            pairs.append(Answer(str(fields[name].label), WORDS[getattr(report, name)]))
     for opinion in rules.second_opinion:
         if opinion.id in (report.second_opinion or {}):
-            pairs.append(
-                (opinion.question, WORDS.get(report.second_opinion[opinion.id], report.second_opinion[opinion.id]))
-            )
+            answer = report.second_opinion[opinion.id]
+            pairs.append(Answer(opinion.question, WORDS.get(answer, answer)))
     return pairs
+
+
+def changes_in_words(report: SymptomReport, rules) -> list[tuple[str, str, str]]:
+    """(question, answer first sent, answer now) for each answer the patient changed on a later page."""
+    labels = {name: str(field.label) for name, field in CheckInForm.base_fields.items()}
+    labels |= {opinion.id: opinion.question for opinion in rules.second_opinion}
+    return [
+        (labels.get(change["question"], "Another question"), _said(change["first"]), _said(change["changed_to"]))
+        for change in report.answer_changes
+    ]
+
+
+def _said(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(PainkillerUse(item).label) for item in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value} out of 10"
+    return WORDS.get(value, str(value))
+
+
+def render_answers(report: SymptomReport | None) -> str:
+    """`report`'s answers in words as HTML (admin/alerts/answers.html), or a sentence saying there are none."""
+    rules = get_rules(report.protocol_version) if report else None
+    context = {
+        "answers": answers_in_words(report, rules) if report else [],
+        "changes": changes_in_words(report, rules) if report else [],
+        "report": report,
+    }
+    return render_to_string("admin/alerts/answers.html", context)
 
 
 def _act_forms(alerts: list, checkpoints: list, *, may_alerts: bool, may_record: bool) -> None:

@@ -5,13 +5,11 @@ The sweep is the hot path of `bench/bench_sweep.py`: it reads only what deciding
 with one statement per distinct outcome.
 """
 
-import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db import connection
 from django.db.models import F
 
 from patients.models import Checkpoint, CheckpointState, Clinic, PatientStatus
@@ -24,9 +22,9 @@ from patients.services import (
     reminder_time,
 )
 
-from .message_cap import UNCAPPED, is_uncapped, sent_this_week, weekly_cap
-from .models import CheckIn, DeliveryKind, DeliveryState
-from .outbox import enqueue_deliveries
+from .day_messages import Item, write_items
+from .message_cap import is_uncapped, sent_this_week, weekly_cap
+from .models import CheckIn, DeliveryKind
 from .quiet_hours import after_quiet_hours, in_quiet_hours
 
 # What deciding a reminder reads, as plain named rows: loading only these (and no model instances)
@@ -53,8 +51,6 @@ REMINDER_SWEEP_JOINED = {
 }
 CLINIC_FIELDS = ("id", "protocol_version", "reminder_time", "quiet_hours_start", "quiet_hours_end")
 
-ReminderRow = tuple[str, str, int, int, int, bool]  # cause, recipient, clinic id, checkpoint id, patient id, uncapped
-
 
 @dataclass
 class _Step:
@@ -62,7 +58,7 @@ class _Step:
 
     next_reminder_at: datetime | None
     blocked: str = ""
-    reminder: ReminderRow | None = None
+    reminder: Item | None = None
     checkin: CheckIn | None = None
     counted: bool = False  # a reminder or check-in went out
 
@@ -70,10 +66,12 @@ class _Step:
 def sweep_reminders(*, now: datetime, batch_size: int = 1000) -> int:
     """Turn open checkpoints whose reminder moment has come into Delivery rows.
 
-    Per batch, in one transaction: claim the rows with SKIP LOCKED, write one Delivery per reminder
-    (unique per checkpoint and reminder number), move each row's `next_reminder_at` on by its cadence
-    (or defer it past the clinic's quiet hours, or stop it for a patient who cannot be e-mailed), and
-    enqueue the new deliveries on commit. Returns the number of deliveries and check-ins written.
+    Per batch, in one transaction: claim the rows with SKIP LOCKED, write each reminder as an item of
+    its patient's message of the day (alerts/day_messages.py: one e-mail per patient and local day,
+    a safety one alone and at once), move each row's `next_reminder_at` on by its cadence (or to the
+    next day when that day's e-mail has gone, or past the clinic's quiet hours, or stop it for a
+    patient who cannot be e-mailed), and enqueue new deliveries on commit. Returns the number of
+    reminders and check-ins written.
     """
     due = (
         Checkpoint.objects.reminder_due(at=now)
@@ -99,31 +97,29 @@ class _Clinics(dict):
 
 def _remind(rows: list, *, now: datetime, clinics: _Clinics) -> int:
     """Write the reminders, check-ins and checkpoint changes of one claimed batch."""
-    deliveries: list[ReminderRow] = []
-    checkins: list[CheckIn] = []
-    first_reminded: list[int] = []  # checkpoints that become due with this reminder
-    changes: dict[tuple, list[int]] = defaultdict(list)  # (next, +1?, blocked, state) → ids
+    decided: list[tuple] = []  # (row, its step, the patient's local now)
     local_now: dict[str, datetime] = {}
     clinics.load(rows)
     week = _WeekCounts(sent_this_week((row.patient_id for row in rows), now=now))
     for row in rows:
         zone = row.time_zone
         local = local_now.get(zone) or local_now.setdefault(zone, now.astimezone(ZoneInfo(zone)))
-        step = _next_step(row, clinics[row.clinic_id], local=local, now=now, week=week)
-        if step.reminder:
-            deliveries.append(step.reminder)
-        if step.checkin:
-            checkins.append(step.checkin)
+        decided.append((row, _next_step(row, clinics[row.clinic_id], local=local, now=now, week=week), local))
+    placed = write_items([step.reminder for _row, step, _local in decided if step.reminder], now=now)
+    first_reminded: list[int] = []  # checkpoints that become due with this reminder
+    changes: dict[tuple, list[int]] = defaultdict(list)  # (next, +1?, blocked, state) → ids
+    for row, step, local in decided:
+        if step.reminder and step.reminder.cause not in placed:  # the day's e-mail has gone: the next day's
+            step.next_reminder_at, step.counted = _tomorrow(row, clinics[row.clinic_id], local), False
         state = row.state
         if step.counted and state == CheckpointState.SCHEDULED:
             state = CheckpointState.DUE
             first_reminded.append(row.id)
         changes[(step.next_reminder_at, step.counted, step.blocked, state)].append(row.id)
     _write_checkpoint_reminder_state(changes, first_reminded, now=now)
+    checkins = [step.checkin for _row, step, _local in decided if step.checkin]
     CheckIn.objects.bulk_create(checkins, ignore_conflicts=True)
-    ids = _insert_reminders(deliveries, now=now)
-    enqueue_deliveries(ids)
-    return len(ids) + len(checkins)
+    return sum(1 for _row, step, _local in decided if step.reminder and step.reminder.cause in placed) + len(checkins)
 
 
 class _WeekCounts:
@@ -168,14 +164,32 @@ def _next_step(row, clinic: Clinic, *, local: datetime, now: datetime, week: _We
         return _Step(None, blocked, checkin=checkin, counted=True)
     if in_quiet_hours(clinic, local):
         return _Step(after_quiet_hours(clinic, local, row.time_zone))
-    at = reminder_time(clinic, get_protocol(row.procedure_version or clinic.protocol_version))
     if week.capped(row):  # the weekly cap is reached: try again tomorrow, while the window lasts
-        tomorrow = local_moment(local.date() + timedelta(days=1), at, row.time_zone)
-        return _Step(tomorrow if tomorrow < row.closes_at else None)
+        return _Step(_tomorrow(row, clinic, local))
     week.written(row)
-    uncapped = is_uncapped(row.protocol_version, row.code)
-    reminder = (f"reminder:{row.id}:{row.reminders_sent + 1}", row.email, clinic.pk, row.id, row.patient_id, uncapped)
-    return _Step(_next_reminder(row, local, at, row.time_zone), reminder=reminder, counted=True)
+    reminder = Item(
+        cause=f"reminder:{row.id}:{row.reminders_sent + 1}",
+        kind=DeliveryKind.REMINDER,
+        patient=row.patient_id,
+        day=local.date(),
+        recipient=row.email,
+        clinic=clinic.pk,
+        protocol_version=row.protocol_version,
+        checkpoint=row.id,
+        uncapped=is_uncapped(row.protocol_version, row.code),
+    )
+    next_at = _next_reminder(row, local, _reminder_time(row, clinic), row.time_zone)
+    return _Step(next_at, reminder=reminder, counted=True)
+
+
+def _reminder_time(row, clinic: Clinic) -> time:
+    return reminder_time(clinic, get_protocol(row.procedure_version or clinic.protocol_version))
+
+
+def _tomorrow(row, clinic: Clinic, local: datetime) -> datetime | None:
+    """The reminder moment of the patient's next day, while the checkpoint's window lasts."""
+    tomorrow = local_moment(local.date() + timedelta(days=1), _reminder_time(row, clinic), row.time_zone)
+    return tomorrow if tomorrow < row.closes_at else None
 
 
 def _block_reason(row) -> str:
@@ -211,54 +225,3 @@ def _write_checkpoint_reminder_state(changes: dict[tuple, list[int]], first_remi
             now=now,
         )
     record_first_reminders(checkpoint_ids=first_reminded, now=now)
-
-
-def _one_per_patient(rows: list[ReminderRow]) -> list[tuple[str, str, int, int, int, str]]:
-    """The reminders of one patient written together become one message: the first one's cause and
-    checkpoint, every checkpoint in its context, uncapped only if all of them are."""
-    grouped: dict[int, list[ReminderRow]] = defaultdict(list)
-    for row in rows:
-        grouped[row[4]].append(row)
-    messages = []
-    for items in grouped.values():
-        cause, recipient, clinic, checkpoint = items[0][:4]
-        context = {"checkpoints": [item[3] for item in items]}
-        if all(item[5] for item in items):
-            context[UNCAPPED] = True
-        messages.append((cause, recipient, clinic, checkpoint, items[0][4], json.dumps(context)))
-    return messages
-
-
-def _insert_reminders(rows: list[ReminderRow], *, now: datetime) -> list[int]:
-    """Write reminder deliveries, one per patient; return the ids of those written. A cause already
-    written is skipped (the unique constraint), never doubled: one INSERT … SELECT FROM unnest … ON
-    CONFLICT DO NOTHING RETURNING, the sweep's hot path."""
-    if not rows:
-        return []
-    causes, recipients, clinics, checkpoints, patients, contexts = (
-        list(column) for column in zip(*_one_per_patient(rows), strict=True)
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO alerts_delivery (kind, channel, cause, recipient, clinic_id, checkpoint_id, patient_id,"
-            " context, state, attempts, next_attempt_at, last_error, created_at, updated_at)"
-            " SELECT %s, %s, t.cause, t.recipient, t.clinic, t.checkpoint, t.patient, t.context::jsonb, %s, 0, %s,"
-            " '', %s, %s FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[])"
-            " AS t(cause, recipient, clinic, checkpoint, patient, context)"
-            " ON CONFLICT (cause, channel, recipient) DO NOTHING RETURNING id",
-            [
-                DeliveryKind.REMINDER,
-                "email",
-                DeliveryState.PENDING,
-                now,
-                now,
-                now,
-                causes,
-                recipients,
-                clinics,
-                checkpoints,
-                patients,
-                contexts,
-            ],
-        )
-        return [row[0] for row in cursor.fetchall()]

@@ -293,16 +293,45 @@ def _imaging_review(finding: Finding, report: SymptomReport, protocol) -> None:
         trigger_checkpoint(procedure=report.procedure, code=review, reason=f"{finding.code} reported")
 
 
+# The answers a later page may add or change (red flags and second opinions apart).
+ANSWERS = ("pain_now", "pain_average_24h", "painkillers", "other_symptoms", *OPTIONAL_BOOLEANS)
+
+
+def _take_answers(report: SymptomReport, answers: dict, *, now: datetime, opinions: bool = False) -> dict:
+    """Set on `report` each answer given (not blank) that is new or changed, recording a change with
+    the earlier value in `report.answer_changes`; returns the answers given. `opinions`: `answers`
+    are second-opinion answers (returned for validation, set by the caller)."""
+    if "painkillers" in answers:
+        answers["painkillers"] = painkillers.as_list(answers["painkillers"])
+    given = {
+        name: value for name, value in answers.items() if (opinions or name in ANSWERS) and value not in (None, "", [])
+    }
+    for name, value in given.items():
+        before = report.second_opinion.get(name) if opinions else getattr(report, name)
+        if before not in (None, "", []) and _sorted(before) != _sorted(value):
+            change = {"question": name, "first": before, "changed_to": value, "at": now.isoformat()}
+            report.answer_changes = [*report.answer_changes, change]
+        if not opinions:
+            setattr(report, name, value)
+    return given
+
+
+def _sorted(value):
+    return sorted(value) if isinstance(value, list) else value
+
+
 @transaction.atomic
 def add_answers(*, report: SymptomReport, **answers: Any) -> SymptomReport:
-    """Fill in questions a partial report left unanswered (the patient's later pages or optional step).
+    """Add answers sent on a later page (or the optional step) of a check-in to its saved report.
 
-    Only questions listed in `report.unanswered` are taken, and answers already given never change,
-    except that a red flag only ever escalates: a "yes" is always taken, even for a red flag answered
-    "no" before (the patient went back and changed it), and a later "no" never clears a "yes" [DESIGN].
-    The rules run again on the completed report and act only on findings the first pass did not have
-    (a red flag alerted at once is not alerted twice). Red flags come as `red_flags` (codes answered
-    yes) plus `answered_red_flags` (every red-flag code answered, yes or no).
+    A question left unanswered takes its answer; an answer already given and sent again different
+    (the patient went back and changed it) replaces the earlier one, which is kept in
+    `answer_changes` with the moment of the change; a blank never clears an answer. A red flag only
+    ever escalates: a "yes" is always taken, even for a red flag answered "no" before, and a later
+    "no" never clears a "yes" (HAZ-52) [DESIGN]. The rules run again on the changed report and act
+    only on findings the first pass did not have (a red flag alerted at once is not alerted twice).
+    Red flags come as `red_flags` (codes answered yes) plus `answered_red_flags` (every red-flag
+    code answered, yes or no).
     """
     patient = Patient.objects.select_for_update().get(pk=report.patient_id)
     report = SymptomReport.objects.select_related("procedure").get(pk=report.pk)
@@ -310,20 +339,13 @@ def add_answers(*, report: SymptomReport, **answers: Any) -> SymptomReport:
     rules = get_rules(report.protocol_version)
     open_questions = set(report.unanswered)
     answered_flags = set(answers.pop("answered_red_flags", ())) & open_questions
-    new_flags = set(answers.pop("red_flags", ()))
-    opinions = {code: answer for code, answer in (answers.pop("second_opinion", None) or {}).items()}
-    opinions = {code: answer for code, answer in opinions.items() if code in open_questions}
-    if not report.other_symptoms:
-        open_questions.add("other_symptoms")
-    if "painkillers" in answers:
-        answers["painkillers"] = painkillers.as_list(answers["painkillers"])
-    given = {name: value for name, value in answers.items() if name in open_questions and value not in (None, "", [])}
-    for name, value in given.items():
-        setattr(report, name, value)
-    report.red_flags = sorted(set(report.red_flags) | new_flags)
+    report.red_flags = sorted(set(report.red_flags) | set(answers.pop("red_flags", ())))
+    now = timezone.now()
+    opinions = answers.pop("second_opinion", None) or {}
+    given = _take_answers(report, answers, now=now)
+    opinions = _take_answers(report, opinions, now=now, opinions=True)
     report.second_opinion = {**report.second_opinion, **_validated_answers(rules, report, opinions)}
     report.unanswered = sorted(open_questions - set(given) - answered_flags - set(opinions) - {"other_symptoms"})
-    now = timezone.now()
     known = {finding["code"] for finding in report.findings}
     history = _history(report.procedure, report.reported_at) if report.pain_now is not None else []  # pain rules only
     findings = evaluate(_facts(report), history, rules, baseline=report.procedure.baseline_pain)

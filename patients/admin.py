@@ -287,7 +287,8 @@ class CheckpointEventInline(admin.TabularInline):
 class ServiceActionsAdmin(ClinicScopedAdmin):
     """Buttons on the change page that open a small form calling one service.
 
-    `actions_forms` maps a URL name to (form class, title); forms are `ServiceActionForm`s.
+    `actions_forms` maps a URL name to (form class, button title, the sentence shown once it is done);
+    forms are `ServiceActionForm`s.
     """
 
     actions_forms: dict = {}
@@ -310,10 +311,10 @@ class ServiceActionsAdmin(ClinicScopedAdmin):
         obj = get_object_or_404(self.get_queryset(request), pk=pk)
         if not self.has_change_permission(request, obj):
             return redirect("admin:index")
-        form_class, title = self.actions_forms[action]
+        form_class, title, done = self.actions_forms[action]
         form = form_class(request.POST or None, instance=obj, user=request.user)
         if request.method == "POST" and form.is_valid() and form.save():
-            messages.success(request, f"{obj}: {title.lower()} done.")
+            messages.success(request, done)
             return redirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -329,7 +330,7 @@ class ServiceActionsAdmin(ClinicScopedAdmin):
             **(extra_context or {}),
             "service_actions": [
                 (reverse(f"admin:{self._action_url_name(name)}", args=[object_id]), title)
-                for name, (_, title) in self.actions_forms.items()
+                for name, (_, title, _done) in self.actions_forms.items()
             ],
         }
         return super().change_view(request, object_id, form_url, extra_context)
@@ -365,10 +366,10 @@ class CheckpointAdmin(PatientIdentityColumns, ServiceActionsAdmin):
     inlines = [CheckpointEventInline]
     change_form_template = "admin/service_actions_change_form.html"
     actions_forms = {
-        "complete": (CompleteCheckpointForm, "Complete with outcome"),
-        "reschedule": (RescheduleCheckpointForm, "Reschedule"),
-        "book": (BookAppointmentForm, "Record the booked appointment"),
-        "cancel": (CancelCheckpointForm, "Cancel"),
+        "complete": (CompleteCheckpointForm, "Complete with outcome", "The checkpoint was completed."),
+        "reschedule": (RescheduleCheckpointForm, "Reschedule", "The checkpoint was given a new date."),
+        "book": (BookAppointmentForm, "Record the booked appointment", "The booked appointment was recorded."),
+        "cancel": (CancelCheckpointForm, "Cancel", "The checkpoint was cancelled."),
     }
 
     def get_readonly_fields(self, request, obj=None):
@@ -436,7 +437,15 @@ class ApiClientAdmin(WritableRowActions, admin.ModelAdmin):
     @admin.action(description="Revoke the selected clients' tokens")
     def revoke(self, request, queryset):
         count = services.revoke_api_clients(clients=queryset, by=request.user)
-        self.message_user(request, f"{count} client(s) revoked.")
+        self.message_user(request, revoked_sentence(count))
+
+
+def revoked_sentence(count: int) -> str:
+    if count == 0:
+        return "No token was revoked: the selected clients' tokens were revoked already."
+    if count == 1:
+        return "The token of one API client was revoked; it can no longer call the API."
+    return f"The tokens of {count} API clients were revoked; they can no longer call the API."
 
 
 # The audit trail (read-only history pages) is registered by its own module.

@@ -131,7 +131,7 @@ def _confirm(request: HttpRequest) -> HttpResponse:
     if not result.ok:
         return _preview(request, clinic=clinic, name=name, content=content, result=result)
     stored.delete()
-    messages.success(request, f"Imported into {clinic}: {result.summary()}.")
+    messages.success(request, f"The file was imported into {clinic}: {result.summary()}.")
     return redirect("admin:patients_patient_changelist")
 
 

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import reverse
 
 from . import access
+from .admin_search import SessionSearchAdmin
 from .models import Clinic, Patient, StaffRole
 
 
@@ -34,10 +35,11 @@ class WritableRowActions:
         return on_writable_rows, name, description
 
 
-class ClinicScopedAdmin(WritableRowActions, admin.ModelAdmin):
+class ClinicScopedAdmin(SessionSearchAdmin, WritableRowActions, admin.ModelAdmin):
     """Every row is decided by `patients.access` for the row's clinic (`clinic_path` leads there):
     `view_action` to list or open it, `change_action` to add, change, delete it or run an action on
-    it. Django's global permissions on top only decide which menus show."""
+    it. Django's global permissions on top only decide which menus show. Its list search (a name or
+    an MRN) is kept in the session, never in the URL (`patients.admin_search`)."""
 
     clinic_path = "clinic"
     view_action = access.Action.VIEW

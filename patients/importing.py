@@ -77,12 +77,19 @@ class ImportResult:
         return by_row
 
     def summary(self) -> str:
+        """What the import wrote, in words: "2 new patients, 1 patient already registered, …"."""
         c = self.counts
         return (
-            f"{c.get('patients', 0)} new patient(s), {c.get('existing_patients', 0)} existing, "
-            f"{c.get('procedures', 0)} procedure(s), {c.get('levels', 0)} level(s), "
-            f"{c.get('checkpoints', 0)} checkpoint(s) of which {c.get('needs_review', 0)} already past (to review)"
+            f"{_count(c.get('patients', 0), 'new patient')}, "
+            f"{_count(c.get('existing_patients', 0), 'patient')} already registered, "
+            f"{_count(c.get('procedures', 0), 'procedure')}, {_count(c.get('levels', 0), 'treated level')} and "
+            f"{_count(c.get('checkpoints', 0), 'checkpoint')}, of which {c.get('needs_review', 0)} already past "
+            "and to be reviewed"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # --- Grouping and validation --------------------------------------------------------------------

@@ -96,10 +96,13 @@ class Intensification:
 @dataclass(frozen=True)
 class PatientMessagePolicy:
     """How often a patient is e-mailed: at most `weekly_cap` non-safety messages (reminders and
-    check-in invitations) in any 7 days; those of the checkpoints or reasons in `uncapped` always go."""
+    check-in invitations) in any 7 days, each day's items together in one message that waits
+    `gather_minutes` for the other items of its day; those of the checkpoints or reasons in
+    `uncapped` always go at once and alone."""
 
     id: str
     weekly_cap: int
+    gather_minutes: int
     uncapped: frozenset[str]
     source: str
 

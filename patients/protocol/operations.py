@@ -160,6 +160,7 @@ def parse_patient_messages(data: dict, name: str, codes: frozenset[str]) -> Pati
     return PatientMessagePolicy(
         id=require(entry, "id", where, str),
         weekly_cap=positive(entry, "weekly_cap", where),
+        gather_minutes=positive(entry, "gather_minutes", where),
         uncapped=frozenset(names(entry, "uncapped", where, codes | rule_ids(data), "checkpoint or finding")),
         source=source(entry, where),
     )

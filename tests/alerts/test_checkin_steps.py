@@ -152,3 +152,33 @@ def test_a_red_flag_changed_to_yes_after_going_back_is_saved_and_paged(client, i
     step(client, 1, NO_FLAGS)
     report.refresh_from_db()
     assert report.red_flags == ["RF-05"] and Alert.objects.filter(code="RF-05").count() == 1
+
+
+@pytest.mark.hazard("HAZ-52")
+@pytest.mark.django_db
+def test_an_answer_changed_after_going_back_replaces_the_first_which_is_kept_and_a_no_never_clears_a_yes(
+    client, invite, make_patient, clinician
+):
+    """Pain 4 sent on page 2, then the patient goes back and sends 8: the report holds 8, the 4 is
+    kept as the answer first sent. A red flag sent "yes" stays "yes" when the
+    same page is sent again with "no"."""
+    invitation = invite(make_patient(responsible_clinician=clinician))
+    client.get(invitation.path)
+    step(client, 1, {**NO_FLAGS, "RF-05": "yes"})
+    step(client, 2, {"pain_now": "4", "pain_average_24h": "4", "painkillers": ["none"]})
+    report = SymptomReport.objects.get(checkin=invitation.checkin)
+    assert (report.pain_now, report.answer_changes) == (4, [])
+
+    changed = {"pain_now": "8", "pain_average_24h": "4", "painkillers": ["non_opioid", "opioid"]}
+    assert step(client, 2, changed)["Location"] == f"{FORM}?step=3"
+    step(client, 1, NO_FLAGS)  # back to the first page, every red flag "no" this time
+
+    report.refresh_from_db()
+    assert (report.pain_now, report.pain_average_24h, report.painkillers) == (8, 4, ["non_opioid", "opioid"])
+    changes = {change["question"]: (change["first"], change["changed_to"]) for change in report.answer_changes}
+    assert changes == {"pain_now": (4, 8), "painkillers": (["none"], ["non_opioid", "opioid"])}
+    assert report.red_flags == ["RF-05"] and Alert.objects.filter(code="RF-05").count() == 1
+    # A blank sent later clears nothing.
+    step(client, 2, {"pain_now": "", "pain_average_24h": "4"})
+    report.refresh_from_db()
+    assert report.pain_now == 8 and len(report.answer_changes) == 2

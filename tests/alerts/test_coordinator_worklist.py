@@ -148,7 +148,7 @@ def test_marking_several_patients_called_at_once(client, coordinator, overdue, m
         follow=True,
     )
 
-    assert "2 rows call logged." in page.content.decode()
+    assert "The call was logged for 2 patients." in page.content.decode()
     assert not CheckIn.objects.filter(state=CheckInState.CALL_NEEDED).exists()
 
 

@@ -39,7 +39,7 @@ def cp(procedure, code, sequence=1) -> Checkpoint:
 
 def sent_for(checkpoint) -> "mail.EmailMessage":
     [delivery] = Delivery.objects.filter(checkpoint=checkpoint, kind=DeliveryKind.REMINDER)
-    deliver(delivery_id=delivery.pk)
+    deliver(delivery_id=delivery.pk, now=max(timezone.now(), delivery.next_attempt_at))  # a day's message waits
     return mail.outbox[-1]
 
 
@@ -159,7 +159,7 @@ def test_same_day_reminders_of_one_patient_go_in_one_message(make_procedure):
     sweep_reminders(now=moment)
 
     [delivery] = Delivery.objects.filter(kind=DeliveryKind.REMINDER)
-    assert sorted(delivery.context["checkpoints"]) == sorted([dxa.pk, physio.pk])
+    assert sorted(delivery.context["items"]) == sorted([f"reminder:{dxa.pk}:1", f"reminder:{physio.pk}:1"])
     deliver(delivery_id=delivery.pk)
     [message] = mail.outbox
     protocol = get_protocol(dxa.protocol_version)
@@ -251,3 +251,108 @@ def test_a_safety_checkin_goes_at_once_when_the_cap_is_reached_and_another_waits
     routine.refresh_from_db()
     assert routine.next_action_at == now + timedelta(days=1)
     assert Counter(Delivery.objects.values_list("kind", flat=True)) == {"reminder": cap, "checkin": 1}
+
+
+def plain_text(message) -> str:
+    part = next(part for part in message.walk() if part.get_content_type() == "text/plain")
+    return part.get_payload(decode=True).decode()
+
+
+def send_pending(now: datetime) -> None:
+    """Every pending delivery, as the worker would once its moment has come."""
+    for delivery in Delivery.objects.filter(state="pending").order_by("id"):
+        deliver(delivery_id=delivery.pk, now=max(now, delivery.next_attempt_at))
+
+
+def same_day_pair(make_procedure, moment: datetime) -> tuple[Checkpoint, Checkpoint]:
+    """A DXA reminder (CP-06) and a routine check-in (CP-03) of one patient, both due at `moment`."""
+    with time_machine.travel(at_utc(2026, 3, 2, 12), tick=False):
+        procedure = make_procedure(performed_on=DAY0, fracture_diagnosed_on=date(2026, 2, 20))
+    dxa, checkin = cp(procedure, "CP-06"), cp(procedure, "CP-03")
+    assert not get_protocol(dxa.protocol_version).patient_messages.uncapped & {"CP-06", "CP-03"}
+    Checkpoint.objects.filter(pk__in=[dxa.pk, checkin.pk]).update(next_reminder_at=moment)
+    return dxa, checkin
+
+
+@pytest.mark.django_db
+def test_a_reminder_and_a_checkin_due_the_same_day_arrive_as_one_email(make_procedure, smtp_settings):
+    moment = at_utc(2026, 3, 20, 9)
+    dxa, checkpoint = same_day_pair(make_procedure, moment)
+
+    sweep_reminders(now=moment)  # the reminder, and the check-in it makes of CP-03
+    sweep_checkins(now=moment + timedelta(minutes=1))  # the invitation, one beat tick later
+    sweep_reminders(now=moment + timedelta(minutes=1))  # re-runs write nothing more
+    sweep_checkins(now=moment + timedelta(minutes=1))
+    send_pending(moment + timedelta(minutes=5))
+
+    [delivery] = Delivery.objects.filter(kind__in=[DeliveryKind.REMINDER, DeliveryKind.CHECKIN])
+    checkin = CheckIn.objects.get(checkpoint=checkpoint)
+    assert delivery.context["items"] == [f"reminder:{dxa.pk}:1", f"checkin:{checkin.pk}:1"]
+    [message] = smtp_settings.messages
+    clinic = dxa.procedure.patient.clinic
+    assert message["Subject"] == f"Your check-in and a reminder from {clinic.name}"
+    assert not any(word in message["Subject"].lower() for word in CLINICAL_WORDS)
+    body = plain_text(message)
+    protocol = get_protocol(dxa.protocol_version)
+    for code in ("CP-06", "CP-03"):
+        title, text = protocol.patient_wording(code)
+        assert title in body and text in body
+    assert f"{settings.SITE_URL}/c/" in body
+    checkin.refresh_from_db()
+    dxa.refresh_from_db()
+    assert checkin.invitations_sent == 1 and dxa.reminders_sent == 1
+
+
+@pytest.mark.django_db
+def test_an_item_due_after_its_days_email_went_goes_with_the_next_days_and_nothing_twice(make_procedure, smtp_settings):
+    moment = at_utc(2026, 3, 20, 9)
+    dxa, checkpoint = same_day_pair(make_procedure, moment)
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(next_reminder_at=moment + timedelta(hours=5))
+
+    sweep_reminders(now=moment)
+    send_pending(moment + timedelta(minutes=5))  # the day's e-mail goes with the reminder alone
+    later = moment + timedelta(hours=5)
+    sweep_reminders(now=later)
+    sweep_checkins(now=later)  # the check-in finds the day's e-mail gone: it waits for the next day
+    sweep_reminders(now=later + timedelta(minutes=1))
+    sweep_checkins(now=later + timedelta(minutes=1))
+    send_pending(later + timedelta(minutes=5))
+    assert len(smtp_settings.messages) == 1
+
+    checkin = CheckIn.objects.get(checkpoint=checkpoint)
+    assert checkin.invitations_sent == 0 and checkin.next_action_at == at_utc(2026, 3, 21, 9)
+    sweep_checkins(now=at_utc(2026, 3, 21, 9))
+    send_pending(at_utc(2026, 3, 21, 9, 5))
+
+    items = [item for context in Delivery.objects.values_list("context", flat=True) for item in context["items"]]
+    assert sorted(items) == sorted([f"reminder:{dxa.pk}:1", f"checkin:{checkin.pk}:1"])
+    first, second = smtp_settings.messages
+    assert first["Subject"] == f"A reminder from {dxa.procedure.patient.clinic.name}"
+    assert second["Subject"] == f"Your check-in from {dxa.procedure.patient.clinic.name}"
+    assert "/c/" not in plain_text(first) and protocol_title(dxa) not in plain_text(second)
+
+
+def protocol_title(checkpoint) -> str:
+    return get_protocol(checkpoint.protocol_version).patient_wording(checkpoint.code)[0]
+
+
+@pytest.mark.hazard("HAZ-51")
+@pytest.mark.django_db
+def test_a_safety_checkin_is_never_held_or_merged_with_the_days_email(make_procedure, smtp_settings):
+    moment = at_utc(2026, 3, 3, 9)
+    with time_machine.travel(at_utc(2026, 3, 2, 12), tick=False):
+        procedure = make_procedure(performed_on=DAY0, fracture_diagnosed_on=date(2026, 2, 20))
+    safety, dxa = cp(procedure, "CP-01"), cp(procedure, "CP-06")
+    Checkpoint.objects.filter(pk__in=[safety.pk, dxa.pk]).update(next_reminder_at=moment)
+
+    sweep_reminders(now=moment)
+    sweep_checkins(now=moment)
+
+    checkin = CheckIn.objects.get(checkpoint=safety)
+    alone = Delivery.objects.get(checkin=checkin)
+    assert alone.next_attempt_at == moment, "a safety invitation is not held"
+    assert alone.context["items"] == [f"checkin:{checkin.pk}:1"] and alone.context[UNCAPPED]
+    day = Delivery.objects.exclude(pk=alone.pk).get()
+    assert day.context["items"] == [f"reminder:{dxa.pk}:1"]
+    send_pending(moment + timedelta(minutes=5))
+    assert len(smtp_settings.messages) == 2

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts.reports import submit_report
+from alerts.reports import add_answers, submit_report
 from patients.models import ClinicMembership, StaffRole
 from patients.services import sweep_checkpoint_states
 from tests import builders
@@ -105,3 +105,27 @@ def test_an_auditor_reads_the_page_without_any_action(client, reported, clinic):
 
     assert "Report, Rita" in html
     assert "Acknowledge</button>" not in html and "Complete with outcome" not in html
+
+
+def test_the_alert_and_report_pages_of_the_admin_show_the_answers_in_words_as_the_patient_page_does(
+    client, coordinator, reported
+):
+    from alerts.models import Alert, SymptomReport
+    from alerts.rules import get_rules
+
+    client.force_login(coordinator)
+    alert, report = Alert.objects.get(), SymptomReport.objects.get()
+    flag = next(flag for flag in get_rules(report.protocol_version).red_flags if flag.id == "RF-08")
+    add_answers(report=report, pain_now=9)  # the patient went back and changed the 7
+
+    for name, pk in (("alerts_alert_change", alert.pk), ("alerts_symptomreport_change", report.pk)):
+        response = client.get(reverse(f"admin:{name}", args=[pk]))
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert flag.question in html and '<strong class="warning-sign">Yes (warning sign)</strong>' in html
+        assert "How bad is your back pain right now?" in html and "9 out of 10" in html
+        assert ": first 7 out of 10, then 9 out of 10.</li>" in html, "the answer first sent is kept"
+        assert "The wound is warm &amp; I feel shivery at night." in html
+        # Not the raw fields: the alert's answers JSON, the report's red-flag codes and pain field.
+        assert 'field-answers"' not in html and "[&quot;RF-08&quot;]" not in html
+        assert "field-red_flags" not in html and "field-pain_now" not in html and "field-second_opinion" not in html

@@ -74,8 +74,8 @@ def test_reminder_repeats_at_its_cadence_while_open_and_stops_at_its_maximum(mar
         moment = at_utc(2026, 3, 29, 8, 0) + timedelta(days=day - 29)
         sweep_reminders(now=moment)
 
-    causes = [delivery.cause for delivery in reminders_for(checkpoint)]
-    assert causes == [f"reminder:{checkpoint.pk}:1", f"reminder:{checkpoint.pk}:2"]
+    items = [delivery.context["items"] for delivery in reminders_for(checkpoint)]
+    assert items == [[f"reminder:{checkpoint.pk}:1"], [f"reminder:{checkpoint.pk}:2"]]
     checkpoint.refresh_from_db()
     assert checkpoint.next_reminder_at is None
     assert checkpoint.state == CheckpointState.DUE
@@ -181,7 +181,8 @@ def test_two_sweeps_at_once_and_a_rerun_write_each_reminder_exactly_once(make_pr
     assert errors == []
     due = Checkpoint.objects.filter(procedure__in=procedures, code="CP-06")
     assert Delivery.objects.filter(checkpoint__in=due).count() == 30
-    assert set(Delivery.objects.values_list("cause", flat=True)) == {f"reminder:{c.pk}:1" for c in due}
+    items = [item for context in Delivery.objects.values_list("context", flat=True) for item in context["items"]]
+    assert sorted(items) == sorted(f"reminder:{c.pk}:1" for c in due)
 
 
 @pytest.mark.django_db

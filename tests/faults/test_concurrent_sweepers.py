@@ -19,6 +19,7 @@ from alerts.outbox import sweep_deliveries
 from alerts.reminders import sweep_reminders
 from alerts.reports import submit_report
 from patients.models import Checkpoint, StaffRole
+from patients.protocol import get_protocol
 from tests.builders import bulk_staff
 from tests.faults.helpers import delivery_ids_received, run_together
 from tests.processes import ROOT, django_env, settled, wait_until
@@ -118,16 +119,17 @@ def test_two_beats_and_sixteen_sweepers_write_and_send_each_message_once(
     for log in logs:  # the beats kept ticking through the race
         assert ticks(log) >= RACE_SECONDS
 
-    wait_until(
+    wait_until(  # a day's reminder e-mail waits its gather minutes for the day's other items
         lambda: not Delivery.objects.exclude(state=DeliveryState.SENT).exists(),
-        timeout=90,
+        timeout=90 + 60 * get_protocol(clinic.protocol_version).patient_messages.gather_minutes,
         message="every delivery sent",
     )
     settled(lambda: len(smtp_server.messages), quiet_seconds=1.5, timeout=30, message="the SMTP server")
 
     for checkpoint in Checkpoint.objects.filter(id__in=reminders):
-        causes = list(Delivery.objects.filter(checkpoint=checkpoint).values_list("cause", flat=True))
-        assert causes == [f"reminder:{checkpoint.pk}:1"] and checkpoint.reminders_sent == 1, causes
+        contexts = Delivery.objects.filter(checkpoint=checkpoint).values_list("context", flat=True)
+        items = [item for context in contexts for item in context["items"]]
+        assert items == [f"reminder:{checkpoint.pk}:1"] and checkpoint.reminders_sent == 1, items
     for checkin in CheckIn.objects.filter(id__in=checkins):
         causes = list(Delivery.objects.filter(checkin=checkin).values_list("cause", flat=True))
         assert causes == [f"checkin:{checkin.pk}:1"] and checkin.invitations_sent == 1, causes

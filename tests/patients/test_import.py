@@ -384,7 +384,7 @@ def test_command_imports_a_file_and_prints_the_summary(clinic):
 
     call_command("import_patients", "--clinic", clinic.slug, str(SAMPLE), stdout=out, stderr=err)
 
-    assert "Imported: 4 new patient(s)" in out.getvalue()
+    assert "Imported: 4 new patients, 0 patients already registered" in out.getvalue()
     assert Procedure.objects.count() == 5
 
 
