@@ -62,10 +62,10 @@ def new_ids(model: type[models.Model], count: int) -> list[int]:
     """`count` fresh primary keys from the table's own sequence, for rows written with `copy_rows`."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            "SELECT array_agg(nextval(pg_get_serial_sequence(%s, %s))) FROM generate_series(1, %s)",
             [model._meta.db_table, model._meta.pk.column, count],
         )
-        return [row[0] for row in cursor.fetchall()]
+        return cursor.fetchone()[0] or []
 
 
 def copy_rows(model: type[models.Model], rows: Iterable[Mapping[str, Any]], *, with_pk: bool = False) -> None:

@@ -162,7 +162,12 @@ class CheckpointEvent(models.Model):
         BOOKED = "booked", _("Appointment booked")
         REPLANNED = "replanned", _("Moved by a re-plan")
 
-    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="events")
+    # No database constraint: the planner writes an event with each of the tens of thousands of
+    # checkpoints an import plans, and the database re-checking each at commit cost more than planning
+    # them. Events are written only by patients/services/checkpoints.py, for checkpoints it has just
+    # written or holds locked, and checkpoints are deleted only through the ORM, which deletes their
+    # events with them (on_delete=CASCADE); tests/patients/test_rows.py checks both.
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="events", db_constraint=False)
     kind = models.CharField(max_length=12, choices=Kind.choices)
     at = models.DateTimeField(default=timezone.now)
     by = models.ForeignKey(

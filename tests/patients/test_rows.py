@@ -163,3 +163,30 @@ def test_two_concurrent_claimers_get_disjoint_rows(checkpoints):
     assert not claimed["a"] & claimed["b"]
     assert claimed["a"] | claimed["b"] == ids
     assert Checkpoint.objects.filter(state=DUE).count() == len(ids)
+
+
+@pytest.mark.django_db
+def test_each_planned_checkpoint_has_its_planned_event_and_deleting_them_through_the_orm_leaves_no_event(
+    make_patient,
+):
+    """Checkpoint events carry no database constraint (patients/models/checkpoint.py): the writer
+    gives every checkpoint it plans its event, and a deletion, which only the ORM makes, takes the
+    events with it."""
+    from patients.models import CheckpointEvent
+    from patients.services import record_procedure, schedule_procedures
+    from tests.builders import procedure_fields
+
+    procedures = [
+        record_procedure(patient=make_patient(), levels=[{"level": "L1"}], schedule=False, **procedure_fields())
+        for _ in range(3)
+    ]
+    planned = schedule_procedures(procedure_ids=[procedure.pk for procedure in procedures])
+
+    events = CheckpointEvent.objects.filter(kind=CheckpointEvent.Kind.PLANNED)
+    checkpoints = Checkpoint.objects.filter(procedure__in=procedures)
+    assert planned == checkpoints.count() > 0
+    assert sorted(events.values_list("checkpoint_id", flat=True)) == sorted(checkpoints.values_list("id", flat=True))
+
+    procedures[0].patient.delete()
+    assert not CheckpointEvent.objects.exclude(checkpoint_id__in=Checkpoint.objects.values("id")).exists()
+    assert events.count() == Checkpoint.objects.filter(procedure__in=procedures[1:]).count()
