@@ -120,9 +120,16 @@ def get_protocol(version: str) -> Protocol:
     return load_protocol_file(path)
 
 
+@cache
+def _versions() -> tuple[str, ...]:
+    """The protocol files shipped with the code, read once per process (every new Clinic instance
+    asks for the latest as its default)."""
+    return tuple(sorted(path.stem for path in PROTOCOL_DIR.glob("*.toml")))
+
+
 def available_versions() -> list[str]:
-    return sorted(path.stem for path in PROTOCOL_DIR.glob("*.toml"))
+    return list(_versions())
 
 
 def latest_version() -> str:
-    return available_versions()[-1]
+    return _versions()[-1]
